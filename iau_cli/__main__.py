@@ -1,0 +1,3 @@
+from iau_cli.cli.app import main
+
+main()

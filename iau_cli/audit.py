@@ -1,0 +1,529 @@
+"""``audit``: did the deletion work? Utility, membership inference, closeness to a retrained
+reference, lineage, and a verdict with thresholds.
+
+Membership inference compares the audited ids (members, if the deletion failed) with an equal
+number of held-out test rows drawn class by class in the same proportions (non-members). Every
+attack is scored so that *higher means "more member-like"*; an AUC of 0.5 means the forget rows are
+indistinguishable from rows the model never saw.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from iau_cli.checkpoint import params_sha256
+from iau_cli.config import RunConfig
+from iau_cli.data import ForgetRequest
+from iau_cli.errors import CheckpointError, IdsError
+from iau_cli.files import write_text_atomic
+from iau_cli.metrics import Predictions, auc, mean_kl_js, predict, tpr_at_fpr, tug_of_war
+from iau_cli.report import Report, Table, fmt, pct
+from iau_cli.runs import Restored, restore
+from iau_cli.training import Progress, RowPartition, no_progress, train_model
+
+LOW_FPRS = (0.01, 0.001)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a deletion passes. ``None`` margins are derived from the sample sizes (see README)."""
+
+    mia_margin: float | None = None
+    accuracy_margin: float | None = None
+    max_test_drop: float = 0.02
+    min_tow: float = 0.95
+
+
+@dataclass
+class AuditRequest:
+    checkpoint: str
+    forget: ForgetRequest
+    reference: str | None = None
+    original: str | None = None
+    config: RunConfig | None = None
+    trust_code: bool = False
+    allow_data_change: bool = False
+    device: str = "auto"
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    shadow_models: int = 0
+    folds: int = 5
+    seed: int = 0
+    batch_size: int = 512
+
+
+@dataclass
+class MiaFigures:
+    """Membership-inference figures for one model (forget rows vs held-out rows)."""
+
+    members: int
+    non_members: int
+    loss_auc: float
+    challenge_accuracy: float
+    indiscernibility: float
+    tpr_at_fpr: dict[str, float]
+    lira_auc: float | None = None
+    lira_tpr_at_fpr: dict[str, float] | None = None
+
+
+@dataclass
+class ModelFigures:
+    """Utility and membership figures of one model on the audited rows."""
+
+    accuracy: dict[str, float]
+    loss: dict[str, float]
+    mia: MiaFigures
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool | None  # None: not checked (what would be needed is in ``detail``)
+    value: float | str | None
+    threshold: str
+    detail: str
+
+
+@dataclass
+class AuditResult:
+    checkpoint: str
+    ids: dict[str, int]
+    model: ModelFigures
+    reference: ModelFigures | None
+    original: ModelFigures | None
+    comparison: dict[str, float]
+    lineage: list[dict[str, Any]]
+    checks: list[Check]
+    notes: list[str]
+    seconds: float
+    passed: bool
+    per_sample: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data.pop("per_sample")
+        return data
+
+    def report(self) -> Report:
+        models = [("audited", self.model)]
+        if self.original is not None:
+            models.insert(0, ("original", self.original))
+        if self.reference is not None:
+            models.append(("retrained", self.reference))
+        names = [n for n, _ in models]
+        rows = []
+        for split in ("forget", "retain", "test"):
+            rows.append([f"{split} accuracy"] + [pct(m.accuracy[split]) for _, m in models])
+        for split in ("forget", "test"):
+            rows.append([f"{split} loss"] + [fmt(m.loss[split]) for _, m in models])
+        rows.append(["MIA loss AUC"] + [fmt(m.mia.loss_auc, 3) for _, m in models])
+        rows.append(["MIA challenge acc."] + [pct(m.mia.challenge_accuracy) for _, m in models])
+        rows.append(["indiscernibility"] + [fmt(m.mia.indiscernibility, 3) for _, m in models])
+        for key in self.model.mia.tpr_at_fpr:
+            rows.append([f"TPR @ {key} FPR"] + [pct(m.mia.tpr_at_fpr[key]) for _, m in models])
+        if self.model.mia.lira_auc is not None:
+            rows.append(
+                ["LiRA AUC"] + [fmt(m.mia.lira_auc, 3) if m.mia.lira_auc is not None else "—" for _, m in models]
+            )
+        tables = [Table("Figures", ["", *names], rows)]
+        if self.comparison:
+            tables.append(
+                Table("Against the retrained reference", ["", ""], [[k, fmt(v)] for k, v in self.comparison.items()])
+            )
+        check_rows = [
+            [
+                c.name,
+                "pass" if c.passed else ("FAIL" if c.passed is False else "not checked"),
+                fmt(c.value),
+                c.threshold,
+                c.detail,
+            ]
+            for c in self.checks
+        ]
+        tables.append(Table("Checks", ["check", "result", "value", "threshold", "detail"], check_rows, align="llrrl"))
+        history = [
+            [str(i), e.get("event", "?"), e.get("time", ""), str(e.get("ids", "")), e.get("method", "")]
+            for i, e in enumerate(self.lineage)
+        ]
+        tables.append(Table("Lineage", ["#", "event", "time", "ids", "method"], history, align="rllrl"))
+        failed = [c.name for c in self.checks if c.passed is False]
+        status = "PASS: the deletion passed every check" if self.passed else f"FAIL: {', '.join(failed)}"
+        ids = self.ids
+        notes = [
+            f"{ids['audited']} audited id(s) against {self.model.mia.non_members} held-out test rows "
+            f"(class-balanced); {self.seconds:.1f} s",
+            *self.notes,
+        ]
+        return Report(title=f"iau audit {self.checkpoint}", tables=tables, notes=notes, status=status)
+
+
+def balanced_nonmembers(member_labels: np.ndarray, pool_labels: np.ndarray, seed: int) -> np.ndarray:
+    """Indices into the pool with the members' class counts (as far as the pool allows)."""
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for label, count in zip(*np.unique(member_labels, return_counts=True)):
+        candidates = np.flatnonzero(pool_labels == label)
+        chosen.append(rng.choice(candidates, size=min(count, len(candidates)), replace=False))
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
+
+
+def challenge_attack(member_losses: np.ndarray, nonmember_losses: np.ndarray, folds: int, seed: int) -> float:
+    """k-fold accuracy of a logistic regression on per-sample losses (balanced classes)."""
+    n = min(len(member_losses), len(nonmember_losses))
+    if n < 2:
+        return float("nan")
+    rng = np.random.default_rng(seed)
+    members = rng.choice(member_losses, size=n, replace=False)
+    others = rng.choice(nonmember_losses, size=n, replace=False)
+    features = np.log(np.concatenate([members, others]).astype(np.float64) + 1e-12)
+    labels = np.concatenate([np.ones(n), np.zeros(n)])
+    order = rng.permutation(2 * n)
+    features, labels = features[order], labels[order]
+    folds = max(2, min(folds, n))
+    correct = 0
+    for fold in range(folds):
+        test_mask = np.arange(2 * n) % folds == fold
+        weight, bias = _fit_logistic(features[~test_mask], labels[~test_mask])
+        predicted = (features[test_mask] * weight + bias) > 0
+        correct += int((predicted == labels[test_mask].astype(bool)).sum())
+    return correct / (2 * n)
+
+
+def _fit_logistic(x: np.ndarray, y: np.ndarray, steps: int = 200) -> tuple[float, float]:
+    """One-feature logistic regression (standardized feature, L-BFGS in torch)."""
+    mean, std = float(x.mean()), float(x.std()) or 1.0
+    xt = torch.tensor((x - mean) / std, dtype=torch.float64)
+    yt = torch.tensor(y, dtype=torch.float64)
+    params = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([params], max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        logits = xt * params[0] + params[1]
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, yt) + 1e-4 * params[0] ** 2
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    w, b = params.detach().tolist()
+    return w / std, b - w * mean / std
+
+
+def indiscernibility(accuracy: float) -> float:
+    return 1.0 - abs(accuracy - 0.5) / 0.5
+
+
+def auc_null_se(n_members: int, n_nonmembers: int) -> float:
+    """Standard error of the AUC when both groups come from one distribution (Mann–Whitney)."""
+    if n_members == 0 or n_nonmembers == 0:
+        return float("nan")
+    return math.sqrt((n_members + n_nonmembers + 1) / (12.0 * n_members * n_nonmembers))
+
+
+def _mia(member: Predictions, nonmember: Predictions, folds: int, seed: int) -> MiaFigures:
+    challenge = challenge_attack(member.losses, nonmember.losses, folds, seed)
+    return MiaFigures(
+        members=len(member.losses),
+        non_members=len(nonmember.losses),
+        loss_auc=auc(-member.losses, -nonmember.losses),
+        challenge_accuracy=challenge,
+        indiscernibility=indiscernibility(challenge) if not math.isnan(challenge) else float("nan"),
+        tpr_at_fpr={f"{f:g}": tpr_at_fpr(-member.losses, -nonmember.losses, f) for f in LOW_FPRS},
+    )
+
+
+@dataclass
+class _Rows:
+    forget: np.ndarray
+    retain: np.ndarray
+    nonmember: np.ndarray
+
+
+def _figures(
+    restored: Restored, model: torch.nn.Module, rows: _Rows, request: AuditRequest, probs: bool = False
+) -> tuple[ModelFigures, Predictions, Predictions]:
+    device = restored.device
+    forget = predict(model, restored.data.train, rows.forget, device, batch_size=request.batch_size, keep_probs=probs)
+    retain = predict(model, restored.data.train, rows.retain, device, batch_size=request.batch_size)
+    test = predict(model, restored.data.test, None, device, batch_size=request.batch_size)
+    nonmember = Predictions(test.losses[rows.nonmember], test.correct[rows.nonmember])
+    figures = ModelFigures(
+        accuracy={"forget": forget.accuracy, "retain": retain.accuracy, "test": test.accuracy},
+        loss={"forget": forget.loss, "retain": retain.loss, "test": test.loss},
+        mia=_mia(forget, nonmember, request.folds, request.seed),
+    )
+    return figures, forget, nonmember
+
+
+def lineage_checks(restored: Restored, audited_ids: list[str]) -> tuple[list[Check], list[str]]:
+    """Every audited id recorded as forgotten; parent-hash chain consistent up to these weights."""
+    forgotten = restored.meta.forgotten
+    missing = [i for i in audited_ids if not forgotten.contains(i)]
+    checks = [
+        Check(
+            "ids recorded as forgotten",
+            not missing,
+            f"{len(audited_ids) - len(missing)}/{len(audited_ids)}",
+            "all",
+            "every id's salted hash is in the checkpoint"
+            if not missing
+            else f"{len(missing)} id(s) never forgotten by this model, e.g. {', '.join(missing[:5])}",
+        )
+    ]
+    problems = []
+    lineage = restored.meta.lineage
+    for index in range(1, len(lineage)):
+        event, previous = lineage[index], lineage[index - 1]
+        parent = event.get("parent_params_sha256")
+        if event.get("event") == "unlearn" and parent != previous.get("params_sha256"):
+            problems.append(f"event {index} does not continue event {index - 1}")
+    current = params_sha256(restored.checkpoint.state_dict)
+    last = next((e for e in reversed(lineage) if "params_sha256" in e), None)
+    if last is None or last["params_sha256"] != current:
+        problems.append("the weights differ from those the last lineage event recorded")
+    checks.append(
+        Check(
+            "lineage chain",
+            not problems,
+            f"{len(lineage)} event(s)",
+            "consistent",
+            "; ".join(problems) if problems else "each event continues its parent; weights match the last event",
+        )
+    )
+    return checks, missing
+
+
+def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditResult:
+    """Audit a checkpoint's deletion of ``request.forget``."""
+    started = time.perf_counter()
+    restored = restore(
+        request.checkpoint,
+        config=request.config,
+        trust_code=request.trust_code,
+        allow_data_change=request.allow_data_change,
+        device=request.device,
+    )
+    index = {sample_id: row for row, sample_id in enumerate(restored.data.train.ids)}
+    unknown = [i for i in request.forget.ids if i not in index]
+    if unknown:
+        raise IdsError(
+            f"{request.forget.source}: {len(unknown)} id(s) are not training rows of this model's data, "
+            f"e.g. {', '.join(repr(i) for i in unknown[:5])}"
+        )
+    audited = list(request.forget.ids)
+    forget_rows = np.array(sorted(index[i] for i in audited), dtype=np.int64)
+    learn = restored.partition(exclude=set(audited)).learn
+    nonmember = balanced_nonmembers(restored.data.train.labels[forget_rows], restored.data.test.labels, request.seed)
+    rows = _Rows(forget=forget_rows, retain=learn, nonmember=nonmember)
+    progress("audit", 0, 3)
+    model_figures, model_forget, model_nonmember = _figures(restored, restored.model, rows, request, probs=True)
+    checks, _ = lineage_checks(restored, audited)
+    notes: list[str] = []
+    if len(nonmember) < 100:
+        notes.append(f"TPR at 1% FPR needs ≥ 100 non-member rows to mean anything; there are {len(nonmember)}")
+    elif len(nonmember) < 1000:
+        notes.append(f"TPR at 0.1% FPR needs ≥ 1,000 non-member rows to mean anything; there are {len(nonmember)}")
+    if len(nonmember) < len(forget_rows):
+        notes.append("the test split has fewer rows of some classes than the forget set; non-members are fewer")
+
+    reference = original = None
+    comparison: dict[str, float] = {}
+    lira_targets = [(model_figures, restored.model)]
+    if request.reference:
+        ref = _other(request.reference, restored, request, "reference")
+        reference, ref_forget, _ = _figures(restored, ref, rows, request, probs=True)
+        lira_targets.append((reference, ref))
+        kl, js = mean_kl_js(model_forget.probs, ref_forget.probs)  # type: ignore[arg-type]
+        comparison = {
+            "tug_of_war": tug_of_war(model_figures.accuracy, reference.accuracy),
+            **{
+                f"{s}_accuracy_gap": model_figures.accuracy[s] - reference.accuracy[s]
+                for s in ("forget", "retain", "test")
+            },
+            "mia_auc_gap": model_figures.mia.loss_auc - reference.mia.loss_auc,
+            "forget_kl": kl,
+            "forget_js": js,
+        }
+    progress("audit", 1, 3)
+    if request.original:
+        orig = _other(request.original, restored, request, "original")
+        original, _, _ = _figures(restored, orig, rows, request)
+        lira_targets.append((original, orig))
+    if request.shadow_models:
+        _lira(restored, rows, request, lira_targets, progress)
+    progress("audit", 3, 3)
+    checks += verdict_checks(model_figures, reference, original, request.thresholds)
+    passed = all(c.passed is not False for c in checks)
+    per_sample = [
+        {
+            "id": restored.data.train.ids[row],
+            "label": int(restored.data.train.labels[row]),
+            "loss": float(loss),
+            "correct": bool(correct),
+            "membership_score": float(-loss),
+            "nonmember_rank": float(np.mean(model_nonmember.losses > loss)) if len(model_nonmember.losses) else None,
+        }
+        for row, loss, correct in zip(forget_rows, model_forget.losses, model_forget.correct)
+    ]
+    return AuditResult(
+        checkpoint=str(request.checkpoint),
+        ids={"audited": len(audited), "duplicates": request.forget.duplicates},
+        model=model_figures,
+        reference=reference,
+        original=original,
+        comparison=comparison,
+        lineage=restored.meta.lineage,
+        checks=checks,
+        notes=notes,
+        seconds=time.perf_counter() - started,
+        passed=passed,
+        per_sample=per_sample,
+    )
+
+
+def _other(path: str, restored: Restored, request: AuditRequest, role: str) -> torch.nn.Module:
+    """Load a comparison model; it must be the same architecture on the same data."""
+    other = restore(
+        path, config=request.config, trust_code=request.trust_code, allow_data_change=True, device=restored.device
+    )
+    if other.data.fingerprint["sha256"] != restored.data.fingerprint["sha256"]:
+        raise CheckpointError(f"{path}: the {role} model was trained on different data than {request.checkpoint}")
+    return other.model
+
+
+def verdict_checks(
+    model: ModelFigures, reference: ModelFigures | None, original: ModelFigures | None, thresholds: Thresholds
+) -> list[Check]:
+    """Removal and utility checks. Margins default to two standard errors of the figure at hand."""
+    checks = []
+    mia = model.mia
+    se = auc_null_se(mia.members, mia.non_members)
+    margin = thresholds.mia_margin if thresholds.mia_margin is not None else max(0.02, 2 * se)
+    target = reference.mia.loss_auc if reference is not None else 0.5
+    gap = mia.loss_auc - target
+    checks.append(
+        Check(
+            "membership (loss AUC)",
+            gap <= margin,
+            mia.loss_auc,
+            f"≤ {target + margin:.3f}",
+            f"{'retrained model' if reference else 'chance'} {target:.3f} + margin {margin:.3f}; "
+            + ("ok" if gap <= margin else f"over by {gap - margin:.3f}"),
+        )
+    )
+    n_forget = mia.members
+    if reference is not None:
+        target_acc = reference.accuracy["forget"]
+        label = "retrained model's forget accuracy"
+    else:
+        target_acc = model.accuracy["test"]
+        label = "test accuracy (what a model that never saw the rows gets)"
+    acc_se = math.sqrt(max(target_acc * (1 - target_acc), 0.25 / max(n_forget, 1)) / max(n_forget, 1))
+    acc_margin = thresholds.accuracy_margin if thresholds.accuracy_margin is not None else max(0.01, 2 * acc_se)
+    excess = model.accuracy["forget"] - target_acc
+    checks.append(
+        Check(
+            "forget accuracy",
+            excess <= acc_margin,
+            model.accuracy["forget"],
+            f"≤ {target_acc + acc_margin:.3f}",
+            f"{label} {target_acc:.3f} + margin {acc_margin:.3f}; "
+            + ("ok" if excess <= acc_margin else f"over by {excess - acc_margin:.3f}"),
+        )
+    )
+    baseline = original if original is not None else reference
+    if baseline is not None:
+        drop = baseline.accuracy["test"] - model.accuracy["test"]
+        checks.append(
+            Check(
+                "test accuracy kept",
+                drop <= thresholds.max_test_drop,
+                model.accuracy["test"],
+                f"≥ {baseline.accuracy['test'] - thresholds.max_test_drop:.3f}",
+                f"{'original' if original is not None else 'retrained'} {baseline.accuracy['test']:.3f} − "
+                f"{thresholds.max_test_drop:.3f}; "
+                + ("ok" if drop <= thresholds.max_test_drop else f"lost {drop - thresholds.max_test_drop:.3f} more"),
+            )
+        )
+    else:
+        checks.append(
+            Check("test accuracy kept", None, model.accuracy["test"], "—", "pass --original or --reference to check")
+        )
+    if reference is not None:
+        tow = tug_of_war(model.accuracy, reference.accuracy)
+        checks.append(
+            Check(
+                "Tug-of-War vs retrained",
+                tow >= thresholds.min_tow,
+                tow,
+                f"≥ {thresholds.min_tow:.3f}",
+                "ok" if tow >= thresholds.min_tow else f"short by {thresholds.min_tow - tow:.3f}",
+            )
+        )
+    return checks
+
+
+def _lira(
+    restored: Restored,
+    rows: _Rows,
+    request: AuditRequest,
+    targets: list[tuple[ModelFigures, torch.nn.Module]],
+    progress: Progress,
+) -> None:
+    """Offline LiRA: shadow models trained on random halves of the retain rows never see the
+    audited rows; a row's score is how far the audited model's confidence on it lies above the
+    shadow models' (a per-row Gaussian fitted to the logit-scaled confidence)."""
+    k = request.shadow_models
+    rng = np.random.default_rng(request.seed + 1)
+    forget_phi, test_phi = [], []
+    for shadow in range(k):
+        half = np.sort(rng.choice(rows.retain, size=len(rows.retain) // 2, replace=False))
+        config = dataclasses.replace(
+            restored.config, train=dataclasses.replace(restored.config.train, seed=request.seed * 1000 + shadow)
+        )
+        model, _ = train_model(
+            config,
+            restored.data,
+            RowPartition(learn=half, val=np.zeros(0, dtype=np.int64)),
+            restored.device,
+            allow_import=True,
+        )
+        forget_phi.append(_phi(model, restored, restored.data.train, rows.forget, request))
+        test_phi.append(_phi(model, restored, restored.data.test, rows.nonmember, request))
+        progress("shadow models", shadow + 1, k)
+    forget_phi_arr, test_phi_arr = np.stack(forget_phi), np.stack(test_phi)
+    # With few shadows a per-row variance is noisy; use one variance pooled over all rows (as LiRA does for small k).
+    pooled_std = float(np.concatenate([forget_phi_arr, test_phi_arr], axis=1).std(axis=0, ddof=0).mean()) + 1e-6
+    for figures, model in targets:
+        f_obs = _phi(model, restored, restored.data.train, rows.forget, request)
+        t_obs = _phi(model, restored, restored.data.test, rows.nonmember, request)
+        f_score = (f_obs - forget_phi_arr.mean(0)) / pooled_std
+        t_score = (t_obs - test_phi_arr.mean(0)) / pooled_std
+        figures.mia.lira_auc = auc(f_score, t_score)
+        figures.mia.lira_tpr_at_fpr = {f"{f:g}": tpr_at_fpr(f_score, t_score, f) for f in LOW_FPRS}
+
+
+def _phi(model: torch.nn.Module, restored: Restored, split: Any, rows: np.ndarray, request: AuditRequest) -> np.ndarray:
+    """Logit-scaled confidence in the true class, log(p / (1 − p)), per row."""
+    predictions = predict(model, split, rows, restored.device, batch_size=request.batch_size)
+    p_true = np.exp(-predictions.losses.astype(np.float64))
+    return np.log(p_true + 1e-30) - np.log1p(-np.minimum(p_true, 1 - 1e-12))
+
+
+def write_per_sample_csv(result: AuditResult, path: str | os.PathLike[str]) -> None:
+    """One row per audited id: id, label, loss, correct, membership score, non-member rank."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["id", "label", "loss", "correct", "membership_score", "nonmember_rank"])
+    writer.writeheader()
+    writer.writerows(result.per_sample)
+    write_text_atomic(path, buffer.getvalue())

@@ -1,0 +1,87 @@
+"""iau audit CHECKPOINT --forget ids.txt [--reference RETRAINED] [--original ORIGINAL]"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from iau_cli.cli.common import (
+    CheckpointArg,
+    ConfigOpt,
+    DeviceOpt,
+    JsonOpt,
+    QuietOpt,
+    ReportOpt,
+    check_output_paths,
+    emit,
+    progress_sink,
+)
+
+NAME = "audit"
+
+
+def command(
+    checkpoint: CheckpointArg,
+    forget: Annotated[str, typer.Option("--forget", "-f", metavar="IDS|-", help="The ids that were to be forgotten.")],
+    reference: Annotated[
+        Path | None, typer.Option("--reference", metavar="RETRAINED", help="A model retrained without the ids.")
+    ] = None,
+    original: Annotated[
+        Path | None, typer.Option("--original", metavar="ORIGINAL", help="The model before the deletion.")
+    ] = None,
+    per_sample: Annotated[
+        Path | None, typer.Option("--per-sample", metavar="PATH", help="CSV of each forget row's membership score.")
+    ] = None,
+    shadow_models: Annotated[
+        int,
+        typer.Option("--shadow-models", min=0, help="Thorough mode: offline LiRA with k shadow models (k trainings)."),
+    ] = 0,
+    mia_margin: Annotated[
+        float | None, typer.Option("--mia-margin", help="Allowed MIA AUC above chance/reference [default: 2 SE].")
+    ] = None,
+    accuracy_margin: Annotated[
+        float | None, typer.Option("--accuracy-margin", help="Allowed forget accuracy above target [default: 2 SE].")
+    ] = None,
+    max_test_drop: Annotated[float, typer.Option("--max-test-drop", help="Allowed test accuracy drop.")] = 0.02,
+    min_tow: Annotated[float, typer.Option("--min-tow", help="Minimum Tug-of-War against --reference.")] = 0.95,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for the non-member draw and the attacks.")] = 0,
+    config: ConfigOpt = None,
+    allow_data_change: Annotated[
+        bool, typer.Option("--allow-data-change", help="Audit although the data changed.")
+    ] = False,
+    trust_checkpoint_code: Annotated[
+        bool, typer.Option("--trust-checkpoint-code", help="Import the model class the checkpoint names.")
+    ] = False,
+    device: DeviceOpt = "auto",
+    json_target: JsonOpt = None,
+    report: ReportOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Check a deletion: utility, membership inference, lineage; exit 0 pass, 1 fail, 2 bad input."""
+    from iau_cli.audit import AuditRequest, Thresholds, audit, write_per_sample_csv
+    from iau_cli.config import load_run_config
+    from iau_cli.data import read_forget_ids
+
+    request = AuditRequest(
+        checkpoint=str(checkpoint),
+        forget=read_forget_ids(forget),
+        reference=str(reference) if reference else None,
+        original=str(original) if original else None,
+        config=load_run_config(config) if config else None,
+        trust_code=trust_checkpoint_code,
+        allow_data_change=allow_data_change,
+        device=device,
+        thresholds=Thresholds(mia_margin, accuracy_margin, max_test_drop, min_tow),
+        shadow_models=shadow_models,
+        seed=seed,
+    )
+    check_output_paths(json_target, report, per_sample)
+    with progress_sink(not quiet) as progress:
+        result = audit(request, progress=progress)
+    emit(result.report(), result.to_dict(), json_target=json_target, report_path=report, quiet=quiet)
+    if per_sample is not None:
+        write_per_sample_csv(result, per_sample)
+    if not result.passed:
+        raise typer.Exit(1)

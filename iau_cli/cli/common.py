@@ -1,0 +1,127 @@
+"""What the commands share: option aliases, consoles, progress, and writing reports and JSON."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from iau_cli.errors import OutputError
+from iau_cli.files import write_text_atomic
+
+JsonOpt = Annotated[
+    str | None,
+    typer.Option("--json", metavar="PATH|-", help="Also write the result as JSON to PATH, or to stdout with -."),
+]
+ReportOpt = Annotated[
+    Path | None,
+    typer.Option("--report", metavar="PATH", help="Save the rendered report: .txt, .html or .md by extension."),
+]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu or cuda.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No report or progress; only errors (and --json).")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", metavar="KEY=VALUE", help="Override a config value, e.g. --set train.epochs=5 (repeatable)."),
+]
+CheckpointArg = Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="A .safetensors checkpoint.")]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", metavar="CONFIG.yaml", help="Run config (model and data) for a plain safetensors file."),
+]
+
+
+def err_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def check_output_paths(*paths: Any) -> None:
+    """Fail before any work if a report or JSON output cannot be written."""
+    for path in paths:
+        if path is None or str(path) == "-":
+            continue
+        parent = Path(path).expanduser().resolve().parent
+        if not parent.is_dir():
+            raise OutputError(f"{path}: folder {parent} does not exist")
+        if not os.access(parent, os.W_OK):
+            raise OutputError(f"{path}: folder {parent} is not writable")
+
+
+def emit(report: Any, data: dict[str, Any], *, json_target: str | None, report_path: Path | None, quiet: bool) -> None:
+    """Show the report (stdout, or stderr when JSON goes to stdout), then write JSON and report files."""
+    from rich.console import Console
+
+    from iau_cli.cli.render import render
+    from iau_cli.report import to_json
+
+    if not quiet:
+        console = Console(stderr=True) if json_target == "-" else Console()
+        console.print(render(report))
+    if json_target is not None:
+        text = to_json(data)
+        if json_target == "-":
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        else:
+            write_text_atomic(Path(json_target), text)
+    if report_path is not None:
+        save_report(report, Path(report_path))
+
+
+def save_report(report: Any, path: Path) -> None:
+    """Render the report into a file: Markdown for .md, HTML for .html/.htm, plain text otherwise."""
+    from rich.console import Console
+
+    from iau_cli.cli.render import render
+
+    suffix = path.suffix.lower()
+    if suffix in (".md", ".markdown"):
+        write_text_atomic(path, report.to_markdown())
+        return
+    console = Console(
+        record=True,
+        file=io.StringIO(),
+        width=110,
+        color_system=None if suffix not in (".html", ".htm") else "truecolor",
+    )
+    console.print(render(report))
+    if suffix in (".html", ".htm"):
+        write_text_atomic(path, console.export_html(inline_styles=True))
+    else:
+        write_text_atomic(path, console.export_text())
+
+
+@contextlib.contextmanager
+def progress_sink(enabled: bool) -> Iterator[Any]:
+    """A progress callable for the library, drawn as Rich progress bars on stderr."""
+    from iau_cli.training import no_progress
+
+    if not enabled or not sys.stderr.isatty():
+        yield no_progress
+        return
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    tasks: dict[str, Any] = {}
+    with Progress(
+        TextColumn("{task.description:>16}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=err_console(),
+        transient=True,
+    ) as progress:
+
+        def sink(label: str, completed: float, total: float) -> None:
+            if label not in tasks:
+                tasks[label] = progress.add_task(label, total=total)
+            progress.update(tasks[label], completed=completed, total=total)
+
+        yield sink

@@ -1,0 +1,32 @@
+"""iau demo"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from iau_cli.cli.common import DeviceOpt, JsonOpt, QuietOpt, ReportOpt, check_output_paths, emit, progress_sink
+
+NAME = "demo"
+NO_ARGS_HELP = False
+
+
+def command(
+    workdir: Annotated[Path, typer.Option("--workdir", help="Where the demo's files go (reused when present).")] = Path(
+        "iau-demo"
+    ),
+    device: DeviceOpt = "auto",
+    json_target: JsonOpt = None,
+    report: ReportOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """The whole story on the built-in digits: erasure and label cleanup, each trained, unlearned,
+    retrained for comparison and audited, with the commands that reproduce every step."""
+    from iau_cli.demo import run_demo
+
+    check_output_paths(json_target, report)
+    with progress_sink(not quiet) as progress:
+        result = run_demo(workdir, device=device, progress=progress)
+    emit(result.report(), result.to_dict(), json_target=json_target, report_path=report, quiet=quiet)

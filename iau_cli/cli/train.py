@@ -1,0 +1,41 @@
+"""iau train CONFIG.yaml --out model.safetensors"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from iau_cli.cli.common import (
+    DeviceOpt,
+    JsonOpt,
+    OverwriteOpt,
+    QuietOpt,
+    SetOpt,
+    check_output_paths,
+    emit,
+    progress_sink,
+)
+
+NAME = "train"
+
+
+def command(
+    config: Annotated[Path, typer.Argument(metavar="CONFIG.yaml", help="Run config: data, model, train sections.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write (.safetensors).")],
+    overrides: SetOpt = None,
+    overwrite: OverwriteOpt = False,
+    device: DeviceOpt = "auto",
+    json_target: JsonOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train a model from a YAML config and write a self-describing checkpoint."""
+    from iau_cli.config import load_run_config
+    from iau_cli.runs import train
+
+    run_config = load_run_config(config, overrides)
+    check_output_paths(json_target)
+    with progress_sink(not quiet) as progress:
+        result = train(run_config, out, overwrite=overwrite, device=device, progress=progress)
+    emit(result.report(), result.to_dict(), json_target=json_target, report_path=None, quiet=quiet)

@@ -1,0 +1,93 @@
+"""iau unlearn CHECKPOINT --forget ids.txt [--out new.safetensors]"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from iau_cli.cli.common import (
+    CheckpointArg,
+    ConfigOpt,
+    DeviceOpt,
+    JsonOpt,
+    OverwriteOpt,
+    QuietOpt,
+    ReportOpt,
+    check_output_paths,
+    emit,
+    progress_sink,
+)
+from iau_cli.methods import MethodName
+
+NAME = "unlearn"
+
+
+def command(
+    checkpoint: CheckpointArg,
+    forget: Annotated[
+        str, typer.Option("--forget", "-f", metavar="IDS|-", help="File of sample ids (one per line), or - for stdin.")
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output checkpoint [default: CHECKPOINT.unlearned.safetensors].")
+    ] = None,
+    method: Annotated[MethodName, typer.Option("--method", "-m", help="Unlearning method.")] = MethodName.IAU,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option", "-O", metavar="KEY=VALUE", help="Method option, e.g. -O rule=adam-sign -O step_size=1e-3."
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    allow_missing: Annotated[
+        bool, typer.Option("--allow-missing", help="Skip ids that are not training rows.")
+    ] = False,
+    allow_data_change: Annotated[
+        bool, typer.Option("--allow-data-change", help="Proceed although the data fingerprint changed.")
+    ] = False,
+    trust_checkpoint_code: Annotated[
+        bool, typer.Option("--trust-checkpoint-code", help="Import the model class the checkpoint names.")
+    ] = False,
+    ledger_refresh: Annotated[
+        str,
+        typer.Option(
+            "--ledger-refresh",
+            metavar="later|now",
+            help="now: recompute the gradient ledger at the new parameters (one pass over the data).",
+        ),
+    ] = "later",
+    max_ledger_drift: Annotated[
+        float,
+        typer.Option("--max-ledger-drift", help="Use a stale ledger whose relative parameter drift is at most this."),
+    ] = 0.0,
+    overwrite: OverwriteOpt = False,
+    device: DeviceOpt = "auto",
+    json_target: JsonOpt = None,
+    report: ReportOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Forget the listed sample ids and write a new checkpoint with the event in its lineage."""
+    from iau_cli.config import load_run_config, parse_key_values
+    from iau_cli.data import read_forget_ids
+    from iau_cli.unlearning import UnlearnRequest, unlearn
+
+    request = UnlearnRequest(
+        checkpoint=str(checkpoint),
+        forget=read_forget_ids(forget),
+        out=str(out) if out else None,
+        method=method.value,
+        options=parse_key_values(option or [], source="--option"),
+        config=load_run_config(config) if config else None,
+        allow_missing=allow_missing,
+        trust_code=trust_checkpoint_code,
+        allow_data_change=allow_data_change,
+        device=device,
+        overwrite=overwrite,
+        ledger_refresh=ledger_refresh,
+        max_ledger_drift=max_ledger_drift,
+    )
+    check_output_paths(json_target, report)
+    with progress_sink(not quiet) as progress:
+        result = unlearn(request, progress=progress)
+    emit(result.report(), result.to_dict(), json_target=json_target, report_path=report, quiet=quiet)

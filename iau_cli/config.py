@@ -1,0 +1,332 @@
+"""Run configuration: frozen dataclasses, filled from defaults, then YAML, then ``--set`` overrides.
+
+Every field carries a help string. Loading collects *every* problem (unknown keys, wrong types,
+invalid values) and raises one :class:`ConfigError` listing them all, so a user fixes a config in
+one round trip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from iau_cli.errors import ConfigError
+
+BUILTIN_PREFIX = "builtin:"
+DATA_FORMATS = ("auto", "parquet", "csv", "json", "disk", "imagefolder")
+
+
+def _help(text: str, **kwargs: Any) -> Any:
+    """A dataclass field with a help string in its metadata."""
+    return field(metadata={"help": text}, **kwargs)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the rows live and how they become tensors."""
+
+    train: str = _help("Training rows: a file, a folder, or builtin:digits.", default="builtin:digits")
+    test: str | None = _help(
+        "Held-out rows (same format). Without it, test_fraction of the train rows is split off.",
+        default=None,
+    )
+    format: str = _help(f"One of {', '.join(DATA_FORMATS)}; auto reads the file ending.", default="auto")
+    test_fraction: float = _help(
+        "Fraction of train rows held out as test when no test file is given (chosen by id hash).",
+        default=0.2,
+    )
+    id_column: str = _help("Column of stable sample ids (matched as strings).", default="id")
+    label_column: str = _help("Column of class indices 0..K-1.", default="label")
+    feature_columns: list[str] | None = _help(
+        "Numeric feature columns; default every numeric column except id and label.", default=None
+    )
+    image_column: str | None = _help(
+        "Image column (decoded to a C×H×W tensor in [0, 1]); set for image data.", default=None
+    )
+    shape: list[int] | None = _help(
+        "Reshape tabular features to this shape, e.g. [1, 8, 8] to treat pixels as an image.",
+        default=None,
+    )
+    resize: list[int] | None = _help("Resize images to [height, width].", default=None)
+    grayscale: bool = _help("Decode images as one channel instead of RGB.", default=False)
+    scale: float = _help("Multiply raw tabular features by this before normalizing.", default=1.0)
+    mean: float | list[float] = _help("Subtract this (per channel or feature) after scaling.", default=0.0)
+    std: float | list[float] = _help("Divide by this (per channel or feature) after centring.", default=1.0)
+    num_classes: int | None = _help("Number of classes; default max label + 1.", default=None)
+
+    def check(self) -> list[str]:
+        problems = []
+        if self.format not in DATA_FORMATS:
+            problems.append(f"format: {self.format!r} is not one of {', '.join(DATA_FORMATS)}")
+        if not 0.0 < self.test_fraction < 1.0:
+            problems.append(f"test_fraction: {self.test_fraction} must be between 0 and 1 (exclusive)")
+        if self.resize is not None and (len(self.resize) != 2 or min(self.resize) < 1):
+            problems.append(f"resize: {self.resize} must be [height, width] with positive sizes")
+        if self.shape is not None and (not self.shape or min(self.shape) < 1):
+            problems.append(f"shape: {self.shape} must be a list of positive sizes")
+        std = self.std if isinstance(self.std, list) else [self.std]
+        if any(s <= 0 for s in std):
+            problems.append("std: every value must be positive")
+        if self.num_classes is not None and self.num_classes < 2:
+            problems.append("num_classes: must be at least 2")
+        return problems
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which network to build. ``name`` is a built-in architecture or ``package.module:Class``."""
+
+    name: str = _help("logreg, mlp, lenet5, resnet18, or an import path package.module:Class.", default="mlp")
+    args: dict[str, Any] = _help("Keyword arguments for the architecture.", default_factory=dict)
+
+    def check(self) -> list[str]:
+        if not self.name:
+            return ["name: must not be empty"]
+        return []
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training recipe. Retraining (the gold standard) reuses it on the retained rows."""
+
+    seed: int = _help("Seed for initialization, shuffling and splits.", default=0)
+    optimizer: Literal["adam", "sgd"] = _help("adam or sgd.", default="adam")
+    lr: float = _help("Learning rate.", default=1e-3)
+    momentum: float = _help("SGD momentum.", default=0.0)
+    weight_decay: float = _help("L2 weight decay.", default=0.0)
+    epochs: int = _help("Passes over the training rows.", default=20)
+    batch_size: int = _help("Rows per step.", default=64)
+    gr_alpha: float = _help(
+        "Gradient restriction: add alpha·‖∇ℓ‖₂ to the loss (0 turns it off; the IAU reference uses 0.005).",
+        default=0.0,
+    )
+    gr_norm: Literal["per-tensor", "global"] = _help(
+        "per-tensor: sum over parameter tensors of each tensor's gradient norm (the reference); "
+        "global: the norm of the whole gradient vector.",
+        default="per-tensor",
+    )
+    val_fraction: float = _help(
+        "Hold out this fraction of train rows (by id hash) for early stopping; 0 turns it off.", default=0.0
+    )
+    patience: int = _help("Early stopping: epochs without validation improvement before stopping.", default=5)
+
+    def check(self) -> list[str]:
+        problems = []
+        if self.lr <= 0:
+            problems.append(f"lr: {self.lr} must be positive")
+        if self.epochs < 1:
+            problems.append(f"epochs: {self.epochs} must be at least 1")
+        if self.batch_size < 1:
+            problems.append(f"batch_size: {self.batch_size} must be at least 1")
+        if self.gr_alpha < 0:
+            problems.append(f"gr_alpha: {self.gr_alpha} must be zero or positive")
+        if not 0.0 <= self.val_fraction < 1.0:
+            problems.append(f"val_fraction: {self.val_fraction} must be in [0, 1)")
+        if self.patience < 1:
+            problems.append(f"patience: {self.patience} must be at least 1")
+        if self.momentum < 0 or self.weight_decay < 0:
+            problems.append("momentum and weight_decay must be zero or positive")
+        return problems
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole training run: data, model and recipe."""
+
+    data: DataConfig = _help("Data section.", default_factory=DataConfig)
+    model: ModelConfig = _help("Model section.", default_factory=ModelConfig)
+    train: TrainConfig = _help("Training section.", default_factory=TrainConfig)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A config dataclass as plain JSON-able data."""
+    return dataclasses.asdict(config)
+
+
+def from_dict(cls: type, mapping: Any, *, source: str = "config") -> Any:
+    """Build a config dataclass from a mapping, reporting every problem at once."""
+    problems: list[str] = []
+    value = _build(cls, mapping, "", problems)
+    if problems:
+        raise ConfigError(f"{source}: {len(problems)} problem(s): " + "; ".join(problems))
+    return value
+
+
+def load_run_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML run config; relative data paths are resolved against the config's folder.
+
+    ``overrides`` are ``dotted.key=value`` strings (values parsed as YAML) applied after the file.
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc})") from None
+    try:
+        mapping = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{line}: {getattr(exc, 'problem', exc)}") from None
+    if mapping is None:
+        mapping = {}
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping with data, model and train sections")
+    mapping = apply_overrides(mapping, overrides or [], source=str(path))
+    config = from_dict(RunConfig, mapping, source=str(path))
+    return resolve_paths(config, path.resolve().parent)
+
+
+def apply_overrides(mapping: dict[str, Any], overrides: list[str], *, source: str) -> dict[str, Any]:
+    """Apply ``a.b=value`` overrides to a nested mapping (a copy is returned)."""
+    import copy
+
+    import yaml
+
+    result = copy.deepcopy(mapping)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{source}: override {item!r} must look like section.key=value")
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw
+        node = result
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{source}: override {item!r}: {part} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def resolve_paths(config: RunConfig, base: Path) -> RunConfig:
+    """Make the data paths absolute (relative ones are taken from ``base``)."""
+
+    def fix(value: str | None) -> str | None:
+        if value is None or value.startswith(BUILTIN_PREFIX):
+            return value
+        path = Path(value).expanduser()
+        return str(path if path.is_absolute() else (base / path).resolve())
+
+    data = dataclasses.replace(config.data, train=fix(config.data.train), test=fix(config.data.test))
+    return dataclasses.replace(config, data=data)
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _build(tp: Any, value: Any, where: str, problems: list[str]) -> Any:
+    """Check ``value`` against the type ``tp``; append problems (prefixed by ``where``)."""
+    label = where or "config"
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            problems.append(f"{label}: expected a mapping, got {_describe(value)}")
+            return None
+        hints = typing.get_type_hints(tp)
+        fields = {f.name: f for f in dataclasses.fields(tp) if f.init}
+        kwargs = {}
+        for key, item in value.items():
+            name = f"{where}.{key}" if where else str(key)
+            if key not in fields:
+                close = difflib.get_close_matches(str(key), fields, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(fields)})"
+                problems.append(f"{name}: unknown key{hint}")
+                continue
+            before = len(problems)
+            built = _build(hints[key], item, name, problems)
+            if len(problems) == before:
+                kwargs[key] = built
+        before = len(problems)
+        try:
+            instance = tp(**kwargs)
+        except TypeError as exc:
+            problems.append(f"{label}: {exc}")
+            return None
+        check = getattr(instance, "check", None)
+        if check is not None and len(problems) == before:
+            problems.extend(f"{where}.{p}" if where else p for p in check())
+        return instance
+
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        candidates = [a for a in args if a is not type(None)]
+        for candidate in candidates:
+            trial: list[str] = []
+            built = _build(candidate, value, where, trial)
+            if not trial:
+                return built
+        names = " or ".join(_type_name(a) for a in args)
+        problems.append(f"{label}: expected {names}, got {_describe(value)}")
+        return None
+    if origin is Literal:
+        if value not in args:
+            problems.append(f"{label}: {_describe(value)} is not one of {', '.join(map(str, args))}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            problems.append(f"{label}: expected a list, got {_describe(value)}")
+            return None
+        return [_build(args[0], item, f"{label}[{i}]", problems) for i, item in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            problems.append(f"{label}: expected a mapping, got {_describe(value)}")
+            return None
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            problems.append(f"{label}: expected true or false, got {_describe(value)}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            problems.append(f"{label}: expected an integer, got {_describe(value)}")
+        return value
+    if tp is float:
+        # PyYAML reads 1e-3 (no dot) as a string; accept numeric strings for float fields.
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            problems.append(f"{label}: expected a number, got {_describe(value)}")
+            return value
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            problems.append(f"{label}: expected a string, got {_describe(value)}")
+        return value
+    raise TypeError(f"unsupported config type {tp!r}")  # a bug in a config dataclass, not user input
+
+
+def _type_name(tp: Any) -> str:
+    if tp is type(None):
+        return "null"
+    origin = typing.get_origin(tp)
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(tp, str(tp))
+
+
+def parse_key_values(items: list[str], *, source: str) -> dict[str, Any]:
+    """``["a=1", "b.c=x"]`` → ``{"a": 1, "b": {"c": "x"}}`` (values parsed as YAML)."""
+    return apply_overrides({}, items, source=source)

@@ -1,0 +1,532 @@
+"""Datasets on local files, the sample-id index, forget-id files and the built-in dataset.
+
+Rows are read with Hugging Face ``datasets`` (Arrow, memory-mapped) and turned into tensors one
+batch at a time: no split is ever materialized as one tensor. Only the id column and the label
+column are held in memory, because every request needs to look rows up by id and by class.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from iau_cli.config import BUILTIN_PREFIX, DataConfig
+from iau_cli.errors import DataError, IdsError
+
+BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
+BUILTIN_DATASETS = {
+    "digits": {
+        "train": BUILTIN_DIR / "digits_train.parquet",
+        "test": BUILTIN_DIR / "digits_test.parquet",
+    }
+}
+_SUFFIX_FORMATS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".json": "json",
+    ".jsonl": "json",
+    ".ndjson": "json",
+}
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+_TEST_SPLIT_KEY = "iau-test-split"
+
+
+def builtin_config(name: str = "digits", **overrides: Any) -> DataConfig:
+    """The data section for a built-in dataset (``builtin:digits``: tabular 8×8 pixel counts)."""
+    if name not in BUILTIN_DATASETS:
+        raise DataError(f"unknown built-in dataset {name!r}; available: {', '.join(BUILTIN_DATASETS)}")
+    values: dict[str, Any] = {"train": BUILTIN_PREFIX + name, "scale": 1.0 / 16.0}
+    values.update(overrides)
+    return DataConfig(**values)
+
+
+def unit_hash(key: str, sample_id: str) -> float:
+    """A stable number in [0, 1) for an id: splits made with it never depend on other rows."""
+    digest = hashlib.blake2b(f"{key}\x00{sample_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+# --------------------------------------------------------------------------------------------
+# Reading files
+
+
+def _resolve_source(source: str, which: str) -> Path:
+    if source.startswith(BUILTIN_PREFIX):
+        name = source[len(BUILTIN_PREFIX) :]
+        if name not in BUILTIN_DATASETS:
+            raise DataError(f"unknown built-in dataset {source!r}; available: builtin:digits")
+        return BUILTIN_DATASETS[name][which]
+    return Path(source)
+
+
+def _detect_format(path: Path, declared: str) -> str:
+    if declared != "auto":
+        return declared
+    if path.is_dir():
+        if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
+            return "disk"
+        return "imagefolder"
+    fmt = _SUFFIX_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise DataError(
+            f"{path}: cannot tell the data format from the file ending; set data.format to one of "
+            "parquet, csv, json, disk, imagefolder"
+        )
+    return fmt
+
+
+def _quiet_datasets() -> Any:
+    import datasets
+
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    return datasets
+
+
+def _read_table(path: Path, fmt: str) -> Any:
+    """Read one split as a ``datasets.Dataset`` (or a ``DatasetDict`` for a save_to_disk folder)."""
+    if not path.exists():
+        raise DataError(f"{path}: data file not found")
+    datasets = _quiet_datasets()
+    try:
+        if fmt == "parquet":
+            return datasets.Dataset.from_parquet(str(path))
+        if fmt == "csv":
+            sep = "\t" if path.suffix.lower() == ".tsv" else ","
+            return datasets.Dataset.from_csv(str(path), sep=sep)
+        if fmt == "json":
+            return datasets.Dataset.from_json(str(path))
+        if fmt == "disk":
+            return datasets.load_from_disk(str(path))
+        if fmt == "imagefolder":
+            loaded = datasets.load_dataset("imagefolder", data_dir=str(path), split="train")
+            return loaded.cast_column("image", datasets.Image(decode=False))
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any reader failure is bad input, named with its file
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: cannot read as {fmt}: {message}") from None
+    raise DataError(f"{path}: unknown data format {fmt!r}")
+
+
+def fingerprint_files(paths: Sequence[Path]) -> dict[str, Any]:
+    """sha256 over the content (and relative names, for folders) of the data files."""
+    digest = hashlib.sha256()
+    n_files = 0
+    n_bytes = 0
+    for root in paths:
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for file in files:
+            name = file.name if file == root else str(file.relative_to(root))
+            digest.update(name.encode() + b"\x00")
+            with open(file, "rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+                    n_bytes += len(chunk)
+            n_files += 1
+    return {"sha256": digest.hexdigest(), "files": n_files, "bytes": n_bytes}
+
+
+# --------------------------------------------------------------------------------------------
+# Splits
+
+
+@dataclass
+class Split:
+    """One split: Arrow rows plus the id and label columns, turned into tensors batch by batch."""
+
+    name: str
+    table: Any  # datasets.Dataset with arrow format
+    ids: list[str]
+    labels: np.ndarray
+    encoder: Encoder
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def fetch(self, rows: np.ndarray) -> tuple[Any, Any]:
+        """Features and labels of the given row indices as tensors."""
+        import torch
+
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and np.all(np.diff(rows) == 1):
+            chunk = self.table[int(rows[0]) : int(rows[-1]) + 1]
+        else:
+            chunk = self.table[rows.tolist()]
+        features = self.encoder.encode(chunk, [self.ids[r] for r in rows], self.source)
+        return features, torch.from_numpy(self.labels[rows])
+
+    def batches(
+        self, rows: Sequence[int] | np.ndarray | None = None, batch_size: int = 256
+    ) -> Iterator[tuple[Any, Any]]:
+        """Yield (features, labels) for ``rows`` (default: all rows, in order), batch by batch."""
+        order = np.arange(len(self.ids)) if rows is None else np.asarray(rows, dtype=np.int64)
+        for start in range(0, len(order), batch_size):
+            yield self.fetch(order[start : start + batch_size])
+
+
+@dataclass
+class Encoder:
+    """Turns an Arrow chunk into a float tensor, as the data config says."""
+
+    config: DataConfig
+    feature_columns: list[str]
+    input_shape: list[int] = field(default_factory=list)
+
+    def encode(self, chunk: Any, ids: list[str], source: str) -> Any:
+        import torch
+
+        if self.config.image_column:
+            array = self._decode_images(chunk.column(self.config.image_column).to_pylist(), ids, source)
+        else:
+            columns = [chunk.column(name).to_numpy(zero_copy_only=False) for name in self.feature_columns]
+            array = np.stack(columns, axis=1).astype(np.float32) * np.float32(self.config.scale)
+            if self.config.shape:
+                array = array.reshape(len(ids), *self.config.shape)
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+        if self.config.resize and not self.config.image_column:
+            tensor = torch.nn.functional.interpolate(
+                tensor, size=tuple(self.config.resize), mode="bilinear", align_corners=False
+            )
+        return self._normalize(tensor)
+
+    def _normalize(self, tensor: Any) -> Any:
+        import torch
+
+        mean, std = self.config.mean, self.config.std
+        if mean == 0.0 and std == 1.0:
+            return tensor
+        view = [1, -1] + [1] * (tensor.dim() - 2)
+        mean_t = torch.tensor(mean if isinstance(mean, list) else [mean], dtype=tensor.dtype).view(view)
+        std_t = torch.tensor(std if isinstance(std, list) else [std], dtype=tensor.dtype).view(view)
+        return (tensor - mean_t) / std_t
+
+    def _decode_images(self, cells: list[Any], ids: list[str], source: str) -> np.ndarray:
+        from PIL import Image, UnidentifiedImageError
+
+        mode = "L" if self.config.grayscale else "RGB"
+        arrays = []
+        for sample_id, cell in zip(ids, cells):
+            where = (cell or {}).get("path") or f"row id {sample_id}"
+            try:
+                if cell and cell.get("bytes"):
+                    import io
+
+                    image = Image.open(io.BytesIO(cell["bytes"]))
+                elif cell and cell.get("path"):
+                    image = Image.open(cell["path"])
+                else:
+                    raise DataError(f"{source}: image of id {sample_id!r} is empty")
+                image = image.convert(mode)
+                if self.config.resize:
+                    height, width = self.config.resize
+                    image = image.resize((width, height), Image.BILINEAR)
+            except (UnidentifiedImageError, OSError, ValueError) as exc:
+                raise DataError(f"{where}: image does not decode ({type(exc).__name__}); fix or remove it") from None
+            array = np.asarray(image, dtype=np.float32) / 255.0
+            array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+            if self.input_shape and list(array.shape) != self.input_shape:
+                raise DataError(
+                    f"{where}: image is {array.shape[2]}×{array.shape[1]}, others are "
+                    f"{self.input_shape[2]}×{self.input_shape[1]}; set data.resize: [height, width]"
+                )
+            arrays.append(array)
+        return np.stack(arrays)
+
+
+@dataclass
+class DataBundle:
+    """Train and test splits with what the model needs to know about them."""
+
+    config: DataConfig
+    train: Split
+    test: Split
+    num_classes: int
+    input_shape: list[int]
+    fingerprint: dict[str, Any]
+    class_names: list[str] | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """What the checkpoint records about the data (``iau.data``)."""
+        from iau_cli.config import to_dict
+
+        return {
+            "config": to_dict(self.config),
+            "fingerprint": self.fingerprint,
+            "num_classes": self.num_classes,
+            "input_shape": self.input_shape,
+            "rows": {"train": len(self.train), "test": len(self.test)},
+            "class_names": self.class_names,
+        }
+
+
+def load_data(config: DataConfig) -> DataBundle:
+    """Read, validate and index the train and test splits named by ``config``."""
+    import dataclasses
+
+    train_path = _resolve_source(config.train, "train")
+    if not train_path.exists():
+        raise DataError(f"{train_path}: data file not found; check data.train")
+    fmt = _detect_format(train_path, config.format)
+    if fmt == "imagefolder" and not config.image_column:
+        config = dataclasses.replace(config, image_column="image")
+    train_table = _read_table(train_path, fmt)
+    test_table = None
+    test_path: Path | None = None
+    if config.test is not None:
+        test_path = _resolve_source(config.test, "test")
+        if not test_path.exists():
+            raise DataError(f"{test_path}: test data not found; check data.test")
+        test_table = _read_table(test_path, _detect_format(test_path, config.format))
+    elif config.train.startswith(BUILTIN_PREFIX):
+        test_path = _resolve_source(config.train, "test")
+        test_table = _read_table(test_path, "parquet")
+    if isinstance(train_table, _quiet_datasets().DatasetDict):
+        train_table, test_table = _split_dict(train_table, test_table, train_path)
+
+    class_names = None
+    if fmt == "imagefolder":
+        train_table, class_names = _imagefolder_ids(train_table, train_path, config, None)
+        if test_table is not None and test_path is not None:
+            test_table, _ = _imagefolder_ids(test_table, test_path, config, class_names)
+
+    label_source = str(train_path)
+    _check_columns(train_table, config, label_source)
+    feature_columns = _feature_columns(train_table, config, label_source)
+    if test_table is not None:
+        _check_columns(test_table, config, str(test_path))
+        missing = [c for c in feature_columns if c not in test_table.column_names]
+        if missing:
+            raise DataError(f"{test_path}: feature column(s) {', '.join(missing)} missing (present in train)")
+
+    train_ids = _ids(train_table, config.id_column, label_source)
+    if test_table is None:
+        test_mask = np.array([unit_hash(_TEST_SPLIT_KEY, i) < config.test_fraction for i in train_ids])
+        if test_mask.all() or not test_mask.any():
+            raise DataError(f"{label_source}: too few rows to split off a test fraction; give data.test")
+        test_table = train_table.select(np.flatnonzero(test_mask))
+        train_table = train_table.select(np.flatnonzero(~test_mask))
+        train_ids = [i for i, t in zip(train_ids, test_mask) if not t]
+        test_source = f"{label_source} (test fraction)"
+    else:
+        test_source = str(test_path)
+    test_ids = _ids(test_table, config.id_column, test_source)
+    overlap = set(train_ids).intersection(test_ids)
+    if overlap:
+        example = sorted(overlap)[0]
+        raise DataError(
+            f"{test_source}: {len(overlap)} id(s) also in the train split (e.g. {example!r}); ids must be unique"
+        )
+
+    train_labels = _labels(train_table, config.label_column, label_source)
+    test_labels = _labels(test_table, config.label_column, test_source)
+    num_classes = config.num_classes or int(max(train_labels.max(initial=0), test_labels.max(initial=0)) + 1)
+    for labels, source in ((train_labels, label_source), (test_labels, test_source)):
+        if len(labels) and labels.max() >= num_classes:
+            raise DataError(f"{source}: label {int(labels.max())} is out of range for num_classes={num_classes}")
+    if num_classes < 2:
+        raise DataError(f"{label_source}: only one class found; a classifier needs at least two")
+    if not config.image_column:
+        _check_finite(train_table, feature_columns, train_ids, label_source)
+        _check_finite(test_table, feature_columns, test_ids, test_source)
+
+    encoder = Encoder(config, feature_columns)
+    train = Split("train", train_table.with_format("arrow"), train_ids, train_labels, encoder, label_source)
+    test = Split("test", test_table.with_format("arrow"), test_ids, test_labels, encoder, test_source)
+    if len(train) == 0:
+        raise DataError(f"{label_source}: no training rows")
+    if len(test) == 0:
+        raise DataError(f"{test_source}: no test rows")
+    first, _ = train.fetch(np.array([0]))
+    encoder.input_shape = list(first.shape[1:])
+    paths = [train_path] + ([test_path] if test_path is not None and test_path != train_path else [])
+    return DataBundle(
+        config=config,
+        train=train,
+        test=test,
+        num_classes=num_classes,
+        input_shape=encoder.input_shape,
+        fingerprint=fingerprint_files([p for p in paths if p.exists()]),
+        class_names=class_names,
+    )
+
+
+def _split_dict(dataset_dict: Any, test_table: Any, path: Path) -> tuple[Any, Any]:
+    if "train" not in dataset_dict:
+        raise DataError(f"{path}: saved dataset has splits {', '.join(dataset_dict)}, but no 'train' split")
+    if test_table is None and "test" in dataset_dict:
+        test_table = dataset_dict["test"]
+    return dataset_dict["train"], test_table
+
+
+def _imagefolder_ids(
+    table: Any, root: Path, config: DataConfig, class_names: list[str] | None
+) -> tuple[Any, list[str]]:
+    """Image folders carry no id column: the file's path from the split folder's parent is the id
+    (``train/cat/001.png``), so train and test ids never collide."""
+    names = table.features["label"].names if "label" in table.features else []
+    if class_names is not None:
+        unknown = [n for n in names if n not in class_names]
+        if unknown:
+            raise DataError(f"{root}: class folder(s) {', '.join(unknown)} do not exist in the train folder")
+        remap = np.array([class_names.index(n) for n in names], dtype=np.int64)
+        table = table.map(lambda batch: {"label": remap[np.asarray(batch["label"])].tolist()}, batched=True)
+    if config.id_column not in table.column_names:
+        paths = [cell["path"] for cell in table.with_format("arrow")[config.image_column or "image"].to_pylist()]
+        ids = [os.path.relpath(p, root.resolve().parent) if p else "" for p in paths]
+        table = table.add_column(config.id_column, ids)
+    return table, class_names if class_names is not None else list(names)
+
+
+def _check_columns(table: Any, config: DataConfig, source: str) -> None:
+    columns = table.column_names
+    for role, name in (("id", config.id_column), ("label", config.label_column)):
+        if name not in columns:
+            raise DataError(
+                f"{source}: {role} column {name!r} not found (columns: {', '.join(columns[:12])}); "
+                f"set data.{role}_column"
+            )
+    if config.image_column and config.image_column not in columns:
+        raise DataError(f"{source}: image column {config.image_column!r} not found; set data.image_column")
+
+
+def _feature_columns(table: Any, config: DataConfig, source: str) -> list[str]:
+    import pyarrow as pa
+
+    if config.image_column:
+        return []
+    schema = table.data.schema
+    if config.feature_columns is not None:
+        missing = [c for c in config.feature_columns if c not in schema.names]
+        if missing:
+            raise DataError(f"{source}: feature column(s) {', '.join(missing)} not found")
+        columns = list(config.feature_columns)
+    else:
+        reserved = {config.id_column, config.label_column}
+        columns = [f.name for f in schema if f.name not in reserved and _numeric(f.type, pa)]
+    if not columns:
+        raise DataError(f"{source}: no numeric feature columns; set data.feature_columns or data.image_column")
+    for name in columns:
+        if not _numeric(schema.field(name).type, pa):
+            raise DataError(f"{source}: feature column {name!r} is {schema.field(name).type}, not numeric")
+    return columns
+
+
+def _numeric(arrow_type: Any, pa: Any) -> bool:
+    return bool(pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type) or pa.types.is_boolean(arrow_type))
+
+
+def _ids(table: Any, column: str, source: str) -> list[str]:
+    ids = [str(v) if v is not None else "" for v in table.with_format("arrow")[column].to_pylist()]
+    if any(not i.strip() for i in ids):
+        row = next(n for n, i in enumerate(ids) if not i.strip())
+        raise DataError(f"{source}: row {row} has an empty id in column {column!r}")
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        dupes = [i for i in ids if i in seen or seen.add(i)]  # type: ignore[func-returns-value]
+        raise DataError(
+            f"{source}: {len(dupes)} duplicate id(s) in column {column!r} (e.g. {dupes[0]!r}); ids must be unique"
+        )
+    return ids
+
+
+def _labels(table: Any, column: str, source: str) -> np.ndarray:
+    import pyarrow as pa
+
+    values = table.with_format("arrow")[column]
+    if isinstance(values, pa.Table):
+        values = values.column(0)
+    if values.null_count:
+        raise DataError(f"{source}: label column {column!r} has {values.null_count} empty value(s)")
+    if not pa.types.is_integer(values.type):
+        example = values[0].as_py() if len(values) else None
+        raise DataError(
+            f"{source}: labels in column {column!r} must be integer class indices, found {values.type} "
+            f"(e.g. {example!r}); map class names to 0..K-1"
+        )
+    labels = values.to_numpy(zero_copy_only=False).astype(np.int64)
+    if len(labels) and labels.min() < 0:
+        raise DataError(f"{source}: negative label {int(labels.min())} in column {column!r}")
+    return labels
+
+
+def _check_finite(table: Any, columns: list[str], ids: list[str], source: str) -> None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arrow = table.with_format("arrow")[:]
+    for name in columns:
+        column = arrow.column(name)
+        bad = pc.is_null(column)
+        if pa.types.is_floating(column.type):
+            bad = pc.or_kleene(bad, pc.fill_null(pc.invert(pc.is_finite(column)), True))
+        count = pc.sum(bad).as_py() or 0
+        if count:
+            row = pc.index(bad, True).as_py()
+            raise DataError(
+                f"{source}: feature column {name!r} has {count} NaN/infinite/empty value(s) "
+                f"(first at id {ids[row]!r}); clean or impute them"
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# Forget-id files
+
+
+@dataclass(frozen=True)
+class ForgetRequest:
+    """Parsed forget ids: unique, in file order, with how many lines were duplicates."""
+
+    ids: list[str]
+    duplicates: int
+    source: str
+
+
+def parse_forget_ids(raw: bytes, source: str) -> ForgetRequest:
+    """Parse a forget-id file: one id per line, blank lines and ``#`` comments ignored."""
+    if b"\x00" in raw[:65536]:
+        raise IdsError(f"{source}: looks like a binary file, not a text file of ids (one per line)")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise IdsError(f"{source}: not UTF-8 text (bad byte at line {line}); save the id list as UTF-8") from None
+    seen: dict[str, None] = {}
+    total = 0
+    for line in text.splitlines():
+        item = line.strip()
+        if not item or item.startswith("#"):
+            continue
+        total += 1
+        seen[item] = None
+    if not seen:
+        raise IdsError(f"{source}: no ids found (one id per line; blank lines and # comments are ignored)")
+    return ForgetRequest(ids=list(seen), duplicates=total - len(seen), source=source)
+
+
+def read_forget_ids(path: str | os.PathLike[str], stdin: Any = None) -> ForgetRequest:
+    """Read a forget-id file, or standard input when ``path`` is ``-``."""
+    import sys
+
+    if str(path) == "-":
+        stream = stdin if stdin is not None else sys.stdin.buffer
+        raw = stream.read()
+        return parse_forget_ids(raw if isinstance(raw, bytes) else raw.encode(), "<stdin>")
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise IdsError(f"{path}: ids file not found") from None
+    except IsADirectoryError:
+        raise IdsError(f"{path}: is a folder, not an ids file") from None
+    except OSError as exc:
+        raise IdsError(f"{path}: cannot read ids file ({exc.strerror})") from None
+    return parse_forget_ids(raw, str(path))

@@ -1,0 +1,239 @@
+"""``demo``: the whole story on the built-in digits, in ./iau-demo/, reusing what is already there.
+
+Two stories: *erasure* (a seeded 5% of training rows are forgotten) and *cleanup* (10% of the
+training labels are flipped, then those rows are forgotten, so test accuracy should recover). Each
+trains a model, unlearns the rows, retrains without them for comparison, and audits the result.
+Every step is also printed as the ``iau`` command that reproduces it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from iau_cli.audit import AuditRequest, AuditResult, audit
+from iau_cli.config import RunConfig, to_dict
+from iau_cli.data import BUILTIN_DATASETS, builtin_config, read_forget_ids
+from iau_cli.files import write_text_atomic
+from iau_cli.report import Report, Table, fmt, pct
+from iau_cli.runs import default_run_config, train
+from iau_cli.training import Progress, no_progress
+from iau_cli.unlearning import UnlearnRequest, unlearn
+
+ERASURE_FRACTION = 0.05
+NOISE_FRACTION = 0.10
+DEMO_SEED = 7
+
+
+@dataclass
+class ModelRow:
+    model: str
+    forget_accuracy: float
+    retain_accuracy: float
+    test_accuracy: float
+    mia_auc: float
+
+
+@dataclass
+class Story:
+    name: str
+    summary: str
+    commands: list[str]
+    rows: list[ModelRow]
+    seconds: dict[str, float]
+    verdict: str
+
+
+@dataclass
+class DemoResult:
+    workdir: str
+    stories: list[Story]
+    reused: list[str] = field(default_factory=list)
+    audit: dict[str, Any] = field(default_factory=dict)
+    passed: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def report(self) -> Report:
+        tables = []
+        notes = []
+        for story in self.stories:
+            rows = [
+                [r.model, pct(r.forget_accuracy), pct(r.retain_accuracy), pct(r.test_accuracy), fmt(r.mia_auc, 3)]
+                for r in story.rows
+            ]
+            tables.append(
+                Table(
+                    f"{story.name}: {story.summary}",
+                    ["model", "forget acc.", "retain acc.", "test acc.", "forget MIA AUC"],
+                    rows,
+                )
+            )
+            timing = ", ".join(f"{k} {v:.2f} s" for k, v in story.seconds.items())
+            tables.append(Table(f"{story.name}: reproduce", ["command"], [[c] for c in story.commands], align="l"))
+            notes.append(f"{story.name}: {timing}; audit of the unlearned model: {story.verdict}")
+        notes.append("MIA AUC 0.5 = the forget rows look like rows the model never saw")
+        if self.reused:
+            notes.append(f"reused from {self.workdir}: {', '.join(self.reused)} (delete the folder to start over)")
+        return Report(title="iau demo", tables=tables, notes=notes)
+
+
+def run_demo(workdir: str | Path = "iau-demo", *, device: str = "auto", progress: Progress = no_progress) -> DemoResult:
+    """Run (or resume) both stories in ``workdir``."""
+    root = Path(workdir)
+    root.mkdir(parents=True, exist_ok=True)
+    result = DemoResult(workdir=str(root), stories=[])
+    base = default_run_config()
+    erasure = _story(
+        root / "erasure",
+        "erasure",
+        f"{ERASURE_FRACTION:.0%} of training rows forgotten",
+        base,
+        lambda folder, config: _erasure_ids(config, folder),
+        device,
+        progress,
+        result,
+    )
+    result.stories.append(erasure)
+    cleanup_config = _noisy_config(root / "cleanup", base)
+    cleanup = _story(
+        root / "cleanup",
+        "cleanup",
+        f"{NOISE_FRACTION:.0%} of labels flipped, those rows forgotten",
+        cleanup_config,
+        lambda folder, config: folder / "forget.txt",
+        device,
+        progress,
+        result,
+    )
+    result.stories.append(cleanup)
+    return result
+
+
+def _story(
+    folder: Path,
+    name: str,
+    summary: str,
+    config: RunConfig,
+    make_ids: Any,
+    device: str,
+    progress: Progress,
+    result: DemoResult,
+) -> Story:
+    folder.mkdir(parents=True, exist_ok=True)
+    config_path = folder / "config.yaml"
+    if not config_path.exists():
+        import yaml
+
+        write_text_atomic(config_path, yaml.safe_dump(to_dict(config), sort_keys=False))
+    original = folder / "original.safetensors"
+    unlearned = folder / "unlearned.safetensors"
+    retrained = folder / "retrained.safetensors"
+    ids_path = make_ids(folder, config)
+    seconds: dict[str, float] = {}
+
+    def step(path: Path, label: str, action: Any) -> None:
+        if path.exists():
+            result.reused.append(str(path))
+            return
+        started = time.perf_counter()
+        action()
+        seconds[label] = time.perf_counter() - started
+
+    step(original, "train", lambda: train(config, original, device=device, progress=progress))
+    forget = read_forget_ids(ids_path)
+
+    def forget_with(method: str, out: Path) -> None:
+        request = UnlearnRequest(checkpoint=str(original), forget=forget, out=str(out), method=method, device=device)
+        unlearn(request, progress=progress)
+
+    step(unlearned, "unlearn", lambda: forget_with("iau", unlearned))
+    step(retrained, "retrain", lambda: forget_with("retrain", retrained))
+    audited = audit(
+        AuditRequest(
+            checkpoint=str(unlearned), forget=forget, reference=str(retrained), original=str(original), device=device
+        ),
+        progress=progress,
+    )
+    if name == "erasure":
+        result.audit = audited.to_dict()
+        result.passed = audited.passed
+    commands = [
+        f"iau train {config_path} --out {original}",
+        f"iau unlearn {original} --forget {ids_path} --out {unlearned}",
+        f"iau unlearn {original} --forget {ids_path} --method retrain --out {retrained}",
+        f"iau audit {unlearned} --forget {ids_path} --reference {retrained} --original {original}",
+    ]
+    return Story(
+        name=name,
+        summary=summary,
+        commands=commands,
+        rows=_rows(audited),
+        seconds=seconds,
+        verdict=_verdict(audited),
+    )
+
+
+def _rows(audited: AuditResult) -> list[ModelRow]:
+    rows = []
+    for label, figures in (
+        ("original", audited.original),
+        ("unlearned (iau)", audited.model),
+        ("retrained", audited.reference),
+    ):
+        if figures is None:
+            continue
+        acc = figures.accuracy
+        rows.append(ModelRow(label, acc["forget"], acc["retain"], acc["test"], figures.mia.loss_auc))
+    return rows
+
+
+def _verdict(audited: AuditResult) -> str:
+    if audited.passed:
+        return "PASS"
+    failed = [c for c in audited.checks if c.passed is False]
+    return "FAIL (" + "; ".join(f"{c.name}: {c.detail}" for c in failed) + ")"
+
+
+def _erasure_ids(config: RunConfig, folder: Path) -> Path:
+    path = folder / "forget.txt"
+    if not path.exists():
+        import pyarrow.parquet as pq
+
+        ids = pq.read_table(BUILTIN_DATASETS["digits"]["train"], columns=["id"]).column("id").to_pylist()
+        rng = np.random.default_rng(DEMO_SEED)
+        chosen = sorted(rng.choice(ids, size=round(ERASURE_FRACTION * len(ids)), replace=False).tolist())
+        header = f"# erasure: a seeded {ERASURE_FRACTION:.0%} of training rows (seed {DEMO_SEED})\n"
+        write_text_atomic(path, header + "\n".join(chosen) + "\n")
+    return path
+
+
+def _noisy_config(folder: Path, base: RunConfig) -> RunConfig:
+    """A copy of the digits train split with 10% of labels flipped (seeded), and its ids file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data_path = folder / "digits_noisy_train.parquet"
+    ids_path = folder / "forget.txt"
+    if not data_path.exists() or not ids_path.exists():
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(BUILTIN_DATASETS["digits"]["train"])
+        labels = table.column("label").to_numpy().copy()
+        rng = np.random.default_rng(DEMO_SEED)
+        flipped = np.sort(rng.choice(len(labels), size=round(NOISE_FRACTION * len(labels)), replace=False))
+        labels[flipped] = (labels[flipped] + rng.integers(1, 10, size=len(flipped))) % 10
+        table = table.set_column(table.schema.get_field_index("label"), "label", pa.array(labels, pa.int64()))
+        temp = data_path.with_suffix(".tmp")
+        pq.write_table(table, temp)
+        temp.replace(data_path)
+        ids = table.column("id").to_pylist()
+        header = f"# cleanup: the {len(flipped)} rows whose labels were flipped (seed {DEMO_SEED})\n"
+        write_text_atomic(ids_path, header + "\n".join(ids[i] for i in flipped) + "\n")
+    data = builtin_config("digits", train=str(data_path.resolve()), test="builtin:digits")
+    return dataclasses.replace(base, data=data)

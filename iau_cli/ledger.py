@@ -1,0 +1,96 @@
+"""The gradient ledger: Σ of per-sample training-loss gradients over the rows a checkpoint learns from.
+
+With a ledger computed at the checkpoint's own parameters, the retain-set gradient of a request is
+``ledger − Σ_forget ∇ℓ``: one pass over the forget rows instead of the whole training set.
+
+Freshness is exact, never guessed: the ledger records the digest of the parameters it was computed
+at and its row count. After an unlearning step the parameters move, so the carried-forward ledger
+(parent ledger minus the forget rows' gradients, both at the parent's parameters) is *stale*; it
+records how far the parameters moved (relative L2 drift). A request uses a stale ledger only when
+its drift is within the caller's ``max_drift``; otherwise it recomputes. ``unlearn
+--ledger-refresh now`` or ``iau ledger refresh`` recompute it at the current parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from iau_cli.checkpoint import params_sha256, utc_now
+from iau_cli.data import DataBundle
+from iau_cli.gradients import GradDict, loss_grad_sum
+from iau_cli.training import Progress, no_progress
+
+
+def compute_ledger(
+    model: nn.Module,
+    data: DataBundle,
+    rows: np.ndarray,
+    device: torch.device,
+    *,
+    progress: Progress = no_progress,
+    batch_size: int = 512,
+) -> tuple[dict[str, Any], GradDict]:
+    """A fresh ledger at the model's current parameters: (metadata, gradient-sum tensors)."""
+    progress("ledger", 0, 1)
+    sums, count = loss_grad_sum(model, data.train, rows, device, batch_size=batch_size)
+    progress("ledger", 1, 1)
+    meta = {
+        "count": count,
+        "params_sha256": params_sha256(model.state_dict()),
+        "drift": 0.0,
+        "time": utc_now(),
+    }
+    return meta, {name: value.cpu() for name, value in sums.items()}
+
+
+@dataclass
+class LedgerState:
+    """How a checkpoint's ledger relates to its current parameters and rows."""
+
+    status: str  # "fresh", "stale", "mismatch" or "absent"
+    drift: float
+    reason: str
+
+
+def ledger_state(meta: dict[str, Any] | None, tensors: GradDict, model: nn.Module, rows: int) -> LedgerState:
+    """Whether a recorded ledger can stand in for the retain gradient of ``model`` over ``rows`` rows."""
+    if not meta or not tensors:
+        return LedgerState("absent", float("inf"), "the checkpoint has no gradient ledger")
+    params = {name for name, p in model.named_parameters() if p.requires_grad}
+    if set(tensors) != params:
+        return LedgerState("mismatch", float("inf"), "the ledger's tensors do not match the model's parameters")
+    if int(meta.get("count", -1)) != rows:
+        return LedgerState(
+            "mismatch", float("inf"), f"the ledger covers {meta.get('count')} rows, the model learns from {rows}"
+        )
+    if meta.get("params_sha256") == params_sha256(model.state_dict()):
+        return LedgerState("fresh", 0.0, "computed at these parameters")
+    drift = float(meta.get("drift", float("inf")))
+    return LedgerState("stale", drift, f"computed at earlier parameters (relative drift {drift:.2e})")
+
+
+def carried_ledger(
+    retain_sum: GradDict, count: int, params_digest: str, drift: float
+) -> tuple[dict[str, Any], GradDict]:
+    """The child's ledger after an unlearning step: the retain sum at the parent's parameters.
+
+    Exact for the child's rows, but at parameters the child has moved away from by ``drift``.
+    """
+    meta = {"count": int(count), "params_sha256": params_digest, "drift": float(drift), "time": utc_now()}
+    return meta, {name: value.detach().cpu().clone() for name, value in retain_sum.items()}
+
+
+def relative_drift(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> float:
+    """‖θ_after − θ_before‖ / ‖θ_before‖ over the trainable tensors present in both."""
+    num = 0.0
+    den = 0.0
+    for name, old in before.items():
+        new = after[name]
+        num += float(((new.double().cpu() - old.double().cpu()) ** 2).sum())
+        den += float((old.double().cpu() ** 2).sum())
+    return (num / den) ** 0.5 if den > 0 else 0.0

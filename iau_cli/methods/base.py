@@ -1,0 +1,109 @@
+"""What every unlearning method receives and returns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from iau_cli.config import RunConfig, from_dict
+from iau_cli.data import DataBundle
+from iau_cli.gradients import GradDict, loss_grad_sum
+from iau_cli.methods import MethodName
+from iau_cli.training import Progress, no_progress
+
+
+@dataclass
+class UnlearnContext:
+    """A request, ready for a method: the model at θ*, its data, and the row sets.
+
+    ``forget_rows`` are the rows of this request the model learned from; ``retain_rows`` are the
+    rows it keeps learning from (training rows − this request − everything forgotten before).
+    Gradient sums are computed on first use and cached; ``retain_source`` can supply the retain
+    sum another way (the gradient ledger) and says in ``retain_path`` which way was taken.
+    """
+
+    model: nn.Module
+    data: DataBundle
+    config: RunConfig
+    forget_rows: np.ndarray
+    retain_rows: np.ndarray
+    val_rows: np.ndarray
+    device: torch.device
+    batch_size: int = 512
+    progress: Progress = no_progress
+    retain_source: Callable[[UnlearnContext], tuple[GradDict, str]] | None = None
+    retain_path: str = "not needed"
+    _forget_sum: GradDict | None = field(default=None, repr=False)
+    _retain_sum: GradDict | None = field(default=None, repr=False)
+    seconds_gradients: float = 0.0
+
+    def forget_grad_sum(self) -> GradDict:
+        """Σ over forget rows of ∇ℓ at the model's parameters as given (θ*)."""
+        if self._forget_sum is None:
+            import time
+
+            started = time.perf_counter()
+            self._forget_sum, _ = loss_grad_sum(
+                self.model, self.data.train, self.forget_rows, self.device, batch_size=self.batch_size
+            )
+            self.seconds_gradients += time.perf_counter() - started
+        return self._forget_sum
+
+    def retain_grad_sum(self) -> GradDict:
+        """Σ over retain rows of ∇ℓ at θ*: from the ledger when it is usable, else streamed."""
+        if self._retain_sum is None:
+            import time
+
+            started = time.perf_counter()
+            if self.retain_source is not None:
+                self._retain_sum, self.retain_path = self.retain_source(self)
+            else:
+                self.progress("retain gradient", 0, 1)
+                self._retain_sum, _ = loss_grad_sum(
+                    self.model, self.data.train, self.retain_rows, self.device, batch_size=self.batch_size
+                )
+                self.progress("retain gradient", 1, 1)
+                self.retain_path = "recomputed over the retain rows"
+            self.seconds_gradients += time.perf_counter() - started
+        return self._retain_sum
+
+    def mean_grads(self) -> tuple[GradDict, GradDict]:
+        """(∇ mean CE over forget rows, ∇ mean CE over retain rows) at θ*."""
+        forget = self.forget_grad_sum()
+        retain = self.retain_grad_sum()
+        n_f = max(len(self.forget_rows), 1)
+        n_r = max(len(self.retain_rows), 1)
+        return {k: v / n_f for k, v in forget.items()}, {k: v / n_r for k, v in retain.items()}
+
+    def heldout_rows(self, limit: int = 2000) -> tuple[Any, np.ndarray]:
+        """Rows the model never learned from, for calibration: validation rows, else test rows."""
+        if len(self.val_rows):
+            return self.data.train, self.val_rows[:limit]
+        return self.data.test, np.arange(min(len(self.data.test), limit))
+
+
+@dataclass
+class MethodOutput:
+    """The unlearned model and what the method wants reported (step size, iterations, …)."""
+
+    model: nn.Module
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A registered method: its name, options dataclass, entry point and one-line summary."""
+
+    name: MethodName
+    options: type
+    run: Callable[[UnlearnContext, Any], MethodOutput]
+    summary: str
+
+    def parse_options(self, values: dict[str, Any] | None) -> Any:
+        """Options from a mapping (defaults for missing keys; every bad key reported at once)."""
+        return from_dict(self.options, values or {}, source=f"method {self.name.value} options")

@@ -1,0 +1,408 @@
+"""``unlearn``: forget the listed sample ids and write a new checkpoint with its lineage event.
+
+The input checkpoint is never modified. Nothing is written unless every check passes: ids
+resolved (unknown ids are an error unless allowed), the update finite, the output free (or
+``overwrite``) and not locked by a concurrent run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from iau_cli import __version__
+from iau_cli.checkpoint import (
+    CheckpointMeta,
+    check_writable,
+    output_lock,
+    params_sha256,
+    publish,
+    save_checkpoint,
+    utc_now,
+)
+from iau_cli.config import RunConfig, to_dict
+from iau_cli.data import ForgetRequest
+from iau_cli.errors import IdsError, UnlearningError
+from iau_cli.gradients import GradDict, trainable
+from iau_cli.ledger import carried_ledger, compute_ledger, ledger_state, relative_drift
+from iau_cli.methods import MethodName, get_method
+from iau_cli.methods.base import UnlearnContext
+from iau_cli.metrics import predict
+from iau_cli.report import Report, Table, fmt, pct
+from iau_cli.runs import Restored, restore
+from iau_cli.training import Progress, no_progress
+
+UNKNOWN_EXAMPLES = 5
+
+
+def default_output(checkpoint: str | os.PathLike[str]) -> Path:
+    """``model.safetensors`` → ``model.unlearned.safetensors`` (deterministic, next to the input)."""
+    path = Path(checkpoint)
+    return path.with_name(f"{path.stem}.unlearned{path.suffix or '.safetensors'}")
+
+
+@dataclass
+class UnlearnRequest:
+    """Everything ``unlearn`` needs; the CLI fills it from flags."""
+
+    checkpoint: str
+    forget: ForgetRequest
+    out: str | None = None
+    method: str = MethodName.IAU.value
+    options: dict[str, Any] = field(default_factory=dict)
+    config: RunConfig | None = None
+    allow_missing: bool = False
+    trust_code: bool = False
+    allow_data_change: bool = False
+    device: str = "auto"
+    overwrite: bool = False
+    ledger_refresh: str = "later"  # "later": carry the ledger forward (stale); "now": recompute it
+    max_ledger_drift: float = 0.0
+    batch_size: int = 512
+
+
+@dataclass
+class IdCounts:
+    """How the requested ids resolved."""
+
+    requested: int
+    duplicates: int
+    found: int
+    unknown: int
+    unknown_examples: list[str]
+    already_forgotten: int
+    validation_only: int
+    forgotten_now: int
+
+
+@dataclass
+class Figures:
+    forget_accuracy: float
+    forget_loss: float
+    test_accuracy: float
+    test_loss: float
+
+
+@dataclass
+class UnlearnResult:
+    """The outcome of ``iau unlearn``: ids, method, timings, before/after figures, output."""
+
+    checkpoint: str
+    parent_sha256: str
+    out: str
+    out_sha256: str
+    changed: bool
+    method: str
+    options: dict[str, Any]
+    ids: IdCounts
+    retain_rows: int
+    before: Figures | None
+    after: Figures | None
+    seconds: dict[str, float]
+    ledger: dict[str, Any]
+    details: dict[str, Any]
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def report(self) -> Report:
+        ids = self.ids
+        id_rows = [
+            ["requested", fmt(ids.requested) + (f" (+{ids.duplicates} duplicate lines)" if ids.duplicates else "")],
+            ["found in training rows", fmt(ids.found)],
+            ["unknown (skipped)", fmt(ids.unknown) + (f": {', '.join(ids.unknown_examples)}" if ids.unknown else "")],
+            ["already forgotten (skipped)", fmt(ids.already_forgotten)],
+            ["forgotten now", fmt(ids.forgotten_now)],
+            ["retain rows", fmt(self.retain_rows)],
+        ]
+        if ids.validation_only:
+            id_rows.insert(5, ["held out for validation (no update)", fmt(ids.validation_only)])
+        tables = [Table("Ids", ["", ""], id_rows)]
+        if self.before is not None and self.after is not None:
+            b, a = self.before, self.after
+            tables.append(
+                Table(
+                    "Before → after",
+                    ["", "before", "after"],
+                    [
+                        ["forget accuracy", pct(b.forget_accuracy), pct(a.forget_accuracy)],
+                        ["forget loss", fmt(b.forget_loss), fmt(a.forget_loss)],
+                        ["test accuracy", pct(b.test_accuracy), pct(a.test_accuracy)],
+                        ["test loss", fmt(b.test_loss), fmt(a.test_loss)],
+                    ],
+                )
+            )
+        method_rows = [["method", self.method]]
+        method_rows += [[k, fmt(v)] for k, v in self.options.items() if v is not None]
+        method_rows += [[k, fmt(v)] for k, v in self.details.items() if k not in self.options]
+        if self.ledger:
+            method_rows.append(
+                ["retain gradient", self.ledger.get("path", "not needed") + f" ({self.ledger.get('detail', '')})"]
+            )
+            method_rows.append(["next ledger", self.ledger.get("next", "—")])
+        tables.append(Table("Method", ["", ""], method_rows))
+        tables.append(Table("Time (s)", ["step", "seconds"], [[k, f"{v:.3f}"] for k, v in self.seconds.items()]))
+        notes = [self.message, f"wrote {self.out} (sha256 {self.out_sha256[:16]}…), parent {self.parent_sha256[:16]}…"]
+        return Report(title="iau unlearn", tables=tables, notes=notes)
+
+
+def resolve_ids(
+    restored: Restored, request: ForgetRequest, allow_missing: bool
+) -> tuple[list[str], IdCounts, list[int]]:
+    """(ids to forget now, counts, their row indices); unknown ids raise unless ``allow_missing``."""
+    index = {sample_id: row for row, sample_id in enumerate(restored.data.train.ids)}
+    unknown = [i for i in request.ids if i not in index]
+    if unknown and not allow_missing:
+        shown = ", ".join(repr(i) for i in unknown[:UNKNOWN_EXAMPLES])
+        more = f" and {len(unknown) - UNKNOWN_EXAMPLES} more" if len(unknown) > UNKNOWN_EXAMPLES else ""
+        raise IdsError(
+            f"{request.source}: {len(unknown)} of {len(request.ids)} id(s) are not training rows of this "
+            f"model: {shown}{more}; pass --allow-missing to skip them"
+        )
+    found = [i for i in request.ids if i in index]
+    forgotten = restored.meta.forgotten
+    already = [i for i in found if forgotten.contains(i)]
+    new_ids = [i for i in found if not forgotten.contains(i)]
+    rows = [index[i] for i in new_ids]
+    counts = IdCounts(
+        requested=len(request.ids),
+        duplicates=request.duplicates,
+        found=len(found),
+        unknown=len(unknown),
+        unknown_examples=unknown[:UNKNOWN_EXAMPLES],
+        already_forgotten=len(already),
+        validation_only=0,
+        forgotten_now=len(new_ids),
+    )
+    return new_ids, counts, rows
+
+
+def _figures(restored: Restored, model: torch.nn.Module, forget_rows: np.ndarray, batch_size: int) -> Figures:
+    forget = predict(model, restored.data.train, forget_rows, restored.device, batch_size=batch_size)
+    test = predict(model, restored.data.test, None, restored.device, batch_size=batch_size)
+    return Figures(forget.accuracy, forget.loss, test.accuracy, test.loss)
+
+
+def unlearn(request: UnlearnRequest, *, progress: Progress = no_progress) -> UnlearnResult:
+    """Forget ``request.forget`` from ``request.checkpoint`` and write the result to ``request.out``."""
+    started = time.perf_counter()
+    seconds: dict[str, float] = {}
+    spec = get_method(request.method)
+    options = spec.parse_options(request.options)
+    out = Path(request.out) if request.out else default_output(request.checkpoint)
+    if out.resolve() == Path(request.checkpoint).resolve():
+        raise UnlearningError(f"{out}: the output would replace the input checkpoint; choose another --out")
+    check_writable(out, overwrite=request.overwrite)
+    if request.ledger_refresh not in ("later", "now"):
+        raise UnlearningError(f"--ledger-refresh {request.ledger_refresh!r}: expected later or now")
+
+    with output_lock(out):
+        restored = restore(
+            request.checkpoint,
+            config=request.config,
+            trust_code=request.trust_code,
+            allow_data_change=request.allow_data_change,
+            device=request.device,
+        )
+        new_ids, counts, new_rows = resolve_ids(restored, request.forget, request.allow_missing)
+        partition = restored.partition()
+        learn_set = set(partition.learn.tolist())
+        forget_rows = np.array(sorted(r for r in new_rows if r in learn_set), dtype=np.int64)
+        counts.validation_only = len(new_rows) - len(forget_rows)
+        retain_rows = np.setdiff1d(partition.learn, forget_rows)
+        if len(new_ids) and len(retain_rows) == 0:
+            raise IdsError(
+                f"{request.forget.source}: the request would forget every training row; nothing would be "
+                "left to learn from (train a new model instead)"
+            )
+        seconds["load"] = time.perf_counter() - started
+
+        if not new_ids:
+            return _unchanged(request, restored, out, counts, seconds, started, retain_rows)
+
+        model_before = {k: p.detach().clone() for k, p in trainable(restored.model).items()}
+        before = _figures(restored, restored.model, forget_rows, request.batch_size)
+        ledger_info: dict[str, Any] = {}
+        context = UnlearnContext(
+            model=restored.model,
+            data=restored.data,
+            config=restored.config,
+            forget_rows=forget_rows,
+            retain_rows=retain_rows,
+            val_rows=np.setdiff1d(partition.val, np.array(new_rows, dtype=np.int64)),
+            device=restored.device,
+            batch_size=request.batch_size,
+            progress=progress,
+            retain_source=_ledger_source(restored, partition.learn, request.max_ledger_drift, ledger_info),
+        )
+        update_started = time.perf_counter()
+        output = spec.run(context, options) if len(forget_rows) else None
+        model = output.model if output is not None else restored.model
+        seconds["gradients"] = context.seconds_gradients
+        seconds["update"] = time.perf_counter() - update_started - context.seconds_gradients
+        if not all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point()):
+            raise UnlearningError(
+                f"{request.checkpoint}: method {spec.name.value} produced NaN or infinite parameters; "
+                "nothing written (try a smaller step_size)"
+            )
+        evaluate_started = time.perf_counter()
+        after = _figures(restored, model, forget_rows, request.batch_size)
+        seconds["evaluate"] = time.perf_counter() - evaluate_started
+
+        write_started = time.perf_counter()
+        meta, ledger_tensors = _next_meta(
+            restored, request, spec.name.value, options, new_ids, model, model_before, context, ledger_info, progress
+        )
+        sha = save_checkpoint(out, model.state_dict(), meta, ledger_tensors=ledger_tensors, overwrite=request.overwrite)
+        seconds["write"] = time.perf_counter() - write_started
+    seconds["total"] = time.perf_counter() - started
+    if len(forget_rows):
+        message = f"forgot {len(new_ids)} id(s) with {spec.name.value}"
+    else:
+        message = f"recorded {len(new_ids)} id(s) held out for validation as forgotten; no update needed"
+    return UnlearnResult(
+        checkpoint=str(request.checkpoint),
+        parent_sha256=restored.checkpoint.sha256,
+        out=str(out),
+        out_sha256=sha,
+        changed=output is not None,
+        method=spec.name.value,
+        options=to_dict(options),
+        ids=counts,
+        retain_rows=int(len(retain_rows)),
+        before=before,
+        after=after,
+        seconds=seconds,
+        ledger=ledger_info,
+        details=output.details if output is not None else {},
+        message=message,
+    )
+
+
+def _unchanged(
+    request: UnlearnRequest,
+    restored: Restored,
+    out: Path,
+    counts: IdCounts,
+    seconds: dict[str, float],
+    started: float,
+    retain_rows: np.ndarray,
+) -> UnlearnResult:
+    """Nothing new to forget: the output is a byte-identical copy, so scripts can chain paths."""
+    write_started = time.perf_counter()
+    temp = out.parent / f".{out.name}.{os.getpid()}.copy.tmp"
+    try:
+        shutil.copyfile(restored.checkpoint.path, temp)
+        with open(temp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        publish(temp, out, overwrite=request.overwrite)
+    except OSError as exc:
+        from iau_cli.errors import OutputError
+
+        raise OutputError(f"{out}: cannot write ({exc.strerror})") from None
+    finally:
+        if temp.exists():
+            temp.unlink()
+    seconds["write"] = time.perf_counter() - write_started
+    seconds["total"] = time.perf_counter() - started
+    return UnlearnResult(
+        checkpoint=str(request.checkpoint),
+        parent_sha256=restored.checkpoint.sha256,
+        out=str(out),
+        out_sha256=restored.checkpoint.sha256,
+        changed=False,
+        method=request.method,
+        options={},
+        ids=counts,
+        retain_rows=int(len(retain_rows)),
+        before=None,
+        after=None,
+        seconds=seconds,
+        ledger={},
+        details={},
+        message=(
+            f"nothing to forget: {counts.already_forgotten} id(s) already forgotten, {counts.unknown} unknown; "
+            "the output is an unchanged copy"
+        ),
+    )
+
+
+def _ledger_source(restored: Restored, learn_rows: np.ndarray, max_drift: float, info: dict[str, Any]) -> Any:
+    """The retain gradient from the ledger when it is usable (fresh, or stale within ``max_drift``)."""
+    state = ledger_state(restored.meta.ledger, restored.checkpoint.ledger_tensors, restored.model, len(learn_rows))
+    usable = state.status == "fresh" or (state.status == "stale" and state.drift <= max_drift)
+    info.update(status=state.status, detail=state.reason, usable=usable)
+
+    def source(ctx: UnlearnContext) -> tuple[GradDict, str]:
+        if not usable:
+            from iau_cli.gradients import loss_grad_sum
+
+            ctx.progress("retain gradient", 0, 1)
+            retain, _ = loss_grad_sum(ctx.model, ctx.data.train, ctx.retain_rows, ctx.device, batch_size=ctx.batch_size)
+            ctx.progress("retain gradient", 1, 1)
+            info["path"] = "recompute"
+            return retain, f"recomputed over {len(ctx.retain_rows)} retain rows ({state.reason})"
+        forget = ctx.forget_grad_sum()
+        retain = {k: restored.checkpoint.ledger_tensors[k].to(ctx.device) - forget[k] for k in forget}
+        info["path"] = "ledger" if state.status == "fresh" else "stale-ledger"
+        return retain, f"ledger − forget rows ({state.reason})"
+
+    return source
+
+
+def _next_meta(
+    restored: Restored,
+    request: UnlearnRequest,
+    method: str,
+    options: Any,
+    new_ids: list[str],
+    model: torch.nn.Module,
+    model_before: GradDict,
+    context: UnlearnContext,
+    ledger_info: dict[str, Any],
+    progress: Progress,
+) -> tuple[CheckpointMeta, GradDict | None]:
+    """The child checkpoint's metadata (lineage event, forgotten hashes) and ledger."""
+    meta = restored.meta
+    forgotten = dataclasses.replace(meta.forgotten, hashes=set(meta.forgotten.hashes))
+    event = {
+        "event": "unlearn",
+        "time": utc_now(),
+        "iau_version": __version__,
+        "method": method,
+        "options": to_dict(options),
+        "ids": len(new_ids),
+        "ids_digest": forgotten.list_digest(new_ids),
+        "parent_sha256": restored.checkpoint.sha256,
+        "parent_params_sha256": params_sha256(restored.checkpoint.state_dict),
+        "params_sha256": params_sha256(model.state_dict()),
+    }
+    forgotten.add(new_ids)
+    new_meta = dataclasses.replace(meta, lineage=[*meta.lineage, event], forgotten=forgotten, version=__version__)
+    learn_rows = np.setdiff1d(restored.partition().learn, context.forget_rows)
+    if request.ledger_refresh == "now" or method == MethodName.RETRAIN.value:
+        ledger_meta, tensors = compute_ledger(model, restored.data, learn_rows, restored.device, progress=progress)
+        ledger_info["next"] = "fresh (recomputed at the new parameters)"
+        return dataclasses.replace(new_meta, ledger=ledger_meta), tensors
+    if context._retain_sum is None and ledger_info.get("usable"):
+        context.retain_grad_sum()  # ledger − forget rows: costs only the forget pass
+    if context._retain_sum is None:
+        ledger_info["next"] = "none (run iau ledger refresh to make the next request cheap)"
+        return dataclasses.replace(new_meta, ledger=None), None
+    # The retain sum at θ* is exactly the ledger of the child's rows, at the parent's parameters.
+    inherited = float((meta.ledger or {}).get("drift", 0.0)) if ledger_info.get("path") == "stale-ledger" else 0.0
+    step = relative_drift(model_before, {k: p.detach() for k, p in trainable(model).items()})
+    ledger_meta, tensors = carried_ledger(
+        context._retain_sum, len(learn_rows), params_sha256(restored.checkpoint.state_dict), inherited + step
+    )
+    ledger_info["next"] = f"stale (carried forward; relative drift {ledger_meta['drift']:.2e})"
+    return dataclasses.replace(new_meta, ledger=ledger_meta), tensors

@@ -1,0 +1,132 @@
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .conftest import digits_config, write_yaml
+from .helpers import assert_bad_input, run_cli
+from .test_data import make_image_folder
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_configs"
+
+
+def test_help_lists_the_commands() -> None:
+    result = run_cli("--help")
+    assert result.exit_code == 0
+    for name in ("train", "unlearn"):
+        assert name in result.stdout
+
+
+def test_train_writes_checkpoint_and_json(tmp_path: Path) -> None:
+    config = write_yaml(tmp_path / "run.yaml", digits_config(epochs=1))
+    out = tmp_path / "m.safetensors"
+    result = run_cli("train", config, "--out", out, "--json", "-")
+    assert result.exit_code == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["out"] == str(out) and 0 <= payload["test_accuracy"] <= 1
+    assert out.exists()
+    again = run_cli("train", config, "--out", out, "--quiet")
+    assert_bad_input(again, str(out), "--overwrite")
+    assert run_cli("train", config, "--out", out, "--overwrite", "--quiet").exit_code == 0
+
+
+def test_set_overrides_a_config_value(tmp_path: Path) -> None:
+    config = write_yaml(tmp_path / "run.yaml", digits_config(epochs=1))
+    result = run_cli(
+        "train", config, "--out", tmp_path / "m.safetensors", "--set", "train.epochs=2", "--json", "-", "-q"
+    )
+    assert json.loads(result.stdout)["epochs_run"] == 2
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "fragments"),
+    [
+        (
+            "train:\n  lrr: 1\n  epochs: x\n",
+            ["2 problem(s)", "train.lrr: unknown key", "train.epochs: expected an integer"],
+        ),
+        ("data:\n  train: missing.csv\n", ["missing.csv", "not found"]),
+        ("model:\n  name: nowhere.module:Net\n", ["cannot import 'nowhere.module'"]),
+        ("model:\n  name: transformer\n", ["unknown model 'transformer'"]),
+    ],
+)
+def test_bad_config_exits_2_and_writes_nothing(tmp_path: Path, yaml_text: str, fragments: list[str]) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml_text + ("train:\n  epochs: 1\n" if "train:" not in yaml_text else ""))
+    out = tmp_path / "m.safetensors"
+    result = run_cli("train", config, "--out", out)
+    assert_bad_input(result, *fragments)
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.yaml"]
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    assert_bad_input(
+        run_cli("train", tmp_path / "none.yaml", "--out", tmp_path / "m.safetensors"), "config file not found"
+    )
+
+
+def test_undecodable_image_is_named_and_nothing_written(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path / "images")
+    (root / "train" / "dog" / "2.png").write_bytes(b"\x89PNG broken")
+    config = tmp_path / "imagefolder_lenet.yaml"
+    shutil.copy(SAMPLES / "imagefolder_lenet.yaml", config)
+    out = tmp_path / "m.safetensors"
+    result = run_cli("train", config, "--out", out, "--set", "train.epochs=1")
+    assert_bad_input(result, "dog/2.png", "does not decode")
+    assert not out.exists()
+
+
+def test_unused_cuda_is_bad_input(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    config = write_yaml(tmp_path / "run.yaml", digits_config(epochs=1))
+    assert_bad_input(
+        run_cli("train", config, "--out", tmp_path / "m.safetensors", "--device", "cuda"), "no CUDA device"
+    )
+
+
+def make_tabular(folder: Path) -> None:
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    for split, n in (("train", 80), ("test", 30)):
+        rows = ["customer_id,churned,age,tenure,spend"]
+        for i in range(n):
+            age, tenure, spend = rng.normal(size=3)
+            rows.append(f"{split}-{i},{int(age + spend > 0)},{age:.3f},{tenure:.3f},{spend:.3f}")
+        (folder / f"{split}.csv").write_text("\n".join(rows) + "\n")
+
+
+@pytest.mark.parametrize("name", ["digits_mlp.yaml", "digits_lenet.yaml", "tabular_csv.yaml", "imagefolder_lenet.yaml"])
+def test_sample_configs_train_on_tiny_data(tmp_path: Path, name: str) -> None:
+    shutil.copy(SAMPLES / name, tmp_path / name)
+    if name == "tabular_csv.yaml":
+        make_tabular(tmp_path / "tabular")
+    if name == "imagefolder_lenet.yaml":
+        make_image_folder(tmp_path / "images", per_class=4)
+    out = tmp_path / "m.safetensors"
+    result = run_cli("train", tmp_path / name, "--out", out, "--set", "train.epochs=1", "--json", "-", "-q")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["rows_learned"] > 0
+    assert out.exists()
+
+
+def test_help_does_not_import_torch_or_datasets() -> None:
+    code = (
+        "import sys\n"
+        "from iau_cli.cli.app import app\n"
+        "from typer.testing import CliRunner\n"
+        "CliRunner().invoke(app, ['--help'])\n"
+        "for name in ('train', 'unlearn'):\n"
+        "    CliRunner().invoke(app, [name, '--help'])\n"
+        "CliRunner().invoke(app, ['unlearn'])\n"
+        "print(sorted(m for m in ('torch', 'datasets') if m in sys.modules))\n"
+    )
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert output.strip() == "[]"

@@ -1,0 +1,275 @@
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from iau_cli.checkpoint import load_checkpoint
+from iau_cli.data import parse_forget_ids
+from iau_cli.gradients import loss_grad_sum, trainable
+from iau_cli.runs import restore
+from iau_cli.unlearning import UnlearnRequest, unlearn
+
+from .conftest import digits_config, write_yaml
+from .helpers import assert_bad_input, run_cli
+
+
+def forget_file(tmp_path: Path, ids: list[str], name: str = "ids.txt") -> Path:
+    path = tmp_path / name
+    path.write_text("# request\n" + "\n".join(ids) + "\n")
+    return path
+
+
+def sample_ids(ids: list[str], n: int, seed: int = 0) -> list[str]:
+    return random.Random(seed).sample(ids, n)
+
+
+def request(checkpoint: Path, ids: list[str], out: Path, **kwargs: object) -> UnlearnRequest:
+    return UnlearnRequest(
+        checkpoint=str(checkpoint),
+        forget=parse_forget_ids("\n".join(ids).encode(), "ids"),
+        out=str(out),
+        device="cpu",
+        **kwargs,
+    )
+
+
+def test_streamed_gradient_sum_equals_full_batch(small_checkpoint: Path) -> None:
+    restored = restore(small_checkpoint)
+    rows = np.arange(0, 300, 3)
+    streamed, count = loss_grad_sum(restored.model, restored.data.train, rows, torch.device("cpu"), batch_size=7)
+    x, y = restored.data.train.fetch(rows)
+    params = trainable(restored.model)
+    full = torch.autograd.grad(F.cross_entropy(restored.model(x), y, reduction="sum"), list(params.values()))
+    assert count == len(rows)
+    for (name, s), f in zip(streamed.items(), full):
+        torch.testing.assert_close(s, f, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_adam_sign_matches_a_hand_computed_sign_step(
+    small_checkpoint: Path, train_ids: list[str], tmp_path: Path
+) -> None:
+    forget = sample_ids(train_ids, 20)
+    restored = restore(small_checkpoint)
+    forget_rows = np.array(sorted(restored.data.train.ids.index(i) for i in forget))
+    retain_rows = np.setdiff1d(np.arange(len(train_ids)), forget_rows)
+    params = trainable(restored.model)
+
+    def mean_grad(rows: np.ndarray) -> list[torch.Tensor]:
+        x, y = restored.data.train.fetch(rows)
+        return list(torch.autograd.grad(F.cross_entropy(restored.model(x), y), list(params.values())))
+
+    g = [r - f for r, f in zip(mean_grad(retain_rows), mean_grad(forget_rows))]
+    expected_by_hand = [p.detach() - 1e-3 * gi / (gi.abs() + 1e-8) for p, gi in zip(params.values(), g)]
+    # ... which is what one step of a fresh torch Adam does, as in the authors' code.
+    optimizer = torch.optim.Adam(list(params.values()), lr=1e-3)
+    for p, gi in zip(params.values(), g):
+        p.grad = gi
+    optimizer.step()
+    for p, hand in zip(params.values(), expected_by_hand):
+        torch.testing.assert_close(p.detach(), hand, rtol=0, atol=1e-7)
+
+    result = unlearn(request(small_checkpoint, forget, tmp_path / "u.safetensors", options={"rule": "adam-sign"}))
+    assert result.changed and result.details["rule"] == "adam-sign"
+    after = load_checkpoint(tmp_path / "u.safetensors").state_dict
+    for name, hand in zip(params, expected_by_hand):
+        torch.testing.assert_close(after[name], hand, rtol=0, atol=2e-7)
+
+
+def test_replaying_a_request_changes_nothing(small_checkpoint: Path, train_ids: list[str], tmp_path: Path) -> None:
+    ids = sample_ids(train_ids, 15)
+    first = unlearn(request(small_checkpoint, ids, tmp_path / "a.safetensors"))
+    assert first.ids.forgotten_now == 15
+    second = unlearn(request(tmp_path / "a.safetensors", ids, tmp_path / "b.safetensors"))
+    assert not second.changed
+    assert second.ids.already_forgotten == 15 and second.ids.forgotten_now == 0
+    assert "nothing to forget" in second.message
+    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
+
+
+def test_sequential_requests_never_relearn_earlier_ids(
+    small_checkpoint: Path, train_ids: list[str], tmp_path: Path
+) -> None:
+    first_ids = sample_ids(train_ids, 10, seed=1)
+    second_ids = sample_ids([i for i in train_ids if i not in first_ids], 10, seed=2)
+    unlearn(request(small_checkpoint, first_ids, tmp_path / "1.safetensors"))
+    result = unlearn(request(tmp_path / "1.safetensors", second_ids + first_ids[:3], tmp_path / "2.safetensors"))
+    assert result.ids.forgotten_now == 10 and result.ids.already_forgotten == 3
+    assert result.retain_rows == len(train_ids) - 20
+    restored = restore(tmp_path / "2.safetensors")
+    learned = {restored.data.train.ids[r] for r in restored.partition().learn}
+    assert not learned & set(first_ids + second_ids)
+    lineage = restored.meta.lineage
+    assert [e["event"] for e in lineage] == ["train", "unlearn", "unlearn"]
+    assert lineage[2]["parent_sha256"] == load_checkpoint(tmp_path / "1.safetensors").sha256
+    assert lineage[2]["parent_params_sha256"] == lineage[1]["params_sha256"]
+    # Retraining from the second checkpoint leaves out the first request's rows too.
+    retrained = unlearn(request(tmp_path / "1.safetensors", second_ids, tmp_path / "r.safetensors", method="retrain"))
+    assert retrained.retain_rows == len(train_ids) - 20
+
+
+def test_forgotten_ids_never_appear_in_clear(small_checkpoint: Path, train_ids: list[str], tmp_path: Path) -> None:
+    ids = sample_ids(train_ids, 5)
+    unlearn(request(small_checkpoint, ids, tmp_path / "u.safetensors"))
+    raw = (tmp_path / "u.safetensors").read_bytes()
+    for sample_id in ids:
+        assert sample_id.encode() not in raw
+
+
+def test_unlearning_a_memorized_set_moves_it_toward_held_out(
+    memorized: Path, train_ids: list[str], tmp_path: Path
+) -> None:
+    """Margin: test accuracy may drop at most 2 points (the default rule stops at the held-out error rate)."""
+    ids = sample_ids(train_ids, 72, seed=3)
+    result = unlearn(request(memorized, ids, tmp_path / "u.safetensors"))
+    before, after = result.before, result.after
+    heldout_loss = before.test_loss
+    assert before.forget_loss < 0.5 * heldout_loss  # memorized: far below held-out
+    assert after.forget_loss > before.forget_loss + 0.5 * (heldout_loss - before.forget_loss)
+    assert after.forget_accuracy < before.forget_accuracy
+    assert after.test_accuracy >= before.test_accuracy - 0.02
+
+
+def test_ledger_path_equals_full_recompute(small_checkpoint: Path, train_ids: list[str], tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from iau_cli.checkpoint import read_metadata
+
+    ids = sample_ids(train_ids, 30)
+    options = {"rule": "adam-sign"}
+    via_ledger = unlearn(request(small_checkpoint, ids, tmp_path / "l.safetensors", options=options))
+    assert via_ledger.ledger["path"] == "ledger"
+    # The same checkpoint without its ledger: the retain gradient is recomputed over every row.
+    loaded = load_checkpoint(small_checkpoint)
+    assert loaded.ledger_tensors
+    metadata = read_metadata(small_checkpoint)
+    del metadata["iau.ledger"]
+    stripped = tmp_path / "noledger.safetensors"
+    save_file(loaded.state_dict, str(stripped), metadata=metadata)
+    recomputed = unlearn(request(stripped, ids, tmp_path / "r.safetensors", options=options))
+    assert recomputed.ledger["path"] == "recompute"
+    a = load_checkpoint(tmp_path / "l.safetensors").state_dict
+    b = load_checkpoint(tmp_path / "r.safetensors").state_dict
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-6)
+
+
+def test_cli_unlearn_report_json_and_stdin(small_checkpoint: Path, train_ids: list[str], tmp_path: Path) -> None:
+    ids = sample_ids(train_ids, 8)
+    out = tmp_path / "u.safetensors"
+    report = tmp_path / "record.md"
+    result = run_cli(
+        "unlearn",
+        small_checkpoint,
+        "--forget",
+        "-",
+        "--out",
+        out,
+        "--json",
+        "-",
+        "--report",
+        report,
+        input="\n".join(ids + ids[:2]),
+    )
+    assert result.exit_code == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["ids"]["requested"] == 8 and payload["ids"]["duplicates"] == 2
+    assert set(payload["seconds"]) >= {"load", "gradients", "update", "write", "total"}
+    assert payload["before"]["forget_accuracy"] is not None
+    assert "forget accuracy" in report.read_text()
+    html = tmp_path / "record.html"
+    assert (
+        run_cli(
+            "unlearn",
+            small_checkpoint,
+            "-f",
+            forget_file(tmp_path, ids),
+            "-o",
+            tmp_path / "v.safetensors",
+            "--report",
+            html,
+            "-q",
+        ).exit_code
+        == 0
+    )
+    assert html.read_text().lstrip().startswith("<!DOCTYPE html>")
+
+
+def test_cli_unknown_ids_exit_2_unless_allowed(small_checkpoint: Path, train_ids: list[str], tmp_path: Path) -> None:
+    ids = train_ids[:3] + [f"ghost-{i}" for i in range(7)]
+    path = forget_file(tmp_path, ids)
+    out = tmp_path / "u.safetensors"
+    result = run_cli("unlearn", small_checkpoint, "--forget", path, "--out", out)
+    assert_bad_input(result, "7 of 10 id(s)", "'ghost-0'", "and 2 more", "--allow-missing")
+    assert not out.exists()
+    allowed = run_cli(
+        "unlearn", small_checkpoint, "--forget", path, "--out", out, "--allow-missing", "--json", "-", "-q"
+    )
+    assert allowed.exit_code == 0, allowed.stderr
+    assert json.loads(allowed.stdout)["ids"]["unknown"] == 7
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (["-O", "rule=adam-sign", "-O", "step_size=1e39"], "NaN or infinite"),
+        (["-O", "rule=sideways"], "rule: 'sideways' is not one of"),
+        (["-O", "stepz=3"], "stepz: unknown key"),
+        (["--method", "retrain", "-O", "seed=x"], "seed: expected"),
+    ],
+)
+def test_cli_bad_options_and_divergence_write_nothing(
+    small_checkpoint: Path, train_ids: list[str], tmp_path: Path, extra: list[str], fragment: str
+) -> None:
+    out = tmp_path / "u.safetensors"
+    result = run_cli(
+        "unlearn", small_checkpoint, "--forget", forget_file(tmp_path, train_ids[:5]), "--out", out, *extra
+    )
+    assert_bad_input(result, fragment)
+    assert not out.exists()
+
+
+def test_cli_forgetting_everything_is_refused(small_checkpoint: Path, train_ids: list[str], tmp_path: Path) -> None:
+    result = run_cli(
+        "unlearn", small_checkpoint, "--forget", forget_file(tmp_path, train_ids), "--out", tmp_path / "u.safetensors"
+    )
+    assert_bad_input(result, "every training row")
+
+
+def test_cli_plain_state_dict_needs_a_config(tmp_path: Path, train_ids: list[str]) -> None:
+    from safetensors.torch import save_file
+
+    from iau_cli.data import load_data
+    from iau_cli.training import partition_rows, train_model
+
+    config = digits_config(epochs=1)
+    data = load_data(config.data)
+    model, _ = train_model(config, data, partition_rows(data, config.train), torch.device("cpu"))
+    plain = tmp_path / "elsewhere.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(plain))
+    ids = forget_file(tmp_path, train_ids[:5])
+    assert_bad_input(run_cli("unlearn", plain, "--forget", ids, "--out", tmp_path / "u.safetensors"), "--config")
+    yaml_path = write_yaml(tmp_path / "cfg.yaml", config)
+    result = run_cli(
+        "unlearn", plain, "--forget", ids, "--config", yaml_path, "--out", tmp_path / "u.safetensors", "-q"
+    )
+    assert result.exit_code == 0, result.stderr
+    restored = restore(tmp_path / "u.safetensors")
+    assert [e["event"] for e in restored.meta.lineage] == ["import", "unlearn"]
+    assert restored.meta.forgotten.contains(train_ids[0])
+
+
+def test_cli_output_may_not_replace_input(small_checkpoint: Path, train_ids: list[str], tmp_path: Path) -> None:
+    result = run_cli(
+        "unlearn",
+        small_checkpoint,
+        "--forget",
+        forget_file(tmp_path, train_ids[:2]),
+        "--out",
+        small_checkpoint,
+        "--overwrite",
+    )
+    assert_bad_input(result, "replace the input")
