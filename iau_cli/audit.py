@@ -240,15 +240,18 @@ def _mia(member: Predictions, nonmember: Predictions, folds: int, seed: int) -> 
 
 
 @dataclass
-class _Rows:
+class AuditRows:
+    """The rows an audit scores: forget rows (train split), retain rows, non-member test rows."""
+
     forget: np.ndarray
     retain: np.ndarray
     nonmember: np.ndarray
 
 
-def _figures(
-    restored: Restored, model: torch.nn.Module, rows: _Rows, request: AuditRequest, probs: bool = False
+def model_figures(
+    restored: Restored, model: torch.nn.Module, rows: AuditRows, request: AuditRequest, probs: bool = False
 ) -> tuple[ModelFigures, Predictions, Predictions]:
+    """Accuracy, loss and membership figures of ``model`` (and its forget / non-member predictions)."""
     device = restored.device
     forget = predict(model, restored.data.train, rows.forget, device, batch_size=request.batch_size, keep_probs=probs)
     retain = predict(model, restored.data.train, rows.retain, device, batch_size=request.batch_size)
@@ -321,9 +324,9 @@ def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditRe
     forget_rows = np.array(sorted(index[i] for i in audited), dtype=np.int64)
     learn = restored.partition(exclude=set(audited)).learn
     nonmember = balanced_nonmembers(restored.data.train.labels[forget_rows], restored.data.test.labels, request.seed)
-    rows = _Rows(forget=forget_rows, retain=learn, nonmember=nonmember)
+    rows = AuditRows(forget=forget_rows, retain=learn, nonmember=nonmember)
     progress("audit", 0, 3)
-    model_figures, model_forget, model_nonmember = _figures(restored, restored.model, rows, request, probs=True)
+    scored, model_forget, model_nonmember = model_figures(restored, restored.model, rows, request, probs=True)
     checks, _ = lineage_checks(restored, audited)
     notes: list[str] = []
     if len(nonmember) < 100:
@@ -335,31 +338,28 @@ def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditRe
 
     reference = original = None
     comparison: dict[str, float] = {}
-    lira_targets = [(model_figures, restored.model)]
+    lira_targets = [(scored, restored.model)]
     if request.reference:
         ref = _other(request.reference, restored, request, "reference")
-        reference, ref_forget, _ = _figures(restored, ref, rows, request, probs=True)
+        reference, ref_forget, _ = model_figures(restored, ref, rows, request, probs=True)
         lira_targets.append((reference, ref))
         kl, js = mean_kl_js(model_forget.probs, ref_forget.probs)  # type: ignore[arg-type]
         comparison = {
-            "tug_of_war": tug_of_war(model_figures.accuracy, reference.accuracy),
-            **{
-                f"{s}_accuracy_gap": model_figures.accuracy[s] - reference.accuracy[s]
-                for s in ("forget", "retain", "test")
-            },
-            "mia_auc_gap": model_figures.mia.loss_auc - reference.mia.loss_auc,
+            "tug_of_war": tug_of_war(scored.accuracy, reference.accuracy),
+            **{f"{s}_accuracy_gap": scored.accuracy[s] - reference.accuracy[s] for s in ("forget", "retain", "test")},
+            "mia_auc_gap": scored.mia.loss_auc - reference.mia.loss_auc,
             "forget_kl": kl,
             "forget_js": js,
         }
     progress("audit", 1, 3)
     if request.original:
         orig = _other(request.original, restored, request, "original")
-        original, _, _ = _figures(restored, orig, rows, request)
+        original, _, _ = model_figures(restored, orig, rows, request)
         lira_targets.append((original, orig))
     if request.shadow_models:
         _lira(restored, rows, request, lira_targets, progress)
     progress("audit", 3, 3)
-    checks += verdict_checks(model_figures, reference, original, request.thresholds)
+    checks += verdict_checks(scored, reference, original, request.thresholds)
     passed = all(c.passed is not False for c in checks)
     per_sample = [
         {
@@ -375,7 +375,7 @@ def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditRe
     return AuditResult(
         checkpoint=str(request.checkpoint),
         ids={"audited": len(audited), "duplicates": request.forget.duplicates},
-        model=model_figures,
+        model=scored,
         reference=reference,
         original=original,
         comparison=comparison,
@@ -472,7 +472,7 @@ def verdict_checks(
 
 def _lira(
     restored: Restored,
-    rows: _Rows,
+    rows: AuditRows,
     request: AuditRequest,
     targets: list[tuple[ModelFigures, torch.nn.Module]],
     progress: Progress,

@@ -227,6 +227,7 @@ def save_checkpoint(
 
     path = Path(path)
     check_writable(path, overwrite=overwrite)
+    remove_stale_temps(path)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}
     for name, value in (ledger_tensors or {}).items():
         tensors[LEDGER_PREFIX + name] = value.detach().cpu().contiguous().clone()
@@ -243,6 +244,21 @@ def save_checkpoint(
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
     return digest
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Delete temp files that a killed run left beside ``path`` (their writer's PID is gone)."""
+    for temp in path.parent.glob(f".{path.name}.*.tmp"):
+        parts = temp.name[len(path.name) + 2 :].split(".")
+        if not parts or not parts[0].isdigit():
+            continue
+        try:
+            os.kill(int(parts[0]), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+        except PermissionError:
+            pass  # alive, owned by someone else
 
 
 def publish(temp: Path, path: Path, *, overwrite: bool) -> None:

@@ -38,11 +38,14 @@ def loss_grad_sum(
     batch_size: int = 256,
 ) -> tuple[GradDict, int]:
     """Σ over ``rows`` of ∇θ CE(model(x_i), y_i), and the number of rows, streamed in batches."""
+    from iau_cli import distributed
+
     params = trainable(model)
     total = {name: torch.zeros_like(p) for name, p in params.items()}
     count = 0
     was_training = model.training
     model.eval()
+    rows = distributed.shard(np.arange(len(split)) if rows is None else rows)
     try:
         for x, y in split.batches(rows, batch_size):
             x, y = x.to(device), y.to(device)
@@ -54,7 +57,7 @@ def loss_grad_sum(
             count += len(y)
     finally:
         model.train(was_training)
-    return total, count
+    return distributed.all_reduce_sum(total), distributed.sum_count(count, next(iter(total.values())).device)
 
 
 def per_sample_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> GradDict:
@@ -74,6 +77,28 @@ def per_sample_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Grad
         return vmap(grad(sample_loss), in_dims=(None, 0, 0))(params, x, y)
     finally:
         model.train(was_training)
+
+
+def empirical_fisher(
+    model: nn.Module, split: Split, rows: Sequence[int] | np.ndarray, device: torch.device, *, batch_size: int = 256
+) -> GradDict:
+    """Mean over ``rows`` of the squared per-sample gradient (the empirical Fisher's diagonal)."""
+    from iau_cli import distributed
+
+    rows = distributed.shard(rows)
+    params = trainable(model)
+    total = {name: torch.zeros_like(p) for name, p in params.items()}
+    # Per-sample gradients hold batch × parameters numbers: keep a chunk near 32M of them.
+    size = sum(p.numel() for p in params.values())
+    chunk = max(1, min(batch_size, (1 << 25) // max(size, 1)))
+    count = 0
+    for x, y in split.batches(rows, chunk):
+        grads = per_sample_grads(model, x.to(device), y.to(device))
+        for name, g in grads.items():
+            total[name] += (g.detach() ** 2).sum(0)
+        count += len(y)
+    count = distributed.sum_count(count, device)
+    return {name: value / max(count, 1) for name, value in distributed.all_reduce_sum(total).items()}
 
 
 def flatten(grads: GradDict) -> torch.Tensor:

@@ -94,3 +94,95 @@ def relative_drift(before: dict[str, torch.Tensor], after: dict[str, torch.Tenso
         num += float(((new.double().cpu() - old.double().cpu()) ** 2).sum())
         den += float((old.double().cpu() ** 2).sum())
     return (num / den) ** 0.5 if den > 0 else 0.0
+
+
+@dataclass
+class LedgerResult:
+    """The outcome of ``iau ledger refresh`` / ``iau ledger show``."""
+
+    checkpoint: str
+    status: str
+    detail: str
+    rows: int
+    drift: float
+    out: str | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        import dataclasses
+
+        return dataclasses.asdict(self)
+
+    def report(self) -> Any:
+        from iau_cli.report import Report, Table, fmt
+
+        rows = [
+            ["checkpoint", self.checkpoint],
+            ["ledger", f"{self.status}: {self.detail}"],
+            ["rows covered", fmt(self.rows)],
+            ["relative parameter drift", fmt(self.drift)],
+        ]
+        if self.out:
+            rows += [["written", self.out], ["seconds", f"{self.seconds:.2f}"]]
+        return Report(title="iau ledger", tables=[Table("Gradient ledger", ["", ""], rows)])
+
+
+def show_ledger(path: str, *, device: str = "cpu", trust_code: bool = False) -> LedgerResult:
+    """Whether a checkpoint's ledger is fresh, stale (and by how much) or absent."""
+    from iau_cli.runs import restore
+
+    restored = restore(path, device=device, trust_code=trust_code)
+    learn = restored.partition().learn
+    state = ledger_state(restored.meta.ledger, restored.checkpoint.ledger_tensors, restored.model, len(learn))
+    return LedgerResult(str(path), state.status, state.reason, len(learn), state.drift)
+
+
+def refresh_ledger(
+    path: str,
+    out: str,
+    *,
+    overwrite: bool = False,
+    device: str = "auto",
+    trust_code: bool = False,
+    progress: Progress = no_progress,
+) -> LedgerResult:
+    """Recompute the ledger at the checkpoint's parameters (one pass over its rows) and write it to
+    ``out`` (which may be ``path`` itself with ``overwrite``: the replacement is atomic)."""
+    import dataclasses
+    import time
+    from pathlib import Path
+
+    from iau_cli import __version__
+    from iau_cli.checkpoint import check_writable, output_lock, save_checkpoint
+    from iau_cli.runs import restore
+
+    started = time.perf_counter()
+    check_writable(Path(out), overwrite=overwrite)
+    import contextlib
+
+    from iau_cli import distributed
+
+    with output_lock(out) if distributed.is_main() else contextlib.nullcontext():
+        restored = restore(path, device=device, trust_code=trust_code)
+        learn = restored.partition().learn
+        meta, tensors = compute_ledger(restored.model, restored.data, learn, restored.device, progress=progress)
+        event = {
+            "event": "ledger-refresh",
+            "time": utc_now(),
+            "iau_version": __version__,
+            "parent_sha256": restored.checkpoint.sha256,
+            "params_sha256": meta["params_sha256"],
+        }
+        new_meta = dataclasses.replace(restored.meta, ledger=meta, lineage=[*restored.meta.lineage, event])
+        if distributed.is_main():
+            save_checkpoint(out, restored.model.state_dict(), new_meta, ledger_tensors=tensors, overwrite=overwrite)
+        distributed.barrier()
+    return LedgerResult(
+        str(path),
+        "fresh",
+        "recomputed at these parameters",
+        len(learn),
+        0.0,
+        out=str(out),
+        seconds=time.perf_counter() - started,
+    )

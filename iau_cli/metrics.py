@@ -40,7 +40,11 @@ def predict(
     batch_size: int = 512,
     keep_probs: bool = False,
 ) -> Predictions:
-    """Run the model in eval mode over ``rows`` of ``split``, streamed in batches."""
+    """Run the model in eval mode over ``rows`` of ``split``, streamed in batches (under torchrun
+    each rank scores its block of rows and the results are gathered in row order)."""
+    from iau_cli import distributed
+
+    rows = distributed.shard(np.arange(len(split)) if rows is None else rows)
     was_training = model.training
     model.eval()
     losses, correct, probs = [], [], []
@@ -54,12 +58,13 @@ def predict(
                 probs.append(torch.softmax(logits, 1).cpu().numpy())
     finally:
         model.train(was_training)
-    empty = np.zeros(0, dtype=np.float32)
-    return Predictions(
-        losses=np.concatenate(losses) if losses else empty,
-        correct=np.concatenate(correct) if correct else np.zeros(0, dtype=bool),
-        probs=np.concatenate(probs) if probs else None,
-    )
+    local = [
+        np.concatenate(losses) if losses else np.zeros(0, dtype=np.float32),
+        np.concatenate(correct) if correct else np.zeros(0, dtype=bool),
+        np.concatenate(probs) if probs else None,
+    ]
+    all_losses, all_correct, all_probs = distributed.gather_arrays(local)
+    return Predictions(losses=all_losses, correct=all_correct, probs=all_probs)
 
 
 def auc(positive: np.ndarray, negative: np.ndarray) -> float:

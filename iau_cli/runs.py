@@ -32,14 +32,17 @@ from iau_cli.training import Progress, RowPartition, no_progress, partition_rows
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when present; ``cuda`` without a GPU is bad input."""
+    """``auto`` picks CUDA when present; ``cuda`` without a GPU is bad input. Under torchrun this
+    also joins the process group and returns this rank's device."""
+    from iau_cli import distributed
+
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("--device cuda: no CUDA device is available here; use --device cpu or auto")
     if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
         raise ConfigError(f"--device {name!r}: expected auto, cpu or cuda")
-    return torch.device(name)
+    return distributed.setup(torch.device(name))
 
 
 def model_meta(config: RunConfig, data: DataBundle) -> dict[str, Any]:
@@ -162,6 +165,7 @@ class TrainResult:
     test_accuracy: float
     test_loss: float
     gr_alpha: float
+    epoch_losses: list[float] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -216,6 +220,8 @@ def train(
     progress: Progress = no_progress,
 ) -> TrainResult:
     """Train the configured model on its data and write a self-describing checkpoint to ``out``."""
+    from iau_cli import distributed
+
     out = Path(out)
     check_writable(out, overwrite=overwrite)
     torch_device = resolve_device(device)
@@ -230,7 +236,10 @@ def train(
 
     ledger_meta, ledger_tensors = compute_ledger(model, data, rows.learn, torch_device, progress=progress)
     meta.ledger = ledger_meta
-    sha = save_checkpoint(out, model.state_dict(), meta, ledger_tensors=ledger_tensors, overwrite=overwrite)
+    sha = ""
+    if distributed.is_main():
+        sha = save_checkpoint(out, model.state_dict(), meta, ledger_tensors=ledger_tensors, overwrite=overwrite)
+    distributed.barrier()
     return TrainResult(
         out=str(out),
         sha256=sha,
@@ -248,6 +257,7 @@ def train(
         test_accuracy=test.accuracy,
         test_loss=test.loss,
         gr_alpha=config.train.gr_alpha,
+        epoch_losses=[record["train_loss"] for record in stats.history],
     )
 
 

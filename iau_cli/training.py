@@ -72,12 +72,37 @@ def gradient_restricted_loss(
         return ce, ce
     params = [p for p in model.parameters() if p.requires_grad]
     grads = torch.autograd.grad(ce, params, create_graph=True, allow_unused=True)
-    grads = [g for g in grads if g is not None]
+    return ce + alpha * gradient_penalty([g for g in grads if g is not None], norm), ce
+
+
+def gradient_penalty(grads: list[torch.Tensor], norm: str) -> torch.Tensor:
+    """‖∇‖: the sum of per-tensor L2 norms ("per-tensor") or one L2 norm over all ("global")."""
     if norm == "global":
-        penalty = torch.sqrt(sum((g**2).sum() for g in grads))
-    else:
-        penalty = sum(torch.linalg.vector_norm(g) for g in grads)
-    return ce + alpha * penalty, ce
+        return torch.sqrt(sum((g**2).sum() for g in grads))
+    return sum(torch.linalg.vector_norm(g) for g in grads)
+
+
+def _data_parallel_loss(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, global_size: int, alpha: float, norm: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's share of the global batch's GR loss, and its CE sum.
+
+    Each rank's CE sum is divided by the *global* batch size, so the ranks' losses add up to the
+    global batch mean. The penalty needs the global batch's gradient inside the graph: a
+    differentiable all_reduce sums the ranks' gradients, and each rank adds 1/world of the
+    (identical) penalty, so that after the gradients are summed over ranks the step equals one
+    process's step on the whole batch.
+    """
+    from torch.distributed.nn.functional import all_reduce
+
+    from iau_cli import distributed
+
+    ce_sum = F.cross_entropy(model(x), y, reduction="sum")
+    ce_share = ce_sum / global_size
+    params = [p for p in model.parameters() if p.requires_grad]
+    local = torch.autograd.grad(ce_share, params, create_graph=True)
+    penalty = gradient_penalty([all_reduce(g) for g in local], norm)
+    return ce_share + alpha * penalty / distributed.world_size(), ce_sum.detach()
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -125,8 +150,16 @@ def fit(
         from iau_cli.errors import DataError
 
         raise DataError("no rows left to train on (every training row is forgotten or held out)")
+    from iau_cli import distributed
+
     rng = np.random.default_rng(config.seed)
     optimizer = make_optimizer(model, config)
+    parallel = distributed.active()
+    step_module: nn.Module = model
+    if parallel and config.gr_alpha == 0:
+        from torch.nn.parallel import DistributedDataParallel
+
+        step_module = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     stats = TrainStats(epochs_run=0, best_epoch=0)
     best_val = float("inf")
     best_state = None
@@ -137,18 +170,32 @@ def fit(
     for epoch in range(1, config.epochs + 1):
         model.train()
         order = rows.learn[rng.permutation(len(rows.learn))]
-        running = 0.0
+        running = torch.zeros((), dtype=torch.float64, device=device)
         for step, part in enumerate(slices, start=1):
-            x, y = data.train.fetch(np.sort(order[part]))
+            batch = np.sort(order[part])
+            # Under torchrun each rank takes its block of the same global batch.
+            x, y = data.train.fetch(distributed.shard(batch))
             x, y = x.to(device), y.to(device)
             optimizer.zero_grad(set_to_none=True)
-            loss, ce = gradient_restricted_loss(model, x, y, config.gr_alpha, config.gr_norm)
-            loss.backward()
+            if not parallel:
+                loss, ce = gradient_restricted_loss(model, x, y, config.gr_alpha, config.gr_norm)
+                loss.backward()
+                running += ce.detach() * len(y)
+            elif config.gr_alpha == 0:
+                # DistributedDataParallel averages gradients over ranks: scale to the global mean.
+                ce_sum = F.cross_entropy(step_module(x), y, reduction="sum")
+                (ce_sum * distributed.world_size() / len(batch)).backward()
+                running += ce_sum.detach()
+            else:
+                loss, ce_sum = _data_parallel_loss(model, x, y, len(batch), config.gr_alpha, config.gr_norm)
+                loss.backward()
+                distributed.all_reduce_sum({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+                running += ce_sum
             optimizer.step()
-            running += float(ce.detach()) * len(y)
-            stats.samples += len(y)
+            stats.samples += len(batch)
             progress("train", (epoch - 1) * len(slices) + step, total_steps)
-        record = {"epoch": float(epoch), "train_loss": running / len(rows.learn)}
+        running = distributed.all_reduce_sum({"loss": running})["loss"]
+        record = {"epoch": float(epoch), "train_loss": float(running) / len(rows.learn)}
         stats.epochs_run = epoch
         if len(rows.val):
             from iau_cli.metrics import predict

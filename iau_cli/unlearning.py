@@ -7,6 +7,7 @@ resolved (unknown ids are an error unless allowed), the update finite, the outpu
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -18,19 +19,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from iau_cli import __version__
+from iau_cli import __version__, distributed
 from iau_cli.checkpoint import (
     CheckpointMeta,
     check_writable,
     output_lock,
     params_sha256,
     publish,
+    remove_stale_temps,
     save_checkpoint,
     utc_now,
 )
 from iau_cli.config import RunConfig, to_dict
 from iau_cli.data import ForgetRequest
-from iau_cli.errors import IdsError, UnlearningError
+from iau_cli.errors import IdsError, OutputError, UnlearningError
 from iau_cli.gradients import GradDict, trainable
 from iau_cli.ledger import carried_ledger, compute_ledger, ledger_state, relative_drift
 from iau_cli.methods import MethodName, get_method
@@ -169,6 +171,12 @@ def resolve_ids(
             f"model: {shown}{more}; pass --allow-missing to skip them"
         )
     found = [i for i in request.ids if i in index]
+    if not found:
+        raise IdsError(
+            f"{request.source}: none of the {len(request.ids)} id(s) is a training row of this model "
+            f"(e.g. {request.ids[0]!r}); check that the ids come from the id column "
+            f"{restored.config.data.id_column!r}"
+        )
     forgotten = restored.meta.forgotten
     already = [i for i in found if forgotten.contains(i)]
     new_ids = [i for i in found if not forgotten.contains(i)]
@@ -192,6 +200,52 @@ def _figures(restored: Restored, model: torch.nn.Module, forget_rows: np.ndarray
     return Figures(forget.accuracy, forget.loss, test.accuracy, test.loss)
 
 
+@dataclass
+class RowPlan:
+    """The rows of a request: forget (learned rows to unlearn), retain, and validation."""
+
+    forget: np.ndarray
+    retain: np.ndarray
+    val: np.ndarray
+
+
+def plan_rows(restored: Restored, new_rows: list[int]) -> RowPlan:
+    """Retain = rows the model learns from − this request − everything forgotten before."""
+    partition = restored.partition()
+    learn_set = set(partition.learn.tolist())
+    forget = np.array(sorted(r for r in new_rows if r in learn_set), dtype=np.int64)
+    return RowPlan(
+        forget=forget,
+        retain=np.setdiff1d(partition.learn, forget),
+        val=np.setdiff1d(partition.val, np.array(new_rows, dtype=np.int64)),
+    )
+
+
+def build_context(
+    restored: Restored,
+    rows: RowPlan,
+    max_ledger_drift: float,
+    ledger_info: dict[str, Any],
+    *,
+    model: torch.nn.Module | None = None,
+    batch_size: int = 512,
+    progress: Progress = no_progress,
+) -> UnlearnContext:
+    """A method's view of the request; the retain gradient comes from the ledger when usable."""
+    return UnlearnContext(
+        model=model if model is not None else restored.model,
+        data=restored.data,
+        config=restored.config,
+        forget_rows=rows.forget,
+        retain_rows=rows.retain,
+        val_rows=rows.val,
+        device=restored.device,
+        batch_size=batch_size,
+        progress=progress,
+        retain_source=_ledger_source(restored, restored.partition().learn, max_ledger_drift, ledger_info),
+    )
+
+
 def unlearn(request: UnlearnRequest, *, progress: Progress = no_progress) -> UnlearnResult:
     """Forget ``request.forget`` from ``request.checkpoint`` and write the result to ``request.out``."""
     started = time.perf_counter()
@@ -205,7 +259,7 @@ def unlearn(request: UnlearnRequest, *, progress: Progress = no_progress) -> Unl
     if request.ledger_refresh not in ("later", "now"):
         raise UnlearningError(f"--ledger-refresh {request.ledger_refresh!r}: expected later or now")
 
-    with output_lock(out):
+    with output_lock(out) if distributed.is_main() else contextlib.nullcontext():
         restored = restore(
             request.checkpoint,
             config=request.config,
@@ -214,12 +268,9 @@ def unlearn(request: UnlearnRequest, *, progress: Progress = no_progress) -> Unl
             device=request.device,
         )
         new_ids, counts, new_rows = resolve_ids(restored, request.forget, request.allow_missing)
-        partition = restored.partition()
-        learn_set = set(partition.learn.tolist())
-        forget_rows = np.array(sorted(r for r in new_rows if r in learn_set), dtype=np.int64)
-        counts.validation_only = len(new_rows) - len(forget_rows)
-        retain_rows = np.setdiff1d(partition.learn, forget_rows)
-        if len(new_ids) and len(retain_rows) == 0:
+        rows = plan_rows(restored, new_rows)
+        counts.validation_only = len(new_rows) - len(rows.forget)
+        if len(new_ids) and len(rows.retain) == 0:
             raise IdsError(
                 f"{request.forget.source}: the request would forget every training row; nothing would be "
                 "left to learn from (train a new model instead)"
@@ -227,25 +278,16 @@ def unlearn(request: UnlearnRequest, *, progress: Progress = no_progress) -> Unl
         seconds["load"] = time.perf_counter() - started
 
         if not new_ids:
-            return _unchanged(request, restored, out, counts, seconds, started, retain_rows)
+            return _unchanged(request, restored, out, counts, seconds, started, rows.retain)
 
         model_before = {k: p.detach().clone() for k, p in trainable(restored.model).items()}
-        before = _figures(restored, restored.model, forget_rows, request.batch_size)
+        before = _figures(restored, restored.model, rows.forget, request.batch_size)
         ledger_info: dict[str, Any] = {}
-        context = UnlearnContext(
-            model=restored.model,
-            data=restored.data,
-            config=restored.config,
-            forget_rows=forget_rows,
-            retain_rows=retain_rows,
-            val_rows=np.setdiff1d(partition.val, np.array(new_rows, dtype=np.int64)),
-            device=restored.device,
-            batch_size=request.batch_size,
-            progress=progress,
-            retain_source=_ledger_source(restored, partition.learn, request.max_ledger_drift, ledger_info),
+        context = build_context(
+            restored, rows, request.max_ledger_drift, ledger_info, batch_size=request.batch_size, progress=progress
         )
         update_started = time.perf_counter()
-        output = spec.run(context, options) if len(forget_rows) else None
+        output = spec.run(context, options) if len(rows.forget) else None
         model = output.model if output is not None else restored.model
         seconds["gradients"] = context.seconds_gradients
         seconds["update"] = time.perf_counter() - update_started - context.seconds_gradients
@@ -255,17 +297,22 @@ def unlearn(request: UnlearnRequest, *, progress: Progress = no_progress) -> Unl
                 "nothing written (try a smaller step_size)"
             )
         evaluate_started = time.perf_counter()
-        after = _figures(restored, model, forget_rows, request.batch_size)
+        after = _figures(restored, model, rows.forget, request.batch_size)
         seconds["evaluate"] = time.perf_counter() - evaluate_started
 
         write_started = time.perf_counter()
         meta, ledger_tensors = _next_meta(
             restored, request, spec.name.value, options, new_ids, model, model_before, context, ledger_info, progress
         )
-        sha = save_checkpoint(out, model.state_dict(), meta, ledger_tensors=ledger_tensors, overwrite=request.overwrite)
+        sha = ""
+        if distributed.is_main():
+            sha = save_checkpoint(
+                out, model.state_dict(), meta, ledger_tensors=ledger_tensors, overwrite=request.overwrite
+            )
+        distributed.barrier()
         seconds["write"] = time.perf_counter() - write_started
     seconds["total"] = time.perf_counter() - started
-    if len(forget_rows):
+    if len(rows.forget):
         message = f"forgot {len(new_ids)} id(s) with {spec.name.value}"
     else:
         message = f"recorded {len(new_ids)} id(s) held out for validation as forgotten; no update needed"
@@ -278,7 +325,7 @@ def unlearn(request: UnlearnRequest, *, progress: Progress = no_progress) -> Unl
         method=spec.name.value,
         options=to_dict(options),
         ids=counts,
-        retain_rows=int(len(retain_rows)),
+        retain_rows=int(len(rows.retain)),
         before=before,
         after=after,
         seconds=seconds,
@@ -286,6 +333,22 @@ def unlearn(request: UnlearnRequest, *, progress: Progress = no_progress) -> Unl
         details=output.details if output is not None else {},
         message=message,
     )
+
+
+def copy_atomically(source: Path, out: Path, *, overwrite: bool) -> None:
+    """Copy a file into place via a temporary file, fsync and rename (or link)."""
+    remove_stale_temps(out)
+    temp = out.parent / f".{out.name}.{os.getpid()}.copy.tmp"
+    try:
+        shutil.copyfile(source, temp)
+        with open(temp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        publish(temp, out, overwrite=overwrite)
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot write ({exc.strerror})") from None
+    finally:
+        if temp.exists():
+            temp.unlink()
 
 
 def _unchanged(
@@ -299,19 +362,8 @@ def _unchanged(
 ) -> UnlearnResult:
     """Nothing new to forget: the output is a byte-identical copy, so scripts can chain paths."""
     write_started = time.perf_counter()
-    temp = out.parent / f".{out.name}.{os.getpid()}.copy.tmp"
-    try:
-        shutil.copyfile(restored.checkpoint.path, temp)
-        with open(temp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        publish(temp, out, overwrite=request.overwrite)
-    except OSError as exc:
-        from iau_cli.errors import OutputError
-
-        raise OutputError(f"{out}: cannot write ({exc.strerror})") from None
-    finally:
-        if temp.exists():
-            temp.unlink()
+    if distributed.is_main():
+        copy_atomically(restored.checkpoint.path, out, overwrite=request.overwrite)
     seconds["write"] = time.perf_counter() - write_started
     seconds["total"] = time.perf_counter() - started
     return UnlearnResult(
@@ -393,16 +445,16 @@ def _next_meta(
         ledger_meta, tensors = compute_ledger(model, restored.data, learn_rows, restored.device, progress=progress)
         ledger_info["next"] = "fresh (recomputed at the new parameters)"
         return dataclasses.replace(new_meta, ledger=ledger_meta), tensors
-    if context._retain_sum is None and ledger_info.get("usable"):
+    if context.retain_sum_computed is None and ledger_info.get("usable"):
         context.retain_grad_sum()  # ledger − forget rows: costs only the forget pass
-    if context._retain_sum is None:
+    if context.retain_sum_computed is None:
         ledger_info["next"] = "none (run iau ledger refresh to make the next request cheap)"
         return dataclasses.replace(new_meta, ledger=None), None
     # The retain sum at θ* is exactly the ledger of the child's rows, at the parent's parameters.
     inherited = float((meta.ledger or {}).get("drift", 0.0)) if ledger_info.get("path") == "stale-ledger" else 0.0
     step = relative_drift(model_before, {k: p.detach() for k, p in trainable(model).items()})
     ledger_meta, tensors = carried_ledger(
-        context._retain_sum, len(learn_rows), params_sha256(restored.checkpoint.state_dict), inherited + step
+        context.retain_sum_computed, len(learn_rows), params_sha256(restored.checkpoint.state_dict), inherited + step
     )
     ledger_info["next"] = f"stale (carried forward; relative drift {ledger_meta['drift']:.2e})"
     return dataclasses.replace(new_meta, ledger=ledger_meta), tensors

@@ -63,3 +63,51 @@ def train_ids() -> list[str]:
     from iau_cli.data import load_data
 
     return list(load_data(builtin_config("digits")).train.ids)
+
+
+@pytest.fixture(scope="session")
+def noise_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Rows with random features and random labels: a model can only memorize them, so membership
+    shows plainly (train loss near zero, held-out loss near log K)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path_factory.mktemp("noise")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 240), ("test", 240)):
+        columns = {"id": [f"{split}-{i}" for i in range(n)], "label": rng.integers(0, 4, n)}
+        columns.update({f"f{j}": rng.normal(size=n) for j in range(16)})
+        pq.write_table(pa.table(columns), folder / f"{split}.parquet")
+    return folder
+
+
+def noise_config(folder: Path, epochs: int = 150) -> RunConfig:
+    from iau_cli.config import DataConfig
+
+    return RunConfig(
+        data=DataConfig(train=str(folder / "train.parquet"), test=str(folder / "test.parquet")),
+        model=ModelConfig(name="mlp", args={"hidden": [256]}),
+        train=TrainConfig(epochs=epochs, lr=0.01, batch_size=32),
+    )
+
+
+@pytest.fixture(scope="session")
+def memorizing_pair(tmp_path_factory: pytest.TempPathFactory, noise_data: Path) -> dict[str, object]:
+    """On the noise data: a model trained on every row, the ids to forget, its IAU-unlearned child,
+    and a model retrained without those ids."""
+    from iau_cli.data import parse_forget_ids
+    from iau_cli.runs import train
+    from iau_cli.unlearning import UnlearnRequest, unlearn
+
+    folder = tmp_path_factory.mktemp("pair")
+    original = folder / "original.safetensors"
+    train(noise_config(noise_data), original, device="cpu")
+    ids = [f"train-{i}" for i in range(0, 240, 4)]  # 60 rows
+    (folder / "forget.txt").write_text("\n".join(ids) + "\n")
+    forget = parse_forget_ids("\n".join(ids).encode(), "forget.txt")
+    paths = {"original": original, "ids": folder / "forget.txt"}
+    for name, method in (("unlearned", "iau"), ("retrained", "retrain")):
+        paths[name] = folder / f"{name}.safetensors"
+        unlearn(UnlearnRequest(str(original), forget, out=str(paths[name]), method=method, device="cpu"))
+    return paths

@@ -8,12 +8,14 @@ from typing import Annotated
 import typer
 
 from iau_cli.cli.common import (
+    AllowDataChangeOpt,
     CheckpointArg,
     ConfigOpt,
     DeviceOpt,
     JsonOpt,
     QuietOpt,
     ReportOpt,
+    TrustOpt,
     check_output_paths,
     emit,
     progress_sink,
@@ -48,12 +50,8 @@ def command(
     min_tow: Annotated[float, typer.Option("--min-tow", help="Minimum Tug-of-War against --reference.")] = 0.95,
     seed: Annotated[int, typer.Option("--seed", help="Seed for the non-member draw and the attacks.")] = 0,
     config: ConfigOpt = None,
-    allow_data_change: Annotated[
-        bool, typer.Option("--allow-data-change", help="Audit although the data changed.")
-    ] = False,
-    trust_checkpoint_code: Annotated[
-        bool, typer.Option("--trust-checkpoint-code", help="Import the model class the checkpoint names.")
-    ] = False,
+    allow_data_change: AllowDataChangeOpt = False,
+    trust_checkpoint_code: TrustOpt = False,
     device: DeviceOpt = "auto",
     json_target: JsonOpt = None,
     report: ReportOpt = None,
@@ -81,7 +79,9 @@ def command(
     with progress_sink(not quiet) as progress:
         result = audit(request, progress=progress)
     emit(result.report(), result.to_dict(), json_target=json_target, report_path=report, quiet=quiet)
-    if per_sample is not None:
+    from iau_cli import distributed
+
+    if per_sample is not None and distributed.is_main():
         write_per_sample_csv(result, per_sample)
     if not result.passed:
         raise typer.Exit(1)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,10 +32,36 @@ SetOpt = Annotated[
     typer.Option("--set", metavar="KEY=VALUE", help="Override a config value, e.g. --set train.epochs=5 (repeatable)."),
 ]
 CheckpointArg = Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="A .safetensors checkpoint.")]
+TrustOpt = Annotated[
+    bool, typer.Option("--trust-checkpoint-code", help="Import the model class the checkpoint names (runs its code).")
+]
+AllowDataChangeOpt = Annotated[
+    bool, typer.Option("--allow-data-change", help="Proceed although the data fingerprint changed.")
+]
 ConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", metavar="CONFIG.yaml", help="Run config (model and data) for a plain safetensors file."),
 ]
+
+
+def boundary(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Known errors (bad input) → one line on stderr and exit 2; bugs keep their traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from iau_cli.errors import IauError
+
+        try:
+            return command(*args, **kwargs)
+        except IauError as exc:
+            message = " ".join(str(exc).split())
+            sys.stderr.write(f"iau: error: {message}\n")
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            sys.stderr.write("iau: interrupted\n")
+            raise typer.Exit(130) from None
+
+    return wrapper
 
 
 def err_console() -> Any:
@@ -59,11 +86,16 @@ def emit(report: Any, data: dict[str, Any], *, json_target: str | None, report_p
     """Show the report (stdout, or stderr when JSON goes to stdout), then write JSON and report files."""
     from rich.console import Console
 
+    from iau_cli import distributed
     from iau_cli.cli.render import render
     from iau_cli.report import to_json
 
+    if not distributed.is_main():
+        return  # under torchrun only rank 0 reports
     if not quiet:
         console = Console(stderr=True) if json_target == "-" else Console()
+        if not console.is_terminal:
+            console.width = max(console.width, 140)  # logs and pipes: wide tables stay on one line
         console.print(render(report))
     if json_target is not None:
         text = to_json(data)

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from iau_cli.cli.common import (
+    AllowDataChangeOpt,
     CheckpointArg,
     ConfigOpt,
     DeviceOpt,
@@ -15,6 +16,7 @@ from iau_cli.cli.common import (
     OverwriteOpt,
     QuietOpt,
     ReportOpt,
+    TrustOpt,
     check_output_paths,
     emit,
     progress_sink,
@@ -43,12 +45,8 @@ def command(
     allow_missing: Annotated[
         bool, typer.Option("--allow-missing", help="Skip ids that are not training rows.")
     ] = False,
-    allow_data_change: Annotated[
-        bool, typer.Option("--allow-data-change", help="Proceed although the data fingerprint changed.")
-    ] = False,
-    trust_checkpoint_code: Annotated[
-        bool, typer.Option("--trust-checkpoint-code", help="Import the model class the checkpoint names.")
-    ] = False,
+    allow_data_change: AllowDataChangeOpt = False,
+    trust_checkpoint_code: TrustOpt = False,
     ledger_refresh: Annotated[
         str,
         typer.Option(

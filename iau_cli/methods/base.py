@@ -72,6 +72,11 @@ class UnlearnContext:
             self.seconds_gradients += time.perf_counter() - started
         return self._retain_sum
 
+    @property
+    def retain_sum_computed(self) -> GradDict | None:
+        """The retain gradient sum if a method (or the ledger path) already computed it."""
+        return self._retain_sum
+
     def mean_grads(self) -> tuple[GradDict, GradDict]:
         """(∇ mean CE over forget rows, ∇ mean CE over retain rows) at θ*."""
         forget = self.forget_grad_sum()

@@ -1,0 +1,659 @@
+"""``bench``: methods × forget ratios × seeds on the same data, with the same seeds, in one run.
+
+Originals (with and without gradient restriction) and retrained references are trained once per
+seed and cached under the output folder; every finished cell is appended to ``runs.jsonl`` at
+once, so a second run resumes and an interrupted run keeps what finished.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from iau_cli import distributed
+from iau_cli.audit import AuditRequest, AuditRows, balanced_nonmembers, model_figures
+from iau_cli.config import BUILTIN_PREFIX, ModelConfig, RunConfig, TrainConfig, from_dict, load_run_config, to_dict
+from iau_cli.data import ForgetRequest, builtin_config
+from iau_cli.errors import ConfigError, IauError
+from iau_cli.methods import MethodName, get_method
+from iau_cli.metrics import tug_of_war
+from iau_cli.report import Report, Table
+from iau_cli.runs import Restored, default_run_config, restore, train
+from iau_cli.training import Progress, no_progress
+from iau_cli.unlearning import build_context, plan_rows
+
+
+def lenet_run_config() -> RunConfig:
+    """LeNet-5 on the built-in digits as 1×32×32 images (``sample_configs/digits_lenet.yaml``)."""
+    return RunConfig(
+        data=builtin_config("digits", shape=[1, 8, 8], resize=[32, 32], mean=0.5, std=0.5),
+        model=ModelConfig(name="lenet5"),
+        train=TrainConfig(epochs=30, gr_alpha=0.005),
+    )
+
+
+BUILTIN_WORKLOADS: dict[str, Callable[[], RunConfig]] = {
+    "digits-mlp": default_run_config,
+    "digits-lenet": lenet_run_config,
+}
+
+
+def _help(text: str, **kwargs: Any) -> Any:
+    return field(metadata={"help": text}, **kwargs)
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """One column of the grid: a registered method with options, on the GR or the plain original."""
+
+    label: str = _help("Name shown in the table.")
+    method: str = _help("Registered method name.")
+    options: dict[str, Any] = _help("Method options.", default_factory=dict)
+    original: Literal["gr", "plain"] = _help(
+        "gr: the recipe's model; plain: the same recipe with gr_alpha 0.", default="gr"
+    )
+
+    def check(self) -> list[str]:
+        known = [ORIGINAL] + [m.value for m in MethodName]
+        if self.method not in known:
+            return [f"method: {self.method!r} is not one of {', '.join(known)}"]
+        return []
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A named run config: ``builtin:digits-mlp``, ``builtin:digits-lenet`` or a YAML path."""
+
+    name: str = _help("Name shown in the table.")
+    config: str = _help("builtin:digits-mlp, builtin:digits-lenet, or a run-config YAML path.")
+
+
+ORIGINAL = "original"
+"""A pseudo-method for the table: the original model, untouched (what doing nothing scores)."""
+
+DEFAULT_METHODS = [
+    MethodEntry("original (no unlearning)", ORIGINAL),
+    MethodEntry("retrain", "retrain"),
+    MethodEntry("retrain, another seed", "retrain", {"seed": 1000}),
+    MethodEntry("iau", "iau"),
+    MethodEntry("iau adam-sign", "iau", {"rule": "adam-sign"}),
+    MethodEntry("iau no-correction", "iau", {"correction": 0.0}),
+    MethodEntry("iau no-GR model", "iau", {}, "plain"),
+    MethodEntry("finetune", "finetune"),
+    MethodEntry("gradient-ascent", "gradient-ascent"),
+    MethodEntry("neggrad-plus", "neggrad-plus"),
+    MethodEntry("influence exact", "influence", {"solver": "exact"}),
+    MethodEntry("influence cg", "influence", {"solver": "cg"}),
+    MethodEntry("influence lissa", "influence", {"solver": "lissa"}),
+    MethodEntry("fisher", "fisher"),
+]
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """The grid: workloads × methods × forget ratios × seeds."""
+
+    workloads: list[Workload] = _help(
+        "Workloads to run.", default_factory=lambda: [Workload("digits-mlp", "builtin:digits-mlp")]
+    )
+    methods: list[MethodEntry] = _help("Methods to compare.", default_factory=lambda: list(DEFAULT_METHODS))
+    ratios: list[float] = _help(
+        "Forget-set sizes as fractions of the training rows.", default_factory=lambda: [0.01, 0.05, 0.1]
+    )
+    seeds: int = _help("Seeds per cell (each seed: its own original, forget set and retrained model).", default=3)
+
+    def check(self) -> list[str]:
+        problems = []
+        if not self.workloads or not self.methods:
+            problems.append("workloads and methods must not be empty")
+        if any(not 0 < r < 1 for r in self.ratios):
+            problems.append("ratios: each must be between 0 and 1")
+        if self.seeds < 1:
+            problems.append("seeds: must be at least 1")
+        labels = [m.label for m in self.methods]
+        if len(set(labels)) != len(labels):
+            problems.append("methods: labels must be unique")
+        return problems
+
+
+def load_bench_config(path: str | os.PathLike[str] | None) -> tuple[BenchConfig, Path]:
+    """The bench config from YAML (relative workload paths resolve from its folder), or the default."""
+    if path is None:
+        return BenchConfig(), Path.cwd()
+    import yaml
+
+    path = Path(path)
+    try:
+        mapping = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: bench config not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    return from_dict(BenchConfig, mapping, source=str(path)), path.resolve().parent
+
+
+def workload_config(workload: Workload, base: Path) -> RunConfig:
+    if workload.config.startswith(BUILTIN_PREFIX):
+        name = workload.config[len(BUILTIN_PREFIX) :]
+        if name not in BUILTIN_WORKLOADS:
+            raise ConfigError(
+                f"workload {workload.name}: unknown {workload.config!r}; built-in: {', '.join(BUILTIN_WORKLOADS)}"
+            )
+        return BUILTIN_WORKLOADS[name]()
+    path = Path(workload.config)
+    return load_run_config(path if path.is_absolute() else base / path)
+
+
+class PeakMemory:
+    """Peak resident memory above the starting level while the block runs (sampled every 2 ms);
+    on CUDA, the allocator's peak instead."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+
+    @staticmethod
+    def rss() -> int:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._base = torch.cuda.memory_allocated(self.device)
+            return self
+        self._base = self.rss()
+        self._peak = self._base
+
+        def sample() -> None:
+            while not self._stop.wait(0.002):
+                self._peak = max(self._peak, self.rss())
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.device.type == "cuda":
+            self.peak_bytes = torch.cuda.max_memory_allocated(self.device) - self._base
+            return
+        self._stop.set()
+        self._thread.join()
+        self.peak_bytes = max(self._peak, self.rss()) - self._base
+
+
+@dataclass
+class BenchResult:
+    out: str
+    config: dict[str, Any]
+    runs: list[dict[str, Any]]
+    summary: list[dict[str, Any]]
+    targets: list[dict[str, Any]]
+    interrupted: bool = False
+    skipped: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def report(self) -> Report:
+        tables = []
+        keys = sorted({(s["workload"], s["ratio"]) for s in self.summary}, key=lambda k: (k[0], k[1]))
+        for workload, ratio in keys:
+            rows = []
+            for s in self.summary:
+                if s["workload"] != workload or s["ratio"] != ratio:
+                    continue
+                if s["status"] != "ok":
+                    rows.append([s["label"], s["status"].split(":")[0] + " (see JSON)"] + [""] * 9)
+                    continue
+                rows.append(
+                    [
+                        s["label"],
+                        spread(s["seconds"], 3),
+                        spread(s["rte"], 0),
+                        spread(s["peak_mb"], 1),
+                        spread(s["forget_accuracy"], 3),
+                        spread(s["retain_accuracy"], 3),
+                        spread(s["test_accuracy"], 3),
+                        spread(s["mia_auc"], 3),
+                        spread(s["indiscernibility"], 3),
+                        spread(s["tow"], 3),
+                        spread(s["forget_gap"], 3),
+                    ]
+                )
+            seeds = max((s["seeds"] for s in self.summary if s["workload"] == workload), default=0)
+            tables.append(
+                Table(
+                    f"{workload}, forget {ratio:.0%}: mean (min–max) over {seeds} seed(s)",
+                    [
+                        "method",
+                        "time s",
+                        "RTE",
+                        "peak MB",
+                        "forget",
+                        "retain",
+                        "test",
+                        "MIA AUC",
+                        "indisc.",
+                        "ToW",
+                        "|f gap|",
+                    ],
+                    rows,
+                )
+            )
+        if self.targets:
+            target_rows = [
+                [t["workload"], f"{t['ratio']:.0%}", t["target"], t["value"], "met" if t["met"] else "NOT met"]
+                for t in self.targets
+            ]
+            tables.append(
+                Table(
+                    "Targets (IAU default)",
+                    ["workload", "forget", "target", "value", "result"],
+                    target_rows,
+                    align="lrlll",
+                )
+            )
+        notes = [
+            "time: the method's own wall time (gradients + update); RTE = retrain time / method time",
+            "ToW = Π over forget/retain/test of (1 − |acc − retrained model's acc|)",
+            "|f gap| = |forget acc − retrained model's forget acc|",
+            "peak MB: resident memory above the level before the method ran (CPU) or the CUDA allocator's peak",
+        ]
+        if self.skipped:
+            notes.append(f"{self.skipped} cell(s) reused from {self.out}/runs.jsonl")
+        if self.interrupted:
+            notes.append("interrupted: the table shows the cells that finished; run again to resume")
+        return Report(title="iau bench", tables=tables, notes=notes)
+
+
+def spread(values: dict[str, float] | None, digits: int) -> str:
+    if not values or values.get("mean") is None or (isinstance(values["mean"], float) and math.isnan(values["mean"])):
+        return "—"
+    mean, low, high = values["mean"], values["min"], values["max"]
+    if digits == 0:
+        return f"{mean:,.0f} ({low:,.0f}–{high:,.0f})"
+    if math.isclose(low, high):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ({low:.{digits}f}–{high:.{digits}f})"
+
+
+def _key(workload: str, run_config: RunConfig, entry: MethodEntry, ratio: float, seed: int) -> str:
+    text = json.dumps([workload, to_dict(run_config), dataclasses.asdict(entry), ratio, seed], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _with_seed(config: RunConfig, seed: int, plain: bool = False) -> RunConfig:
+    train_config = dataclasses.replace(config.train, seed=seed, gr_alpha=0.0 if plain else config.train.gr_alpha)
+    return dataclasses.replace(config, train=train_config)
+
+
+def _warm_up() -> None:
+    """Pay one-time costs (torch.optim imports torch._dynamo on first use) before any timing."""
+    layer = torch.nn.Linear(2, 2)
+    torch.optim.Adam(layer.parameters()).step()
+    torch.optim.SGD(layer.parameters(), lr=0.1).step()
+
+
+def run_bench(
+    config: BenchConfig,
+    out: str | os.PathLike[str],
+    *,
+    base: Path | None = None,
+    device: str = "auto",
+    progress: Progress = no_progress,
+) -> BenchResult:
+    """Run the grid, resuming from ``out/runs.jsonl``; returns every run and the per-seed summary."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "runs.jsonl"
+    done: dict[str, dict[str, Any]] = {}
+    if log_path.exists():
+        for line in log_path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                run = json.loads(line)
+                done[run["key"]] = run
+    base = base or Path.cwd()
+    plans = [(w, workload_config(w, base)) for w in config.workloads]
+    _warm_up()
+    runs: list[dict[str, Any]] = []
+    skipped = 0
+    total = len(plans) * config.seeds * len(config.ratios) * len(config.methods)
+    finished = 0
+    interrupted = False
+    try:
+        for workload, run_config in plans:
+            for seed in range(config.seeds):
+                grid = _SeedGrid(workload, run_config, seed, out / workload.name / f"seed-{seed}", device, progress)
+                for ratio in config.ratios:
+                    for entry in _retrain_first(config.methods):
+                        key = _key(workload.name, run_config, entry, ratio, seed)
+                        if key in done:
+                            runs.append(done[key])
+                            skipped += 1
+                        else:
+                            run = grid.cell(entry, ratio)
+                            run["key"] = key
+                            runs.append(run)
+                            if distributed.is_main():
+                                with open(log_path, "a", encoding="utf-8") as handle:
+                                    handle.write(json.dumps(_finite(run)) + "\n")
+                                    handle.flush()
+                                    os.fsync(handle.fileno())
+                        finished += 1
+                        progress("bench", finished, total)
+    except KeyboardInterrupt:
+        interrupted = True
+    summary = summarize(runs)
+    return BenchResult(
+        out=str(out),
+        config=to_dict(config),
+        runs=runs,
+        summary=summary,
+        targets=targets(summary),
+        interrupted=interrupted,
+        skipped=skipped,
+    )
+
+
+def _retrain_first(methods: list[MethodEntry]) -> list[MethodEntry]:
+    return sorted(methods, key=lambda m: m.method != MethodName.RETRAIN.value)
+
+
+def _finite(value: Any) -> Any:
+    from iau_cli.report import clean_json
+
+    return clean_json(value)
+
+
+class _SeedGrid:
+    """Everything for one (workload, seed): originals, forget sets, references, cells."""
+
+    def __init__(
+        self, workload: Workload, config: RunConfig, seed: int, folder: Path, device: str, progress: Progress
+    ) -> None:
+        self.workload = workload
+        self.config = config
+        self.seed = seed
+        self.folder = folder
+        self.device = device
+        self.progress = progress
+        self._restored: dict[str, Restored] = {}
+        self._references: dict[tuple[str, float], tuple[torch.nn.Module, float]] = {}
+
+    def original(self, kind: str) -> Restored:
+        if kind not in self._restored:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            path = self.folder / f"original-{kind}.safetensors"
+            if not path.exists():
+                train(
+                    _with_seed(self.config, self.seed, plain=kind == "plain"),
+                    path,
+                    device=self.device,
+                    progress=self.progress,
+                )
+            self._restored[kind] = restore(path, device=self.device)
+        return self._restored[kind]
+
+    def forget_rows(self, restored: Restored, ratio: float) -> list[int]:
+        learn = restored.partition().learn
+        rng = np.random.default_rng([self.seed, round(ratio * 1e6)])
+        size = max(1, round(ratio * len(learn)))
+        return sorted(rng.choice(learn, size=size, replace=False).tolist())
+
+    def reference(self, kind: str, ratio: float) -> tuple[torch.nn.Module, float]:
+        """The model retrained without the forget rows (and its training time), for each original kind."""
+        if (kind, ratio) not in self._references:
+            restored = self.original(kind)
+            rows = plan_rows(restored, self.forget_rows(restored, ratio))
+            context = build_context(restored, rows, 0.0, {}, model=copy.deepcopy(restored.model))
+            started = time.perf_counter()
+            output = get_method(MethodName.RETRAIN).run(context, get_method(MethodName.RETRAIN).parse_options({}))
+            self._references[(kind, ratio)] = (output.model, time.perf_counter() - started)
+        return self._references[(kind, ratio)]
+
+    def cell(self, entry: MethodEntry, ratio: float) -> dict[str, Any]:
+        restored = self.original(entry.original)
+        new_rows = self.forget_rows(restored, ratio)
+        rows = plan_rows(restored, new_rows)
+        audit_rows = AuditRows(
+            forget=rows.forget,
+            retain=rows.retain,
+            nonmember=balanced_nonmembers(
+                restored.data.train.labels[rows.forget], restored.data.test.labels, self.seed
+            ),
+        )
+        audit_request = AuditRequest(checkpoint="", forget=ForgetRequest([], 0, "bench"), seed=self.seed)
+        run: dict[str, Any] = {
+            "workload": self.workload.name,
+            "label": entry.label,
+            "method": entry.method,
+            "options": entry.options,
+            "original": entry.original,
+            "ratio": ratio,
+            "seed": self.seed,
+            "forget_rows": int(len(rows.forget)),
+        }
+        reference, t_retrain = self.reference(entry.original, ratio)
+        try:
+            if entry.method == ORIGINAL:
+                model, seconds, peak = restored.model, float("nan"), float("nan")
+            elif entry.method == MethodName.RETRAIN.value:
+                model, seconds, peak = reference, t_retrain, float("nan")
+            else:
+                spec = get_method(entry.method)
+                options = spec.parse_options(entry.options)
+                context = build_context(restored, rows, 0.0, {}, model=copy.deepcopy(restored.model))
+                with PeakMemory(restored.device) as memory:
+                    started = time.perf_counter()
+                    output = spec.run(context, options)
+                    seconds = time.perf_counter() - started
+                model, peak = output.model, memory.peak_bytes / 2**20
+        except IauError as exc:
+            run.update(status=f"refused: {exc}")
+            return run
+        if not all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point()):
+            run.update(status="diverged (NaN/Inf parameters)")
+            return run
+        figures, _, _ = model_figures(restored, model, audit_rows, audit_request)
+        ref_figures, _, _ = model_figures(restored, reference, audit_rows, audit_request)
+        run.update(
+            status="ok",
+            seconds=seconds,
+            retrain_seconds=t_retrain,
+            rte=t_retrain / seconds if seconds > 0 else float("nan"),
+            peak_mb=peak,
+            forget_accuracy=figures.accuracy["forget"],
+            retain_accuracy=figures.accuracy["retain"],
+            test_accuracy=figures.accuracy["test"],
+            forget_loss=figures.loss["forget"],
+            mia_auc=figures.mia.loss_auc,
+            indiscernibility=figures.mia.indiscernibility,
+            tow=tug_of_war(figures.accuracy, ref_figures.accuracy),
+            forget_gap=abs(figures.accuracy["forget"] - ref_figures.accuracy["forget"]),
+            mia_gap=figures.mia.loss_auc - ref_figures.mia.loss_auc,
+            test_gap=figures.accuracy["test"] - ref_figures.accuracy["test"],
+        )
+        return run
+
+
+METRICS = (
+    "seconds",
+    "rte",
+    "peak_mb",
+    "forget_accuracy",
+    "retain_accuracy",
+    "test_accuracy",
+    "forget_loss",
+    "mia_auc",
+    "indiscernibility",
+    "tow",
+    "forget_gap",
+    "mia_gap",
+    "test_gap",
+)
+
+
+def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean, min and max over seeds for each (workload, ratio, method label)."""
+    groups: dict[tuple[str, float, str], list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault((run["workload"], run["ratio"], run["label"]), []).append(run)
+    summary = []
+    for (workload, ratio, label), group in groups.items():
+        ok = [r for r in group if r.get("status") == "ok"]
+        entry: dict[str, Any] = {
+            "workload": workload,
+            "ratio": ratio,
+            "label": label,
+            "method": group[0]["method"],
+            "seeds": len(ok),
+            "status": "ok" if ok else group[0].get("status", "failed"),
+        }
+        for metric in METRICS:
+            values = [r[metric] for r in ok if r.get(metric) is not None and not _nan(r[metric])]
+            entry[metric] = (
+                {"mean": float(np.mean(values)), "min": float(np.min(values)), "max": float(np.max(values))}
+                if values
+                else None
+            )
+        summary.append(entry)
+    return summary
+
+
+def _nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def targets(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Issue targets for the IAU default: RTE ≥ 50, ≥ 10× faster than influence CG, ToW ≥ every
+    baseline's except retraining's."""
+    found = []
+    for entry in summary:
+        if entry["label"] != "iau" or entry["status"] != "ok":
+            continue
+        same = [
+            s
+            for s in summary
+            if s["workload"] == entry["workload"] and s["ratio"] == entry["ratio"] and s["status"] == "ok"
+        ]
+        rte = entry["rte"]["mean"]
+        found.append(_target(entry, "RTE ≥ 50", f"{rte:,.0f}", rte >= 50))
+        cg = next((s for s in same if s["label"] == "influence cg"), None)
+        if cg is not None:
+            ratio = cg["seconds"]["mean"] / entry["seconds"]["mean"]
+            found.append(_target(entry, "≥ 10× faster than influence cg", f"{ratio:,.1f}×", ratio >= 10))
+        tow = entry["tow"]["mean"]
+        rivals = [s for s in same if s["method"] not in ("retrain", "iau", ORIGINAL) and s["tow"] is not None]
+        # "retrain, another seed" is retraining too: it measures how far two retrained models differ.
+        best = max(rivals, key=lambda s: s["tow"]["mean"], default=None)
+        if best is not None:
+            found.append(
+                _target(
+                    entry,
+                    "ToW ≥ every baseline but retrain",
+                    f"{tow:.3f} vs best {best['label']} {best['tow']['mean']:.3f}",
+                    tow >= best["tow"]["mean"],
+                )
+            )
+    return found
+
+
+def _target(entry: dict[str, Any], target: str, value: str, met: bool) -> dict[str, Any]:
+    return {"workload": entry["workload"], "ratio": entry["ratio"], "target": target, "value": value, "met": bool(met)}
+
+
+JSON_SHAPE: dict[str, Any] = {
+    "out": str,
+    "config": dict,
+    "runs": [{"key": str, "workload": str, "label": str, "method": str, "ratio": float, "seed": int, "status": str}],
+    "summary": [{"workload": str, "ratio": float, "label": str, "method": str, "seeds": int, "status": str}],
+    "targets": [{"workload": str, "ratio": float, "target": str, "value": str, "met": bool}],
+    "interrupted": bool,
+    "skipped": int,
+}
+"""The documented shape of ``iau bench --json``: required keys and their types (lists hold records)."""
+
+
+def validate_shape(data: Any, shape: Any = JSON_SHAPE, where: str = "$") -> list[str]:
+    """Problems where ``data`` does not match ``shape`` (empty when it does)."""
+    if isinstance(shape, dict):
+        if not isinstance(data, dict):
+            return [f"{where}: expected an object"]
+        problems = []
+        for key, sub in shape.items():
+            if key not in data:
+                problems.append(f"{where}.{key}: missing")
+            else:
+                problems += validate_shape(data[key], sub, f"{where}.{key}")
+        return problems
+    if isinstance(shape, list):
+        if not isinstance(data, list):
+            return [f"{where}: expected a list"]
+        return [p for i, item in enumerate(data) for p in validate_shape(item, shape[0], f"{where}[{i}]")]
+    if shape is float:
+        ok = isinstance(data, (int, float)) and not isinstance(data, bool)
+    else:
+        ok = isinstance(data, shape) and not (shape is int and isinstance(data, bool))
+    return [] if ok else [f"{where}: expected {shape.__name__}, got {type(data).__name__}"]
+
+
+def write_markdown(result: BenchResult, path: str | os.PathLike[str]) -> None:
+    from iau_cli.files import write_text_atomic
+
+    write_text_atomic(path, result.report().to_markdown())
+
+
+def plot(result: BenchResult, path: str | os.PathLike[str]) -> None:
+    """A PNG: removal (ToW, forget-accuracy gap) against utility (test accuracy) and time."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ConfigError("--plot needs matplotlib: pip install 'iau-cli[plot]'") from None
+    ok = [s for s in result.summary if s["status"] == "ok" and s["label"] != "retrain"]
+    workloads = sorted({s["workload"] for s in ok})
+    figure, axes = plt.subplots(len(workloads), 2, figsize=(12, 4.5 * len(workloads)), squeeze=False)
+    labels = sorted({s["label"] for s in ok})
+    colors = {label: plt.cm.tab20(i % 20) for i, label in enumerate(labels)}
+    for row, workload in enumerate(workloads):
+        for s in (s for s in ok if s["workload"] == workload):
+            size = 30 + 400 * s["ratio"]
+            axes[row][0].scatter(
+                s["seconds"]["mean"], s["tow"]["mean"], s=size, color=colors[s["label"]], label=s["label"]
+            )
+            axes[row][1].scatter(s["forget_gap"]["mean"], s["test_accuracy"]["mean"], s=size, color=colors[s["label"]])
+        axes[row][0].set(
+            xscale="log",
+            xlabel="unlearning time (s, log)",
+            ylabel="Tug-of-War vs retrain",
+            title=f"{workload}: closeness vs time",
+        )
+        axes[row][1].set(
+            xlabel="|forget acc − retrained's| (removal gap)",
+            ylabel="test accuracy (utility)",
+            title=f"{workload}: removal vs utility",
+        )
+    handles, names = axes[0][0].get_legend_handles_labels()
+    unique = dict(zip(names, handles))
+    figure.legend(unique.values(), unique.keys(), loc="lower center", ncol=min(6, len(unique)), fontsize=8)
+    figure.text(0.99, 0.01, "marker size: forget ratio", ha="right", fontsize=8)
+    figure.tight_layout(rect=(0, 0.06, 1, 1))
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

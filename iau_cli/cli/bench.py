@@ -1,0 +1,79 @@
+"""iau bench [CONFIG.yaml]"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from iau_cli.cli.common import DeviceOpt, JsonOpt, QuietOpt, ReportOpt, check_output_paths, emit, progress_sink
+
+NAME = "bench"
+NO_ARGS_HELP = False
+
+
+def command(
+    config: Annotated[
+        Path | None, typer.Argument(metavar="[CONFIG.yaml]", help="Bench config; default: the built-in digits MLP.")
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for cached models and runs.jsonl (resumable).")
+    ] = Path("bench-out"),
+    seeds: Annotated[int | None, typer.Option("--seeds", min=1, help="Seeds per cell (overrides the config).")] = None,
+    ratios: Annotated[
+        str | None, typer.Option("--ratios", metavar="R1,R2", help="Forget ratios, e.g. 0.01,0.05 (overrides).")
+    ] = None,
+    methods: Annotated[
+        str | None, typer.Option("--methods", metavar="LABEL,…", help="Only these method labels (from the config).")
+    ] = None,
+    markdown: Annotated[
+        Path | None, typer.Option("--markdown", metavar="PATH", help="Write the tables as Markdown.")
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", metavar="PATH.png", help="Chart of removal vs utility vs time.")
+    ] = None,
+    device: DeviceOpt = "auto",
+    json_target: JsonOpt = None,
+    report: ReportOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Compare unlearning methods on the same data and seeds: time, RTE, memory, accuracy, MIA, Tug-of-War."""
+    import dataclasses
+
+    from iau_cli.bench import load_bench_config, run_bench, write_markdown
+    from iau_cli.bench import plot as draw
+    from iau_cli.errors import ConfigError
+
+    bench_config, base = load_bench_config(config)
+    changes: dict[str, object] = {}
+    if seeds is not None:
+        changes["seeds"] = seeds
+    if ratios is not None:
+        try:
+            changes["ratios"] = [float(r) for r in ratios.split(",") if r.strip()]
+        except ValueError:
+            raise ConfigError(f"--ratios {ratios!r}: expected numbers separated by commas") from None
+    if methods is not None:
+        wanted = [m.strip() for m in methods.split(",") if m.strip()]
+        known = {m.label: m for m in bench_config.methods}
+        unknown = [m for m in wanted if m not in known]
+        if unknown:
+            raise ConfigError(f"--methods: unknown label(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        changes["methods"] = [known[m] for m in wanted]
+    bench_config = dataclasses.replace(bench_config, **changes)
+    problems = bench_config.check()
+    if problems:
+        raise ConfigError("bench config: " + "; ".join(problems))
+    check_output_paths(json_target, report, markdown, plot)
+    with progress_sink(not quiet) as progress:
+        result = run_bench(bench_config, out, base=base, device=device, progress=progress)
+    emit(result.report(), result.to_dict(), json_target=json_target, report_path=report, quiet=quiet)
+    from iau_cli import distributed
+
+    if markdown is not None and distributed.is_main():
+        write_markdown(result, markdown)
+    if plot is not None and distributed.is_main():
+        draw(result, plot)
+    if result.interrupted:
+        raise typer.Exit(130)

@@ -1,0 +1,71 @@
+"""iau ledger show|refresh CHECKPOINT"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from iau_cli.cli.common import (
+    CheckpointArg,
+    DeviceOpt,
+    JsonOpt,
+    OverwriteOpt,
+    QuietOpt,
+    TrustOpt,
+    boundary,
+    check_output_paths,
+    emit,
+    progress_sink,
+)
+
+NAME = "ledger"
+
+app = typer.Typer(help="The gradient ledger that makes a request cost what its forget rows cost.", no_args_is_help=True)
+
+
+def show(
+    checkpoint: CheckpointArg,
+    trust_checkpoint_code: TrustOpt = False,
+    json_target: JsonOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Say whether the checkpoint's ledger is fresh, stale (and how far) or absent."""
+    from iau_cli.ledger import show_ledger
+
+    check_output_paths(json_target)
+    result = show_ledger(str(checkpoint), trust_code=trust_checkpoint_code)
+    emit(result.report(), result.to_dict(), json_target=json_target, report_path=None, quiet=quiet)
+
+
+def refresh(
+    checkpoint: CheckpointArg,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Where to write; default: replace CHECKPOINT atomically.")
+    ] = None,
+    overwrite: OverwriteOpt = False,
+    trust_checkpoint_code: TrustOpt = False,
+    device: DeviceOpt = "auto",
+    json_target: JsonOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Recompute the ledger at the checkpoint's parameters (one pass over its training rows)."""
+    from iau_cli.ledger import refresh_ledger
+
+    target = out if out is not None else checkpoint
+    check_output_paths(json_target)
+    with progress_sink(not quiet) as progress:
+        result = refresh_ledger(
+            str(checkpoint),
+            str(target),
+            overwrite=overwrite or out is None,
+            device=device,
+            trust_code=trust_checkpoint_code,
+            progress=progress,
+        )
+    emit(result.report(), result.to_dict(), json_target=json_target, report_path=None, quiet=quiet)
+
+
+app.command("show")(boundary(show))
+app.command("refresh")(boundary(refresh))

@@ -1,0 +1,194 @@
+"""Influence-function unlearning: the Newton step θ* + (1/n)·H⁻¹·Σ_f ∇ℓ(z, θ*).
+
+H is the Hessian of the training objective at θ*: the mean cross-entropy over the rows the model
+learned from, plus the recipe's L2 weight decay, plus ``damping``·I. The textbook step treats the
+regularizer's weight as fixed; retraining on fewer rows with a *mean* loss raises it, which
+``newton=retain`` (a full Newton step on the retained objective) also accounts for. Three solvers for H⁻¹b:
+``exact`` (the whole Hessian; small models only), ``cg`` (conjugate gradient on Hessian-vector
+products) and ``lissa`` (the stochastic Neumann-series recursion of Agarwal et al.).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from iau_cli.errors import UnlearningError
+from iau_cli.gradients import flatten, trainable
+from iau_cli.methods import MethodName
+from iau_cli.methods.base import MethodOutput, MethodSpec, UnlearnContext
+
+
+def _help(text: str, **kwargs: Any) -> Any:
+    return field(metadata={"help": text}, **kwargs)
+
+
+@dataclass(frozen=True)
+class InfluenceOptions:
+    """Options of influence-function unlearning."""
+
+    solver: Literal["exact", "cg", "lissa"] = _help("exact, cg or lissa.", default="cg")
+    newton: Literal["removal", "retain"] = _help(
+        "removal: the textbook step (1/n)·H⁻¹·Σ_f ∇ℓ with H over all n training rows; retain: a full Newton "
+        "step −H_r⁻¹·∇L_r on the retained objective (also corrects for the L2 term's changed weight).",
+        default="removal",
+    )
+    damping: float = _help("Added to the Hessian's diagonal (keeps it positive definite).", default=0.01)
+    iterations: int = _help("cg: maximum iterations; lissa: recursion depth.", default=100)
+    tolerance: float = _help("cg: stop when the residual norm falls below this fraction of ‖b‖.", default=1e-5)
+    hessian_rows: int = _help("Rows the Hessian is averaged over (a seeded sample; 0 = all).", default=2048)
+    lissa_scale: float = _help("lissa: scale; must exceed the Hessian's largest eigenvalue.", default=10.0)
+    lissa_batch: int = _help("lissa: rows per recursion step (0 = all hessian rows).", default=256)
+    max_parameters: int = _help("exact: refuse models with more parameters than this.", default=5000)
+
+    def check(self) -> list[str]:
+        problems = []
+        if self.damping < 0:
+            problems.append("damping: must be zero or positive")
+        if self.iterations < 1:
+            problems.append("iterations: must be at least 1")
+        if self.lissa_scale <= 0:
+            problems.append("lissa_scale: must be positive")
+        if self.hessian_rows < 0 or self.lissa_batch < 0:
+            problems.append("hessian_rows and lissa_batch must be zero or positive")
+        return problems
+
+
+class Objective:
+    """The training objective's Hessian at θ*, as products or as a matrix, streamed over rows."""
+
+    def __init__(self, ctx: UnlearnContext, rows: np.ndarray, l2: float, damping: float) -> None:
+        self.ctx = ctx
+        self.rows = rows
+        self.shift = l2 + damping
+        self.params = trainable(ctx.model)
+        self.size = sum(p.numel() for p in self.params.values())
+        ctx.model.eval()
+
+    def _unflatten(self, vector: torch.Tensor) -> dict[str, torch.Tensor]:
+        out, offset = {}, 0
+        for name, p in self.params.items():
+            out[name] = vector[offset : offset + p.numel()].view_as(p)
+            offset += p.numel()
+        return out
+
+    def hvp(self, vector: torch.Tensor, rows: np.ndarray | None = None) -> torch.Tensor:
+        """(H + shift·I)·v with H the mean-loss Hessian over ``rows`` (default: all Hessian rows)."""
+        rows = self.rows if rows is None else rows
+        parts = self._unflatten(vector)
+        total = torch.zeros_like(vector)
+        for x, y in self.ctx.data.train.batches(rows, self.ctx.batch_size):
+            x, y = x.to(self.ctx.device), y.to(self.ctx.device)
+            loss = F.cross_entropy(self.ctx.model(x), y, reduction="sum")
+            grads = torch.autograd.grad(loss, list(self.params.values()), create_graph=True)
+            dot = sum((g * parts[name]).sum() for g, name in zip(grads, self.params))
+            total += flatten(dict(zip(self.params, torch.autograd.grad(dot, list(self.params.values())))))
+        return total / len(rows) + self.shift * vector
+
+    def matrix(self) -> torch.Tensor:
+        """The whole (H + shift·I), batch by batch with torch.func."""
+        from torch.func import functional_call, hessian
+
+        base = flatten({k: p.detach() for k, p in self.params.items()})
+        buffers = dict(self.ctx.model.named_buffers())
+        total = torch.zeros(self.size, self.size, dtype=base.dtype, device=base.device)
+        for x, y in self.ctx.data.train.batches(self.rows, self.ctx.batch_size):
+            x, y = x.to(self.ctx.device), y.to(self.ctx.device)
+
+            def batch_loss(flat: torch.Tensor, x: torch.Tensor = x, y: torch.Tensor = y) -> torch.Tensor:
+                logits = functional_call(self.ctx.model, (self._unflatten(flat), buffers), (x,))
+                return F.cross_entropy(logits, y, reduction="sum")
+
+            total += hessian(batch_loss)(base)
+        return total / len(self.rows) + self.shift * torch.eye(self.size, dtype=base.dtype, device=base.device)
+
+
+def conjugate_gradient(
+    apply: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, iterations: int, tolerance: float
+) -> tuple[torch.Tensor, int]:
+    """Solve A·x = b for symmetric positive-definite A given only x ↦ A·x."""
+    x = torch.zeros_like(b)
+    residual = b.clone()
+    direction = residual.clone()
+    rs_old = residual @ residual
+    target = (tolerance * b.norm()) ** 2
+    for step in range(1, iterations + 1):
+        a_direction = apply(direction)
+        alpha = rs_old / (direction @ a_direction)
+        x += alpha * direction
+        residual -= alpha * a_direction
+        rs_new = residual @ residual
+        if rs_new <= target:
+            return x, step
+        direction = residual + (rs_new / rs_old) * direction
+        rs_old = rs_new
+    return x, iterations
+
+
+def lissa(objective: Objective, b: torch.Tensor, options: InfluenceOptions, seed: int) -> torch.Tensor:
+    """H⁻¹b ≈ (1/s)·Σ_j (I − H/s)^j b, with H estimated on a fresh minibatch at every step."""
+    rng = np.random.default_rng(seed)
+    estimate = b.clone()
+    for _ in range(options.iterations):
+        rows = objective.rows
+        if options.lissa_batch and options.lissa_batch < len(rows):
+            rows = np.sort(rng.choice(rows, size=options.lissa_batch, replace=False))
+        estimate = b + estimate - objective.hvp(estimate, rows) / options.lissa_scale
+        if not torch.isfinite(estimate).all():
+            raise UnlearningError("lissa diverged; raise -O lissa_scale above the Hessian's largest eigenvalue")
+    return estimate / options.lissa_scale
+
+
+def run(ctx: UnlearnContext, options: InfluenceOptions) -> MethodOutput:
+    params = trainable(ctx.model)
+    size = sum(p.numel() for p in params.values())
+    if options.solver == "exact" and size > options.max_parameters:
+        raise UnlearningError(
+            f"influence with the exact Hessian: the model has {size:,} parameters, above the limit "
+            f"{options.max_parameters:,} (a {size:,}² matrix); use -O solver=cg or -O solver=lissa"
+        )
+    learn = np.union1d(ctx.retain_rows, ctx.forget_rows)
+    rows = learn if options.newton == "removal" else ctx.retain_rows
+    if options.hessian_rows and len(rows) > options.hessian_rows:
+        generator = np.random.default_rng(ctx.config.train.seed)
+        rows = np.sort(generator.choice(rows, size=options.hessian_rows, replace=False))
+    l2 = ctx.config.train.weight_decay
+    objective = Objective(ctx, rows, l2, options.damping)
+    if options.newton == "removal":
+        b = flatten(ctx.forget_grad_sum()) / len(learn)
+    else:
+        theta = flatten({k: p.detach() for k, p in params.items()})
+        b = -(flatten(ctx.retain_grad_sum()) / max(len(ctx.retain_rows), 1) + l2 * theta)
+    details: dict[str, Any] = {
+        "solver": options.solver,
+        "newton": options.newton,
+        "hessian_rows": int(len(rows)),
+        "parameters": size,
+    }
+    if options.solver == "exact":
+        step = torch.linalg.solve(objective.matrix(), b)
+    elif options.solver == "cg":
+        step, used = conjugate_gradient(objective.hvp, b, options.iterations, options.tolerance)
+        details["cg_iterations"] = used
+    else:
+        step = lissa(objective, b, options, ctx.config.train.seed)
+    with torch.no_grad():
+        offset = 0
+        for p in params.values():
+            p += step[offset : offset + p.numel()].view_as(p)
+            offset += p.numel()
+    details["step_norm"] = float(step.norm())
+    return MethodOutput(ctx.model, details)
+
+
+SPEC = MethodSpec(
+    name=MethodName.INFLUENCE,
+    options=InfluenceOptions,
+    run=run,
+    summary="influence functions: the Newton step θ + (1/n)·H⁻¹·Σ_f ∇ℓ (exact, CG or LiSSA)",
+)

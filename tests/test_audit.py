@@ -1,0 +1,116 @@
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from iau_cli.audit import AuditRequest, auc_null_se, audit, challenge_attack
+from iau_cli.data import parse_forget_ids, read_forget_ids
+from iau_cli.metrics import auc, tpr_at_fpr, tug_of_war
+
+from .helpers import assert_bad_input, run_cli
+
+
+def test_separable_scores_give_auc_one_and_full_tpr() -> None:
+    members = np.linspace(5, 6, 50)
+    others = np.linspace(0, 1, 80)
+    assert auc(members, others) == 1.0
+    assert auc(others, members) == 0.0
+    assert tpr_at_fpr(members, others, 0.01) == 1.0
+
+
+def test_identical_distributions_give_auc_near_half() -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.exponential(size=2000), rng.exponential(size=2000)
+    # Tolerance: three standard errors of the AUC under the null.
+    assert abs(auc(a, b) - 0.5) < 3 * auc_null_se(2000, 2000)
+    accuracy = challenge_attack(a, b, folds=5, seed=0)
+    assert abs(accuracy - 0.5) < 0.05
+
+
+def test_tug_of_war_is_one_only_for_equal_accuracies() -> None:
+    same = {"forget": 0.9, "retain": 0.99, "test": 0.95}
+    assert tug_of_war(same, same) == 1.0
+    assert tug_of_war({**same, "forget": 1.0}, same) == pytest.approx(0.9)
+
+
+def _audit(checkpoint: Path, ids: Path, **kwargs: object):
+    return audit(AuditRequest(checkpoint=str(checkpoint), forget=read_forget_ids(ids), device="cpu", **kwargs))
+
+
+def test_attacks_separate_trained_from_retrained(memorizing_pair: dict) -> None:
+    trained = _audit(memorizing_pair["original"], memorizing_pair["ids"])
+    retrained = _audit(memorizing_pair["retrained"], memorizing_pair["ids"])
+    assert trained.model.accuracy["forget"] > 0.95  # memorized
+    assert trained.model.mia.loss_auc > 0.9
+    assert trained.model.mia.challenge_accuracy > 0.8
+    assert abs(retrained.model.mia.loss_auc - 0.5) < 0.15
+    assert retrained.model.mia.indiscernibility > trained.model.mia.indiscernibility + 0.3
+
+
+def test_original_model_fails_the_audit_and_says_why(memorizing_pair: dict) -> None:
+    result = _audit(memorizing_pair["original"], memorizing_pair["ids"])
+    assert not result.passed
+    failed = {c.name: c for c in result.checks if c.passed is False}
+    assert "ids recorded as forgotten" in failed
+    assert "60 id(s) never forgotten" in failed["ids recorded as forgotten"].detail
+    assert "membership (loss AUC)" in failed
+    assert "over by" in failed["membership (loss AUC)"].detail
+
+
+def test_retrained_model_passes_against_itself(memorizing_pair: dict) -> None:
+    result = _audit(memorizing_pair["retrained"], memorizing_pair["ids"], reference=str(memorizing_pair["retrained"]))
+    assert result.passed, [c for c in result.checks if c.passed is False]
+    assert result.comparison["tug_of_war"] == 1.0
+
+
+def test_cli_exit_codes_per_sample_csv_and_json(memorizing_pair: dict, tmp_path: Path) -> None:
+    ids = memorizing_pair["ids"]
+    passing = run_cli(
+        "audit", memorizing_pair["retrained"], "--forget", ids, "--reference", memorizing_pair["retrained"],
+        "--per-sample", tmp_path / "scores.csv", "--json", tmp_path / "audit.json", "-q",
+    )  # fmt: skip
+    assert passing.exit_code == 0, passing.stderr
+    rows = list(csv.DictReader(open(tmp_path / "scores.csv")))
+    assert len(rows) == 60 and {r["id"] for r in rows} == set(read_forget_ids(ids).ids)
+    payload = json.loads((tmp_path / "audit.json").read_text())
+    assert payload["passed"] is True and payload["model"]["mia"]["loss_auc"] is not None
+    failing = run_cli("audit", memorizing_pair["original"], "--forget", ids, "--report", tmp_path / "audit.md")
+    assert failing.exit_code == 1
+    assert "FAIL" in (tmp_path / "audit.md").read_text()
+    unknown = tmp_path / "unknown.txt"
+    unknown.write_text("nobody\n")
+    assert_bad_input(run_cli("audit", memorizing_pair["original"], "--forget", unknown), "not training rows")
+
+
+def test_thorough_mode_runs_lira(memorizing_pair: dict) -> None:
+    result = _audit(memorizing_pair["original"], memorizing_pair["ids"], shadow_models=2)
+    assert result.model.mia.lira_auc is not None and result.model.mia.lira_auc > 0.8
+    assert set(result.model.mia.lira_tpr_at_fpr) == {"0.01", "0.001"}
+
+
+def test_lineage_chain_detects_tampered_weights(memorizing_pair: dict, tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from iau_cli.checkpoint import LEDGER_PREFIX, load_checkpoint, read_metadata
+
+    loaded = load_checkpoint(memorizing_pair["unlearned"])
+    tampered = {k: v.clone() for k, v in loaded.state_dict.items()}
+    first = next(iter(tampered))
+    tampered[first] += 0.01
+    tampered.update({LEDGER_PREFIX + k: v for k, v in loaded.ledger_tensors.items()})
+    path = tmp_path / "tampered.safetensors"
+    save_file(tampered, str(path), metadata=read_metadata(memorizing_pair["unlearned"]))
+    result = _audit(path, memorizing_pair["ids"])
+    chain = next(c for c in result.checks if c.name == "lineage chain")
+    assert chain.passed is False and "weights differ" in chain.detail
+
+
+def test_unlearned_model_moves_membership_toward_chance(memorizing_pair: dict) -> None:
+    request = dict(original=str(memorizing_pair["original"]), reference=str(memorizing_pair["retrained"]))
+    result = _audit(memorizing_pair["unlearned"], memorizing_pair["ids"], **request)
+    assert result.original is not None and result.reference is not None
+    assert result.model.mia.loss_auc < result.original.mia.loss_auc
+    assert result.model.loss["forget"] > result.original.loss["forget"]
+    assert parse_forget_ids(b"x", "y").ids == ["x"]

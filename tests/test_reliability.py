@@ -1,0 +1,405 @@
+"""Unattended use: bad input, injected faults, sequential requests, and no code run from a checkpoint."""
+
+import ast
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from iau_cli.checkpoint import load_checkpoint, read_metadata
+from iau_cli.config import TrainConfig, from_dict
+from iau_cli.data import parse_forget_ids
+from iau_cli.errors import ConfigError, IdsError
+from iau_cli.runs import restore
+from iau_cli.unlearning import UnlearnRequest, unlearn
+
+from .conftest import digits_config, write_yaml
+from .helpers import assert_bad_input, run_cli
+
+PACKAGE = Path(__file__).resolve().parent.parent / "iau_cli"
+
+
+def ids_file(tmp_path: Path, ids: list[str], name: str = "ids.txt") -> Path:
+    path = tmp_path / name
+    path.write_text("\n".join(ids) + "\n")
+    return path
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+# ---------------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (b"\x00\x01binary\x00", "binary"),
+        (b"digit-0001\n\xff\xfe\xfd\n", "not UTF-8"),
+        (b"\n# only comments\n\n", "no ids found"),
+        (b"nobody\nnothing\n", "not training rows"),
+    ],
+)
+def test_bad_ids_files_exit_2_and_write_nothing(
+    small_checkpoint: Path, tmp_path: Path, content: bytes, fragment: str
+) -> None:
+    path = tmp_path / "ids.txt"
+    path.write_bytes(content)
+    before = snapshot(tmp_path)
+    assert_bad_input(
+        run_cli("unlearn", small_checkpoint, "--forget", path, "--out", tmp_path / "u.safetensors"), fragment
+    )
+    assert snapshot(tmp_path) == before
+
+
+def test_ids_matching_nothing_are_refused_even_when_missing_ids_are_allowed(
+    small_checkpoint: Path, tmp_path: Path
+) -> None:
+    path = ids_file(tmp_path, ["nobody", "nothing"])
+    result = run_cli(
+        "unlearn", small_checkpoint, "--forget", path, "--out", tmp_path / "u.safetensors", "--allow-missing"
+    )
+    assert_bad_input(result, "none of the 2 id(s)", "id column 'id'")
+
+
+def test_a_million_ids_work_and_fast(small_checkpoint: Path, train_ids: list[str], tmp_path: Path) -> None:
+    ids = [f"user-{i:07d}" for i in range(1_000_000)] + train_ids[:3]
+    path = ids_file(tmp_path, ids)
+    started = time.perf_counter()
+    result = run_cli(
+        "unlearn",
+        small_checkpoint,
+        "-f",
+        path,
+        "-o",
+        tmp_path / "u.safetensors",
+        "--allow-missing",
+        "-q",
+        "--json",
+        "-",
+    )
+    elapsed = time.perf_counter() - started
+    assert result.exit_code == 0, result.stderr
+    assert '"unknown": 1000000' in result.stdout and '"forgotten_now": 3' in result.stdout
+    assert elapsed < 60  # generous on a shared 2-core machine; typically a few seconds
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "newer"])
+def test_damaged_checkpoints_exit_2(small_checkpoint: Path, train_ids: list[str], tmp_path: Path, damage: str) -> None:
+    from safetensors.torch import save_file
+
+    path = tmp_path / "damaged.safetensors"
+    raw = small_checkpoint.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(raw[: len(raw) // 2])
+        fragment = "truncated or corrupt"
+    elif damage == "garbage":
+        path.write_bytes(b"PK\x03\x04 this is a zip, not a checkpoint")
+        fragment = "truncated or corrupt"
+    else:
+        metadata = read_metadata(small_checkpoint)
+        metadata["iau.format"] = "2"
+        save_file(load_checkpoint(small_checkpoint).state_dict, str(path), metadata=metadata)
+        fragment = "newer than this iau supports"
+    result = run_cli(
+        "unlearn", path, "--forget", ids_file(tmp_path, train_ids[:3]), "--out", tmp_path / "u.safetensors"
+    )
+    assert_bad_input(result, str(path), fragment)
+    assert not (tmp_path / "u.safetensors").exists()
+
+
+def test_changed_training_data_is_refused_unless_allowed(tmp_path: Path) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows = ["id,label,a,b"] + [f"r{i},{i % 2},{rng.normal():.3f},{rng.normal():.3f}" for i in range(60)]
+    data = tmp_path / "rows.csv"
+    data.write_text("\n".join(rows) + "\n")
+    config = tmp_path / "run.yaml"
+    config.write_text(f"data:\n  train: {data}\nmodel:\n  name: logreg\ntrain:\n  epochs: 2\n")
+    model = tmp_path / "m.safetensors"
+    assert run_cli("train", config, "--out", model, "-q").exit_code == 0
+    train_id = next(i for i in restore(model).data.train.ids)
+    data.write_text("\n".join(rows[:-1]) + "\n")  # one row less
+    ids = ids_file(tmp_path, [train_id])
+    assert_bad_input(
+        run_cli("unlearn", model, "-f", ids, "-o", tmp_path / "u.safetensors"), "data changed", "--allow-data-change"
+    )
+    assert not (tmp_path / "u.safetensors").exists()
+    allowed = run_cli("unlearn", model, "-f", ids, "-o", tmp_path / "u.safetensors", "--allow-data-change", "-q")
+    assert allowed.exit_code == 0, allowed.stderr
+
+
+def test_unlearn_config_errors_are_reported_together(
+    tmp_path: Path, small_checkpoint: Path, train_ids: list[str]
+) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("model:\n  nme: mlp\ntrain:\n  epochs: many\n")
+    result = run_cli("unlearn", small_checkpoint, "-f", ids_file(tmp_path, train_ids[:2]), "--config", config)
+    assert_bad_input(result, "2 problem(s)", "model.nme: unknown key", "train.epochs: expected an integer")
+
+
+# ---------------------------------------------------------------------------------------- faults
+
+SLOW_PUBLISH = """
+import sys, time
+import iau_cli.checkpoint as checkpoint
+original = checkpoint.publish
+def slow_publish(*args, **kwargs):
+    print("PUBLISHING", flush=True)
+    time.sleep(30)
+    original(*args, **kwargs)
+checkpoint.publish = slow_publish
+from iau_cli.cli.app import app
+sys.argv = ["iau"] + sys.argv[1:]
+app(prog_name="iau")
+"""
+
+
+def start_slow_unlearn(checkpoint: Path, ids: Path, out: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", SLOW_PUBLISH, "unlearn", str(checkpoint), "-f", str(ids), "-o", str(out), "-q", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        line = process.stdout.readline()
+        if "PUBLISHING" in line:
+            return process
+        if process.poll() is not None:
+            raise AssertionError(process.stderr.read())
+    process.kill()
+    raise AssertionError("the unlearn subprocess never reached its write")
+
+
+def test_a_kill_mid_write_leaves_the_previous_checkpoint_intact(
+    small_checkpoint: Path, train_ids: list[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "model.v2.safetensors"
+    first = run_cli("unlearn", small_checkpoint, "-f", ids_file(tmp_path, train_ids[:3]), "-o", out, "-q")
+    assert first.exit_code == 0
+    previous = out.read_bytes()
+    process = start_slow_unlearn(small_checkpoint, ids_file(tmp_path, train_ids[5:9], "more.txt"), out, "--overwrite")
+    process.kill()
+    process.wait()
+    assert out.read_bytes() == previous  # untouched
+    load_checkpoint(out)  # and readable
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert leftovers, "expected the killed writer's temp file"
+    # The next run to that output removes what the killed run left behind.
+    again = run_cli(
+        "unlearn",
+        small_checkpoint,
+        "-f",
+        ids_file(tmp_path, train_ids[5:9], "more.txt"),
+        "-o",
+        out,
+        "--overwrite",
+        "-q",
+    )
+    assert again.exit_code == 0, again.stderr
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_concurrent_runs_to_one_output_one_wins_the_other_exits_2(
+    small_checkpoint: Path, train_ids: list[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "shared.safetensors"
+    process = start_slow_unlearn(small_checkpoint, ids_file(tmp_path, train_ids[:4]), out)
+    try:
+        loser = run_cli("unlearn", small_checkpoint, "-f", ids_file(tmp_path, train_ids[10:14], "b.txt"), "-o", out)
+        assert_bad_input(loser, "another iau run is writing this output")
+    finally:
+        process.terminate()
+        process.wait()
+
+
+@pytest.mark.parametrize(("errno_name", "fragment"), [("ENOSPC", "no space left"), ("EROFS", "read-only")])
+def test_full_disk_or_read_only_folder_exit_2(
+    small_checkpoint: Path,
+    train_ids: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    errno_name: str,
+    fragment: str,
+) -> None:
+    import errno
+
+    import safetensors.torch
+
+    def failing_save(*args: object, **kwargs: object) -> None:
+        raise OSError(getattr(errno, errno_name), os.strerror(getattr(errno, errno_name)))
+
+    monkeypatch.setattr(safetensors.torch, "save_file", failing_save)
+    out = tmp_path / "u.safetensors"
+    assert_bad_input(run_cli("unlearn", small_checkpoint, "-f", ids_file(tmp_path, train_ids[:3]), "-o", out), fragment)
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_missing_output_folder_exit_2(small_checkpoint: Path, train_ids: list[str], tmp_path: Path) -> None:
+    out = tmp_path / "no" / "such" / "folder" / "u.safetensors"
+    assert_bad_input(
+        run_cli("unlearn", small_checkpoint, "-f", ids_file(tmp_path, train_ids[:3]), "-o", out), "does not exist"
+    )
+
+
+# ---------------------------------------------------------------------------------------- sequential
+
+
+def test_twenty_sequential_requests_keep_their_promises(
+    small_checkpoint: Path, train_ids: list[str], tmp_path: Path
+) -> None:
+    current = small_checkpoint
+    requested: list[str] = []
+    for step in range(20):
+        batch = train_ids[step * 5 : step * 5 + 5]
+        requested += batch
+        out = tmp_path / f"v{step + 1}.safetensors"
+        request = UnlearnRequest(
+            str(current), parse_forget_ids("\n".join(batch).encode(), f"r{step}"), out=str(out), device="cpu"
+        )
+        result = unlearn(request)
+        assert result.ids.forgotten_now == 5
+        current = out
+    restored = restore(current)
+    assert [e["event"] for e in restored.meta.lineage] == ["train"] + ["unlearn"] * 20
+    assert all(restored.meta.forgotten.contains(i) for i in requested)
+    learned = {restored.data.train.ids[r] for r in restored.partition().learn}
+    assert not learned & set(requested)
+    ids = ids_file(tmp_path, requested, "all.txt")
+    audit = run_cli("audit", current, "-f", ids, "--json", "-", "-q")
+    assert (
+        '"name": "lineage chain"' in audit.stdout and '"passed": true' in audit.stdout.split('"lineage chain"')[1][:200]
+    )
+    replay = run_cli(
+        "unlearn", current, "-f", ids_file(tmp_path, requested[:5], "replay.txt"), "-o", tmp_path / "replay.safetensors"
+    )
+    assert replay.exit_code == 0
+    assert "nothing to forget" in replay.stdout
+    assert (tmp_path / "replay.safetensors").read_bytes() == current.read_bytes()
+
+
+# ---------------------------------------------------------------------------------------- security
+
+
+def test_no_pickle_and_no_unsafe_loading_in_the_package() -> None:
+    forbidden_calls = {
+        ("torch", "load"),
+        ("pickle", "load"),
+        ("pickle", "loads"),
+        ("yaml", "load"),
+        ("yaml", "unsafe_load"),
+    }
+    problems = []
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] + (
+                    [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+                )
+                if any(n and n.split(".")[0] in ("pickle", "cPickle", "dill", "joblib") for n in names):
+                    problems.append(f"{path.name}: imports a pickle module")
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name)
+            ):
+                if (node.func.value.id, node.func.attr) in forbidden_calls:
+                    problems.append(f"{path.name}:{node.lineno}: {node.func.value.id}.{node.func.attr}")
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("eval", "exec"):
+                problems.append(f"{path.name}:{node.lineno}: {node.func.id}")
+    assert problems == []
+
+
+def test_a_checkpoint_never_makes_iau_import_code(
+    tmp_path: Path, train_ids: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = tmp_path / "imported.txt"
+    (tmp_path / "evil_models.py").write_text(
+        "import pathlib, torch\n"
+        f"pathlib.Path({str(marker)!r}).write_text('ran')\n"
+        "class Net(torch.nn.Module):\n"
+        "    def __init__(self, input_shape, num_classes):\n"
+        "        super().__init__()\n"
+        "        self.fc = torch.nn.Linear(input_shape[0], num_classes)\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(x)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = write_yaml(tmp_path / "run.yaml", digits_config(epochs=1))
+    config.write_text(
+        config.read_text().replace("name: mlp", "name: evil_models:Net").replace("hidden:\n    - 16", "{}")
+    )
+    model = tmp_path / "m.safetensors"
+    trained = run_cli("train", config, "--out", model, "-q")
+    assert trained.exit_code == 0, trained.stderr  # the user's own config may import the user's code
+    marker.unlink()
+    sys.modules.pop("evil_models", None)
+    ids = ids_file(tmp_path, train_ids[:3])
+    refused = run_cli("unlearn", model, "-f", ids, "-o", tmp_path / "u.safetensors")
+    assert_bad_input(refused, "evil_models:Net", "--trust-checkpoint-code")
+    assert not marker.exists()
+    trusted = run_cli("unlearn", model, "-f", ids, "-o", tmp_path / "u.safetensors", "--trust-checkpoint-code", "-q")
+    assert trusted.exit_code == 0, trusted.stderr
+    assert marker.exists()
+
+
+# ---------------------------------------------------------------------------------------- properties
+
+id_text = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), min_size=1, max_size=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(id_text, min_size=1, max_size=40), st.sampled_from(["\n", "\r\n"]))
+def test_ids_parser_properties(ids: list[str], newline: str) -> None:
+    expected = []
+    for item in ids:
+        stripped = item.strip()
+        if stripped and not stripped.startswith("#") and stripped not in expected:
+            expected.append(stripped)
+    raw = newline.join(ids).encode()
+    if not expected:
+        with pytest.raises(IdsError):
+            parse_forget_ids(raw, "ids")
+        return
+    request = parse_forget_ids(raw, "ids")
+    assert request.ids == expected  # unique, stripped, in file order
+    assert len(request.ids) + request.duplicates == sum(1 for i in ids if i.strip() and not i.strip().startswith("#"))
+
+
+config_values = st.one_of(
+    st.integers(-5, 5), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=5), st.booleans(), st.none()
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["lr", "epochs", "seed", "optimizer", "gr_alpha", "bogus", "batch_size"]), config_values
+    )
+)
+def test_config_loader_never_crashes_and_reports_every_bad_key(mapping: dict) -> None:
+    try:
+        config = from_dict(TrainConfig, mapping)
+    except ConfigError as exc:
+        message = str(exc)
+        if "bogus" in mapping:
+            assert "bogus: unknown key" in message
+        return
+    assert isinstance(config, TrainConfig)
+    assert "bogus" not in mapping
+    assert config.lr > 0 and config.epochs >= 1 and config.batch_size >= 1
+    assert torch.tensor(config.lr).isfinite()
