@@ -24,6 +24,7 @@ from iau_cli.config import RunConfig
 from iau_cli.data import ForgetRequest
 from iau_cli.errors import CheckpointError, IdsError
 from iau_cli.files import write_text_atomic
+from iau_cli.gradients import per_sample_grad_norms
 from iau_cli.metrics import Predictions, auc, mean_kl_js, predict, tpr_at_fpr, tug_of_war
 from iau_cli.report import Report, Table, fmt, pct
 from iau_cli.runs import Restored, restore
@@ -69,6 +70,7 @@ class MiaFigures:
     challenge_accuracy: float
     indiscernibility: float
     tpr_at_fpr: dict[str, float]
+    grad_norm_auc: float = float("nan")
     lira_auc: float | None = None
     lira_tpr_at_fpr: dict[str, float] | None = None
 
@@ -124,6 +126,7 @@ class AuditResult:
         for split in ("forget", "test"):
             rows.append([f"{split} loss"] + [fmt(m.loss[split]) for _, m in models])
         rows.append(["MIA loss AUC"] + [fmt(m.mia.loss_auc, 3) for _, m in models])
+        rows.append(["MIA gradient-norm AUC"] + [fmt(m.mia.grad_norm_auc, 3) for _, m in models])
         rows.append(["MIA challenge acc."] + [pct(m.mia.challenge_accuracy) for _, m in models])
         rows.append(["indiscernibility"] + [fmt(m.mia.indiscernibility, 3) for _, m in models])
         for key in self.model.mia.tpr_at_fpr:
@@ -257,10 +260,15 @@ def model_figures(
     retain = predict(model, restored.data.train, rows.retain, device, batch_size=request.batch_size)
     test = predict(model, restored.data.test, None, device, batch_size=request.batch_size)
     nonmember = Predictions(test.losses[rows.nonmember], test.correct[rows.nonmember])
+    mia = _mia(forget, nonmember, request.folds, request.seed)
+    # Gradient-norm attack: members were fit, so their per-sample gradients tend to be smaller.
+    member_norms = per_sample_grad_norms(model, restored.data.train, rows.forget, device)
+    nonmember_norms = per_sample_grad_norms(model, restored.data.test, rows.nonmember, device)
+    mia.grad_norm_auc = auc(-member_norms, -nonmember_norms)
     figures = ModelFigures(
         accuracy={"forget": forget.accuracy, "retain": retain.accuracy, "test": test.accuracy},
         loss={"forget": forget.loss, "retain": retain.loss, "test": test.loss},
-        mia=_mia(forget, nonmember, request.folds, request.seed),
+        mia=mia,
     )
     return figures, forget, nonmember
 

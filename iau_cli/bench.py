@@ -303,10 +303,14 @@ def _with_seed(config: RunConfig, seed: int, plain: bool = False) -> RunConfig:
 
 
 def _warm_up() -> None:
-    """Pay one-time costs (torch.optim imports torch._dynamo on first use) before any timing."""
+    """Pay one-time costs before any timing: torch.optim and torch.func initialize torch._dynamo
+    on first use (about a second), which would otherwise land on whichever method runs first."""
+    from iau_cli.gradients import per_sample_grads
+
     layer = torch.nn.Linear(2, 2)
     torch.optim.Adam(layer.parameters()).step()
     torch.optim.SGD(layer.parameters(), lr=0.1).step()
+    per_sample_grads(layer, torch.zeros(2, 2), torch.zeros(2, dtype=torch.long))
 
 
 def run_bench(
@@ -452,7 +456,7 @@ class _SeedGrid:
         try:
             if entry.method == ORIGINAL:
                 model, seconds, peak = restored.model, float("nan"), float("nan")
-            elif entry.method == MethodName.RETRAIN.value:
+            elif entry.method == MethodName.RETRAIN.value and not entry.options:
                 model, seconds, peak = reference, t_retrain, float("nan")
             else:
                 spec = get_method(entry.method)
@@ -627,18 +631,22 @@ def plot(result: BenchResult, path: str | os.PathLike[str]) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise ConfigError("--plot needs matplotlib: pip install 'iau-cli[plot]'") from None
-    ok = [s for s in result.summary if s["status"] == "ok" and s["label"] != "retrain"]
+    ok = [
+        s
+        for s in result.summary
+        if s["status"] == "ok" and s["method"] != MethodName.RETRAIN.value and s["seconds"] and s["tow"]
+    ]
     workloads = sorted({s["workload"] for s in ok})
     figure, axes = plt.subplots(len(workloads), 2, figsize=(12, 4.5 * len(workloads)), squeeze=False)
     labels = sorted({s["label"] for s in ok})
-    colors = {label: plt.cm.tab20(i % 20) for i, label in enumerate(labels)}
+    colors = {label: plt.cm.tab10(i % 10) for i, label in enumerate(labels)}
+    markers = {label: "os^Dv<>PX*hp"[i % 12] for i, label in enumerate(labels)}
     for row, workload in enumerate(workloads):
         for s in (s for s in ok if s["workload"] == workload):
             size = 30 + 400 * s["ratio"]
-            axes[row][0].scatter(
-                s["seconds"]["mean"], s["tow"]["mean"], s=size, color=colors[s["label"]], label=s["label"]
-            )
-            axes[row][1].scatter(s["forget_gap"]["mean"], s["test_accuracy"]["mean"], s=size, color=colors[s["label"]])
+            style = {"s": size, "color": colors[s["label"]], "marker": markers[s["label"]], "alpha": 0.8}
+            axes[row][0].scatter(s["seconds"]["mean"], s["tow"]["mean"], label=s["label"], **style)
+            axes[row][1].scatter(s["forget_gap"]["mean"], s["test_accuracy"]["mean"], **style)
         axes[row][0].set(
             xscale="log",
             xlabel="unlearning time (s, log)",

@@ -48,7 +48,7 @@ class ForgottenIds:
         return hashlib.sha256(bytes.fromhex(self.salt) + sample_id.encode()).digest()[:_HASH_BYTES]
 
     def contains(self, sample_id: str) -> bool:
-        return self.digest(sample_id) in self.hashes
+        return bool(self.hashes) and self.digest(sample_id) in self.hashes
 
     def add(self, ids: Iterable[str]) -> None:
         self.hashes.update(self.digest(i) for i in ids)

@@ -101,6 +101,24 @@ def empirical_fisher(
     return {name: value / max(count, 1) for name, value in distributed.all_reduce_sum(total).items()}
 
 
+def per_sample_grad_norms(
+    model: nn.Module, split: Split, rows: Sequence[int] | np.ndarray, device: torch.device, *, batch_size: int = 256
+) -> np.ndarray:
+    """‖∇θ ℓ(x_i, y_i)‖₂ for each row (torch.func per-sample gradients), in row order."""
+    from iau_cli import distributed
+
+    params = trainable(model)
+    size = sum(p.numel() for p in params.values())
+    chunk = max(1, min(batch_size, (1 << 25) // max(size, 1)))
+    norms = []
+    for x, y in split.batches(distributed.shard(rows), chunk):
+        grads = per_sample_grads(model, x.to(device), y.to(device))
+        squared = sum((g.detach().double() ** 2).flatten(1).sum(1) for g in grads.values())
+        norms.append(torch.sqrt(squared).cpu().numpy())
+    local = np.concatenate(norms) if norms else np.zeros(0)
+    return distributed.gather_arrays([local])[0]
+
+
 def flatten(grads: GradDict) -> torch.Tensor:
     """Concatenate a gradient dict into one vector (in the dict's order)."""
     return torch.cat([g.reshape(-1) for g in grads.values()])

@@ -78,10 +78,15 @@ class Restored:
     data: DataBundle
     model: nn.Module
     device: torch.device
+    _partition: RowPartition | None = dataclasses.field(default=None, repr=False)
 
     def partition(self, exclude: set[str] | frozenset[str] = frozenset()) -> RowPartition:
         """The rows this model currently learns from (forgotten and ``exclude`` ids left out)."""
-        return partition_rows(self.data, self.config.train, self.meta.forgotten, exclude)
+        if exclude:
+            return partition_rows(self.data, self.config.train, self.meta.forgotten, exclude)
+        if self._partition is None:
+            self._partition = partition_rows(self.data, self.config.train, self.meta.forgotten)
+        return self._partition
 
 
 def restore(

@@ -281,7 +281,9 @@ def unlearn(request: UnlearnRequest, *, progress: Progress = no_progress) -> Unl
             return _unchanged(request, restored, out, counts, seconds, started, rows.retain)
 
         model_before = {k: p.detach().clone() for k, p in trainable(restored.model).items()}
+        evaluate_started = time.perf_counter()
         before = _figures(restored, restored.model, rows.forget, request.batch_size)
+        seconds["evaluate"] = time.perf_counter() - evaluate_started
         ledger_info: dict[str, Any] = {}
         context = build_context(
             restored, rows, request.max_ledger_drift, ledger_info, batch_size=request.batch_size, progress=progress
@@ -298,7 +300,7 @@ def unlearn(request: UnlearnRequest, *, progress: Progress = no_progress) -> Unl
             )
         evaluate_started = time.perf_counter()
         after = _figures(restored, model, rows.forget, request.batch_size)
-        seconds["evaluate"] = time.perf_counter() - evaluate_started
+        seconds["evaluate"] += time.perf_counter() - evaluate_started
 
         write_started = time.perf_counter()
         meta, ledger_tensors = _next_meta(

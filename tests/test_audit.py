@@ -45,6 +45,8 @@ def test_attacks_separate_trained_from_retrained(memorizing_pair: dict) -> None:
     assert trained.model.accuracy["forget"] > 0.95  # memorized
     assert trained.model.mia.loss_auc > 0.9
     assert trained.model.mia.challenge_accuracy > 0.8
+    assert trained.model.mia.grad_norm_auc > 0.9  # per-sample gradients (torch.func) of fitted rows are small
+    assert abs(retrained.model.mia.grad_norm_auc - 0.5) < 0.15
     assert abs(retrained.model.mia.loss_auc - 0.5) < 0.15
     assert retrained.model.mia.indiscernibility > trained.model.mia.indiscernibility + 0.3
 

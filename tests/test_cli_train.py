@@ -126,6 +126,10 @@ def test_help_does_not_import_torch_or_datasets() -> None:
         "for name in ('train', 'unlearn'):\n"
         "    CliRunner().invoke(app, [name, '--help'])\n"
         "CliRunner().invoke(app, ['unlearn'])\n"
+        "bad = CliRunner().invoke(app, ['unlearn', 'm.safetensors', '--forget', '/no/such/ids.txt'])\n"
+        "assert bad.exit_code == 2, bad.output\n"
+        "bad = CliRunner().invoke(app, ['train', '/no/such/config.yaml', '--out', 'm.safetensors'])\n"
+        "assert bad.exit_code == 2, bad.output\n"
         "print(sorted(m for m in ('torch', 'datasets') if m in sys.modules))\n"
     )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -36,7 +36,9 @@ def test_train_and_unlearn_on_cuda_match_cpu(tmp_path: Path, train_ids: list[str
     figures = {}
     for device in ("cpu", "cuda"):
         out = tmp_path / f"u-{device}.safetensors"
-        result = run_cli("unlearn", tmp_path / "cpu.safetensors", "-f", ids, "-o", out, "--device", device, "--json", "-", "-q")
+        result = run_cli(
+            "unlearn", tmp_path / "cpu.safetensors", "-f", ids, "-o", out, "--device", device, "--json", "-", "-q"
+        )
         assert result.exit_code == 0, result.stderr
         figures[device] = json.loads(result.stdout)["after"]
     assert figures["cuda"]["test_accuracy"] == pytest.approx(figures["cpu"]["test_accuracy"], abs=0.01)

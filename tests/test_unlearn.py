@@ -273,3 +273,15 @@ def test_cli_output_may_not_replace_input(small_checkpoint: Path, train_ids: lis
         "--overwrite",
     )
     assert_bad_input(result, "replace the input")
+
+
+def test_a_request_too_small_to_expect_an_error_takes_only_the_retain_step(
+    memorized: Path, train_ids: list[str], tmp_path: Path
+) -> None:
+    """With 3 rows and a held-out error rate of a few percent no error is expected: the rule does
+    not push the forget rows, and the model keeps its test accuracy."""
+    ids = sample_ids(train_ids, 3, seed=5)
+    result = unlearn(request(memorized, ids, tmp_path / "u.safetensors"))
+    assert result.details["goal"].startswith("none: 3 row(s)")
+    assert result.details["step_forget"] == 0.0
+    assert result.after.test_accuracy >= result.before.test_accuracy - 0.01

@@ -58,16 +58,21 @@ def command(
     quiet: QuietOpt = False,
 ) -> None:
     """Check a deletion: utility, membership inference, lineage; exit 0 pass, 1 fail, 2 bad input."""
-    from iau_cli.audit import AuditRequest, Thresholds, audit, write_per_sample_csv
     from iau_cli.config import load_run_config
     from iau_cli.data import read_forget_ids
 
+    forget_request = read_forget_ids(forget)  # bad ids and config fail before torch is imported
+    run_config = load_run_config(config) if config else None
+    check_output_paths(json_target, report, per_sample)
+
+    from iau_cli.audit import AuditRequest, Thresholds, audit, write_per_sample_csv
+
     request = AuditRequest(
         checkpoint=str(checkpoint),
-        forget=read_forget_ids(forget),
+        forget=forget_request,
         reference=str(reference) if reference else None,
         original=str(original) if original else None,
-        config=load_run_config(config) if config else None,
+        config=run_config,
         trust_code=trust_checkpoint_code,
         allow_data_change=allow_data_change,
         device=device,
@@ -75,7 +80,6 @@ def command(
         shadow_models=shadow_models,
         seed=seed,
     )
-    check_output_paths(json_target, report, per_sample)
     with progress_sink(not quiet) as progress:
         result = audit(request, progress=progress)
     emit(result.report(), result.to_dict(), json_target=json_target, report_path=report, quiet=quiet)

@@ -32,10 +32,12 @@ def command(
 ) -> None:
     """Train a model from a YAML config and write a self-describing checkpoint."""
     from iau_cli.config import load_run_config
+
+    run_config = load_run_config(config, overrides)  # config errors fail before torch is imported
+    check_output_paths(json_target)
+
     from iau_cli.runs import train
 
-    run_config = load_run_config(config, overrides)
-    check_output_paths(json_target)
     with progress_sink(not quiet) as progress:
         result = train(run_config, out, overwrite=overwrite, device=device, progress=progress)
     emit(result.report(), result.to_dict(), json_target=json_target, report_path=None, quiet=quiet)

@@ -68,15 +68,22 @@ def command(
     """Forget the listed sample ids and write a new checkpoint with the event in its lineage."""
     from iau_cli.config import load_run_config, parse_key_values
     from iau_cli.data import read_forget_ids
+
+    # Bad ids, options or config fail here, before torch is imported.
+    forget_request = read_forget_ids(forget)
+    options = parse_key_values(option or [], source="--option")
+    run_config = load_run_config(config) if config else None
+    check_output_paths(json_target, report)
+
     from iau_cli.unlearning import UnlearnRequest, unlearn
 
     request = UnlearnRequest(
         checkpoint=str(checkpoint),
-        forget=read_forget_ids(forget),
+        forget=forget_request,
         out=str(out) if out else None,
         method=method.value,
-        options=parse_key_values(option or [], source="--option"),
-        config=load_run_config(config) if config else None,
+        options=options,
+        config=run_config,
         allow_missing=allow_missing,
         trust_code=trust_checkpoint_code,
         allow_data_change=allow_data_change,
@@ -85,7 +92,6 @@ def command(
         ledger_refresh=ledger_refresh,
         max_ledger_drift=max_ledger_drift,
     )
-    check_output_paths(json_target, report)
     with progress_sink(not quiet) as progress:
         result = unlearn(request, progress=progress)
     emit(result.report(), result.to_dict(), json_target=json_target, report_path=report, quiet=quiet)

@@ -13,8 +13,8 @@ empirical Fisher (a diagonal stand-in for the influence function's H⁻¹, estim
 sample so its cost does not grow with the data): d ∝ F⁻¹(∇L_forget − c·∇L_retain). The step length
 is max(s_forget, s_retain), both found by line searches over forward passes on fixed row sets:
 s_forget is the smallest step at which the forget rows look held-out (their error rate reaches the
-model's error rate on held-out rows, what a model retrained without them gets in expectation; or,
-when that rounds to zero errors, their mean loss reaches the held-out mean loss); s_retain
+model's error rate on held-out rows, what a model retrained without them gets in expectation; 0
+when the request is too small to expect one error); s_retain
 minimizes the retained rows' loss along d (what matters when the rows pulled the model, e.g.
 mislabeled rows). Neither search goes past ``max_step`` (relative to ‖θ*‖).
 """
@@ -170,8 +170,9 @@ class _Probe:
 def _target(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
     """Step along d ∝ ∇L_f − c·∇L_r by max(s_forget, s_retain):
 
-    s_forget — the smallest step at which the forget rows look held-out (error rate, or mean loss
-    when the error goal rounds to zero); 0 when they already do (e.g. rows the model never fit);
+    s_forget — the smallest step at which the forget rows' error rate reaches the held-out error
+    rate; 0 when it already does (rows the model never fit) or when too few rows are asked to expect
+    even one error (no forget-set statistic is then worth a step: chasing one costs utility);
     s_retain — the step that minimizes the retain loss along d (a 1-D Newton step toward the
     retrained optimum: what matters when the rows *pulled* the model, e.g. mislabeled rows).
     """
@@ -186,27 +187,22 @@ def _target(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
     if len(sample) > options.retain_sample:
         sample = np.sort(rng.choice(sample, size=options.retain_sample, replace=False))
     retain_probe = _Probe(ctx, sample)
-    errors0, loss0 = forget_probe.measure()
     target_error = options.target_error if options.target_error is not None else 1.0 - heldout.accuracy
     goal_errors = round(target_error * n_forget)
-    use_errors = goal_errors >= 1
     details: dict[str, Any] = {
         "rule": "target",
         "heldout_rows": int(len(heldout_rows)),
         "heldout_error": 1.0 - heldout.accuracy,
-        "heldout_loss": heldout.loss,
         "retain_sample": int(len(sample)),
         "precondition": options.precondition,
         "goal": f"{goal_errors} of {n_forget} forget rows misclassified"
-        if use_errors
-        else "forget loss ≥ held-out loss",
+        if goal_errors >= 1
+        else f"none: {n_forget} row(s) × held-out error {target_error:.3f} rounds to no expected error",
     }
 
     def forget_met(fraction: float) -> bool:
-        errors, loss = forget_probe.measure()
-        if use_errors:
-            return errors >= max(1, round(goal_errors * fraction))
-        return loss >= loss0 + (heldout.loss - loss0) * fraction
+        errors, _ = forget_probe.measure()
+        return errors >= max(1, round(goal_errors * fraction))
 
     grad_forget, grad_retain = ctx.mean_grads()
     scale = None
@@ -252,15 +248,18 @@ def _target(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
                 move(step)
                 return retain_probe.measure()[1]
 
-            s_forget = 0.0 if forget_at(0.0) else _first_met(forget_at, remaining, options.search_iterations)
+            if goal_errors < 1 or forget_at(0.0):
+                s_forget = 0.0
+            else:
+                s_forget = _first_met(forget_at, remaining, options.search_iterations)
             s_retain = _argmin(retain_loss_at, remaining, options.search_iterations)
             steps_forget.append(s_forget)
             steps_retain.append(s_retain)
             step = max(s_forget, s_retain)
         move(step)
         total_step += step
-    errors, loss = forget_probe.measure()
-    reached = forget_met(1.0) if options.step_size is None else None
+    errors, _ = forget_probe.measure()
+    reached = (goal_errors < 1 or forget_met(1.0)) if options.step_size is None else None
     details.update(
         step=total_step,
         step_forget=sum(steps_forget),
