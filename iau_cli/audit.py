@@ -423,7 +423,7 @@ def verdict_checks(
             mia.loss_auc,
             f"≤ {target + margin:.3f}",
             f"{'retrained model' if reference else 'chance'} {target:.3f} + margin {margin:.3f}; "
-            + ("ok" if gap <= margin else f"over by {gap - margin:.3f}"),
+            + ("ok" if gap <= margin else f"over by {gap - margin:.2g}"),
         )
     )
     n_forget = mia.members
@@ -443,7 +443,7 @@ def verdict_checks(
             model.accuracy["forget"],
             f"≤ {target_acc + acc_margin:.3f}",
             f"{label} {target_acc:.3f} + margin {acc_margin:.3f}; "
-            + ("ok" if excess <= acc_margin else f"over by {excess - acc_margin:.3f}"),
+            + ("ok" if excess <= acc_margin else f"over by {excess - acc_margin:.2g}"),
         )
     )
     baseline = original if original is not None else reference
@@ -457,7 +457,7 @@ def verdict_checks(
                 f"≥ {baseline.accuracy['test'] - thresholds.max_test_drop:.3f}",
                 f"{'original' if original is not None else 'retrained'} {baseline.accuracy['test']:.3f} − "
                 f"{thresholds.max_test_drop:.3f}; "
-                + ("ok" if drop <= thresholds.max_test_drop else f"lost {drop - thresholds.max_test_drop:.3f} more"),
+                + ("ok" if drop <= thresholds.max_test_drop else f"lost {drop - thresholds.max_test_drop:.2g} more"),
             )
         )
     else:
@@ -472,7 +472,7 @@ def verdict_checks(
                 tow >= thresholds.min_tow,
                 tow,
                 f"≥ {thresholds.min_tow:.3f}",
-                "ok" if tow >= thresholds.min_tow else f"short by {thresholds.min_tow - tow:.3f}",
+                "ok" if tow >= thresholds.min_tow else f"short by {thresholds.min_tow - tow:.2g}",
             )
         )
     return checks

@@ -77,7 +77,8 @@ class DemoResult:
             )
             timing = ", ".join(f"{k} {v:.2f} s" for k, v in story.seconds.items())
             tables.append(Table(f"{story.name}: reproduce", ["command"], [[c] for c in story.commands], align="l"))
-            notes.append(f"{story.name}: {timing}; audit of the unlearned model: {story.verdict}")
+            notes.append(f"{story.name}: {_takeaway(story)}")
+            notes.append(f"{story.name}: {timing or 'all steps reused'}; audit of the unlearned model: {story.verdict}")
         notes.append("MIA AUC 0.5 = the forget rows look like rows the model never saw")
         if self.reused:
             notes.append(f"reused from {self.workdir}: {', '.join(self.reused)} (delete the folder to start over)")
@@ -177,6 +178,17 @@ def _story(
         rows=_rows(audited),
         seconds=seconds,
         verdict=_verdict(audited),
+    )
+
+
+def _takeaway(story: Story) -> str:
+    """One plain sentence: what unlearning moved, next to what retraining gives."""
+    by_name = {row.model.split(" ")[0]: row for row in story.rows}
+    original, unlearned, retrained = by_name["original"], by_name["unlearned"], by_name["retrained"]
+    return (
+        f"forget accuracy {original.forget_accuracy:.1%} → {unlearned.forget_accuracy:.1%} "
+        f"(retrained {retrained.forget_accuracy:.1%}); test accuracy {original.test_accuracy:.1%} → "
+        f"{unlearned.test_accuracy:.1%} (retrained {retrained.test_accuracy:.1%})"
     )
 
 
