@@ -321,7 +321,7 @@ def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditRe
         allow_data_change=request.allow_data_change,
         device=request.device,
     )
-    index = {sample_id: row for row, sample_id in enumerate(restored.data.train.ids)}
+    index = restored.data.train.row_index()
     unknown = [i for i in request.forget.ids if i not in index]
     if unknown:
         raise IdsError(

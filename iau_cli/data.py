@@ -149,9 +149,16 @@ class Split:
     labels: np.ndarray
     encoder: Encoder
     source: str
+    _row_index: dict[str, int] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def row_index(self) -> dict[str, int]:
+        """id → row number (built on first use, then kept)."""
+        if self._row_index is None:
+            self._row_index = {sample_id: row for row, sample_id in enumerate(self.ids)}
+        return self._row_index
 
     def fetch(self, rows: np.ndarray) -> tuple[Any, Any]:
         """Features and labels of the given row indices as tensors."""

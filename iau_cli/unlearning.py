@@ -161,7 +161,7 @@ def resolve_ids(
     restored: Restored, request: ForgetRequest, allow_missing: bool
 ) -> tuple[list[str], IdCounts, list[int]]:
     """(ids to forget now, counts, their row indices); unknown ids raise unless ``allow_missing``."""
-    index = {sample_id: row for row, sample_id in enumerate(restored.data.train.ids)}
+    index = restored.data.train.row_index()
     unknown = [i for i in request.ids if i not in index]
     if unknown and not allow_missing:
         shown = ", ".join(repr(i) for i in unknown[:UNKNOWN_EXAMPLES])

@@ -15,7 +15,7 @@ NO_ARGS_HELP = False
 
 def command(
     config: Annotated[
-        Path | None, typer.Argument(metavar="[CONFIG.yaml]", help="Bench config; default: the built-in digits MLP.")
+        Path | None, typer.Argument(metavar="CONFIG.yaml", help="Bench config; default: the built-in digits MLP.")
     ] = None,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Folder for cached models and runs.jsonl (resumable).")

@@ -1,0 +1,81 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from iau_cli.bench import BenchConfig, MethodEntry, Workload, run_bench, validate_shape
+
+from .conftest import digits_config, write_yaml
+from .helpers import run_cli
+
+
+def tiny_bench(tmp_path: Path) -> Path:
+    write_yaml(tmp_path / "run.yaml", digits_config(epochs=2, gr_alpha=0.005))
+    config = tmp_path / "bench.yaml"
+    config.write_text(
+        "workloads:\n  - {name: tiny, config: run.yaml}\n"
+        "methods:\n"
+        "  - {label: original, method: original}\n"
+        "  - {label: retrain, method: retrain}\n"
+        "  - {label: iau, method: iau}\n"
+        "  - {label: iau adam-sign, method: iau, options: {rule: adam-sign}}\n"
+        "  - {label: exact, method: influence, options: {solver: exact, max_parameters: 10}}\n"
+        "ratios: [0.05]\nseeds: 1\n"
+    )
+    return config
+
+
+def test_bench_json_shape_resume_and_refusals(tmp_path: Path) -> None:
+    config = tiny_bench(tmp_path)
+    out = tmp_path / "out"
+    first = run_cli(
+        "bench", config, "--out", out, "--json", tmp_path / "bench.json", "--markdown", tmp_path / "bench.md", "-q"
+    )
+    assert first.exit_code == 0, first.stderr
+    payload = json.loads((tmp_path / "bench.json").read_text())
+    assert validate_shape(payload) == []
+    assert payload["skipped"] == 0 and len(payload["runs"]) == 5
+    by_label = {r["label"]: r for r in payload["runs"]}
+    assert by_label["retrain"]["tow"] == 1.0 and by_label["retrain"]["rte"] == pytest.approx(1.0)
+    assert by_label["iau"]["status"] == "ok" and by_label["iau"]["rte"] > 1
+    assert by_label["exact"]["status"].startswith("refused:")
+    assert "| iau |" in (tmp_path / "bench.md").read_text()
+    assert len((out / "runs.jsonl").read_text().splitlines()) == 5
+    second = run_cli("bench", config, "--out", out, "--json", "-", "-q")
+    again = json.loads(second.stdout)
+    assert again["skipped"] == 5
+    assert [r["key"] for r in again["runs"]] == [r["key"] for r in payload["runs"]]
+
+
+def test_shape_validator_catches_missing_and_mistyped_fields() -> None:
+    problems = validate_shape(
+        {"out": 1, "config": {}, "runs": [{"key": "k"}], "summary": [], "targets": [], "interrupted": False}
+    )
+    assert "$.out: expected str, got int" in problems
+    assert "$.skipped: missing" in problems
+    assert any(p.startswith("$.runs[0].workload") for p in problems)
+
+
+def test_an_interrupted_bench_keeps_what_finished(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from iau_cli.methods import MethodName, registry
+
+    write_yaml(tmp_path / "run.yaml", digits_config(epochs=2))
+    config = BenchConfig(
+        workloads=[Workload("tiny", str(tmp_path / "run.yaml"))],
+        methods=[MethodEntry("original", "original"), MethodEntry("iau", "iau"), MethodEntry("retrain", "retrain")],
+        ratios=[0.05],
+        seeds=1,
+    )
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt  # Ctrl-C while the iau cell runs
+
+    spec = registry.REGISTRY[MethodName.IAU]
+    monkeypatch.setitem(registry.REGISTRY, MethodName.IAU, dataclasses.replace(spec, run=interrupted))
+    result = run_bench(config, tmp_path / "out")
+    assert result.interrupted
+    finished = [json.loads(line)["label"] for line in (tmp_path / "out" / "runs.jsonl").read_text().splitlines()]
+    assert finished == ["retrain", "original"]  # retraining runs first; the iau cell never finished
+    assert [s["label"] for s in result.summary] == ["retrain", "original"]
