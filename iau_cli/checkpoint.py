@@ -234,6 +234,10 @@ def save_checkpoint(
     temp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
         save_file(tensors, str(temp), metadata=meta.to_metadata())
+        # safetensors creates files 0600; give the checkpoint the permissions any new file gets.
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(temp, 0o666 & ~mask)
         with open(temp, "rb+") as handle:
             os.fsync(handle.fileno())
         digest = file_sha256(temp)

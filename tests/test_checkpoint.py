@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,9 @@ def test_no_overwrite_without_flag_and_atomic_replace(tmp_path: Path) -> None:
     save_checkpoint(path, {"w": torch.ones(2)}, tiny_meta(), overwrite=True)
     assert torch.equal(load_checkpoint(path).state_dict["w"], torch.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temp files left
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask  # like any new file, not safetensors' 0600
 
 
 def test_forgotten_ids_are_salted_hashes() -> None:
