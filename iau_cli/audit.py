@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from iau_cli.checkpoint import params_sha256
 from iau_cli.config import RunConfig
 from iau_cli.data import ForgetRequest
 from iau_cli.errors import CheckpointError, IdsError
@@ -273,7 +272,7 @@ def model_figures(
     return figures, forget, nonmember
 
 
-def lineage_checks(restored: Restored, audited_ids: list[str]) -> tuple[list[Check], list[str]]:
+def lineage_checks(restored: Restored, audited_ids: list[str]) -> list[Check]:
     """Every audited id recorded as forgotten; parent-hash chain consistent up to these weights."""
     forgotten = restored.meta.forgotten
     missing = [i for i in audited_ids if not forgotten.contains(i)]
@@ -295,7 +294,7 @@ def lineage_checks(restored: Restored, audited_ids: list[str]) -> tuple[list[Che
         parent = event.get("parent_params_sha256")
         if event.get("event") == "unlearn" and parent != previous.get("params_sha256"):
             problems.append(f"event {index} does not continue event {index - 1}")
-    current = params_sha256(restored.checkpoint.state_dict)
+    current = restored.checkpoint.params_digest()
     last = next((e for e in reversed(lineage) if "params_sha256" in e), None)
     if last is None or last["params_sha256"] != current:
         problems.append("the weights differ from those the last lineage event recorded")
@@ -308,7 +307,7 @@ def lineage_checks(restored: Restored, audited_ids: list[str]) -> tuple[list[Che
             "; ".join(problems) if problems else "each event continues its parent; weights match the last event",
         )
     )
-    return checks, missing
+    return checks
 
 
 def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditResult:
@@ -335,7 +334,7 @@ def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditRe
     rows = AuditRows(forget=forget_rows, retain=learn, nonmember=nonmember)
     progress("audit", 0, 3)
     scored, model_forget, model_nonmember = model_figures(restored, restored.model, rows, request, probs=True)
-    checks, _ = lineage_checks(restored, audited)
+    checks = lineage_checks(restored, audited)
     notes: list[str] = []
     if len(nonmember) < 100:
         notes.append(f"TPR at 1% FPR needs ≥ 100 non-member rows to mean anything; there are {len(nonmember)}")

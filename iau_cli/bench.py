@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,12 +25,21 @@ import torch
 
 from iau_cli import distributed
 from iau_cli.audit import AuditRequest, AuditRows, balanced_nonmembers, model_figures
-from iau_cli.config import BUILTIN_PREFIX, ModelConfig, RunConfig, TrainConfig, from_dict, load_run_config, to_dict
+from iau_cli.config import (
+    BUILTIN_PREFIX,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    from_dict,
+    help_field,
+    load_run_config,
+    to_dict,
+)
 from iau_cli.data import ForgetRequest, builtin_config
 from iau_cli.errors import ConfigError, IauError
 from iau_cli.methods import MethodName, get_method
 from iau_cli.metrics import tug_of_war
-from iau_cli.report import Report, Table
+from iau_cli.report import Report, Table, clean_json
 from iau_cli.runs import Restored, default_run_config, restore, train
 from iau_cli.training import Progress, no_progress
 from iau_cli.unlearning import build_context, plan_rows
@@ -51,18 +60,14 @@ BUILTIN_WORKLOADS: dict[str, Callable[[], RunConfig]] = {
 }
 
 
-def _help(text: str, **kwargs: Any) -> Any:
-    return field(metadata={"help": text}, **kwargs)
-
-
 @dataclass(frozen=True)
 class MethodEntry:
     """One column of the grid: a registered method with options, on the GR or the plain original."""
 
-    label: str = _help("Name shown in the table.")
-    method: str = _help("Registered method name.")
-    options: dict[str, Any] = _help("Method options.", default_factory=dict)
-    original: Literal["gr", "plain"] = _help(
+    label: str = help_field("Name shown in the table.")
+    method: str = help_field("Registered method name.")
+    options: dict[str, Any] = help_field("Method options.", default_factory=dict)
+    original: Literal["gr", "plain"] = help_field(
         "gr: the recipe's model; plain: the same recipe with gr_alpha 0.", default="gr"
     )
 
@@ -77,8 +82,8 @@ class MethodEntry:
 class Workload:
     """A named run config: ``builtin:digits-mlp``, ``builtin:digits-lenet`` or a YAML path."""
 
-    name: str = _help("Name shown in the table.")
-    config: str = _help("builtin:digits-mlp, builtin:digits-lenet, or a run-config YAML path.")
+    name: str = help_field("Name shown in the table.")
+    config: str = help_field("builtin:digits-mlp, builtin:digits-lenet, or a run-config YAML path.")
 
 
 ORIGINAL = "original"
@@ -106,14 +111,14 @@ DEFAULT_METHODS = [
 class BenchConfig:
     """The grid: workloads × methods × forget ratios × seeds."""
 
-    workloads: list[Workload] = _help(
+    workloads: list[Workload] = help_field(
         "Workloads to run.", default_factory=lambda: [Workload("digits-mlp", "builtin:digits-mlp")]
     )
-    methods: list[MethodEntry] = _help("Methods to compare.", default_factory=lambda: list(DEFAULT_METHODS))
-    ratios: list[float] = _help(
+    methods: list[MethodEntry] = help_field("Methods to compare.", default_factory=lambda: list(DEFAULT_METHODS))
+    ratios: list[float] = help_field(
         "Forget-set sizes as fractions of the training rows.", default_factory=lambda: [0.01, 0.05, 0.1]
     )
-    seeds: int = _help("Seeds per cell (each seed: its own original, forget set and retrained model).", default=3)
+    seeds: int = help_field("Seeds per cell (each seed: its own original, forget set and retrained model).", default=3)
 
     def check(self) -> list[str]:
         problems = []
@@ -355,7 +360,7 @@ def run_bench(
                             runs.append(run)
                             if distributed.is_main():
                                 with open(log_path, "a", encoding="utf-8") as handle:
-                                    handle.write(json.dumps(_finite(run)) + "\n")
+                                    handle.write(json.dumps(clean_json(run)) + "\n")
                                     handle.flush()
                                     os.fsync(handle.fileno())
                         finished += 1
@@ -378,10 +383,13 @@ def _retrain_first(methods: list[MethodEntry]) -> list[MethodEntry]:
     return sorted(methods, key=lambda m: m.method != MethodName.RETRAIN.value)
 
 
-def _finite(value: Any) -> Any:
-    from iau_cli.report import clean_json
-
-    return clean_json(value)
+@dataclass
+class _Plan:
+    rows: Any
+    audit_rows: AuditRows
+    reference: torch.nn.Module
+    retrain_seconds: float
+    reference_figures: Any
 
 
 class _SeedGrid:
@@ -397,7 +405,8 @@ class _SeedGrid:
         self.device = device
         self.progress = progress
         self._restored: dict[str, Restored] = {}
-        self._references: dict[tuple[str, float], tuple[torch.nn.Module, float]] = {}
+        self._plans: dict[tuple[str, float], _Plan] = {}
+        self.audit_request = AuditRequest(checkpoint="", forget=ForgetRequest([], 0, "bench"), seed=seed)
 
     def original(self, kind: str) -> Restored:
         if kind not in self._restored:
@@ -419,29 +428,32 @@ class _SeedGrid:
         size = max(1, round(ratio * len(learn)))
         return sorted(rng.choice(learn, size=size, replace=False).tolist())
 
-    def reference(self, kind: str, ratio: float) -> tuple[torch.nn.Module, float]:
-        """The model retrained without the forget rows (and its training time), for each original kind."""
-        if (kind, ratio) not in self._references:
+    def plan(self, kind: str, ratio: float) -> _Plan:
+        """Rows, audit rows, and the model retrained without the forget rows (with its time and
+        figures) for one original kind and ratio: shared by every method's cell."""
+        if (kind, ratio) not in self._plans:
             restored = self.original(kind)
             rows = plan_rows(restored, self.forget_rows(restored, ratio))
+            audit_rows = AuditRows(
+                forget=rows.forget,
+                retain=rows.retain,
+                nonmember=balanced_nonmembers(
+                    restored.data.train.labels[rows.forget], restored.data.test.labels, self.seed
+                ),
+            )
             context = build_context(restored, rows, 0.0, {}, model=copy.deepcopy(restored.model))
+            retrain = get_method(MethodName.RETRAIN)
             started = time.perf_counter()
-            output = get_method(MethodName.RETRAIN).run(context, get_method(MethodName.RETRAIN).parse_options({}))
-            self._references[(kind, ratio)] = (output.model, time.perf_counter() - started)
-        return self._references[(kind, ratio)]
+            reference = retrain.run(context, retrain.parse_options({})).model
+            seconds = time.perf_counter() - started
+            figures, _, _ = model_figures(restored, reference, audit_rows, self.audit_request)
+            self._plans[(kind, ratio)] = _Plan(rows, audit_rows, reference, seconds, figures)
+        return self._plans[(kind, ratio)]
 
     def cell(self, entry: MethodEntry, ratio: float) -> dict[str, Any]:
         restored = self.original(entry.original)
-        new_rows = self.forget_rows(restored, ratio)
-        rows = plan_rows(restored, new_rows)
-        audit_rows = AuditRows(
-            forget=rows.forget,
-            retain=rows.retain,
-            nonmember=balanced_nonmembers(
-                restored.data.train.labels[rows.forget], restored.data.test.labels, self.seed
-            ),
-        )
-        audit_request = AuditRequest(checkpoint="", forget=ForgetRequest([], 0, "bench"), seed=self.seed)
+        plan = self.plan(entry.original, ratio)
+        rows = plan.rows
         run: dict[str, Any] = {
             "workload": self.workload.name,
             "label": entry.label,
@@ -452,7 +464,7 @@ class _SeedGrid:
             "seed": self.seed,
             "forget_rows": int(len(rows.forget)),
         }
-        reference, t_retrain = self.reference(entry.original, ratio)
+        reference, t_retrain = plan.reference, plan.retrain_seconds
         try:
             if entry.method == ORIGINAL:
                 model, seconds, peak = restored.model, float("nan"), float("nan")
@@ -473,8 +485,8 @@ class _SeedGrid:
         if not all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point()):
             run.update(status="diverged (NaN/Inf parameters)")
             return run
-        figures, _, _ = model_figures(restored, model, audit_rows, audit_request)
-        ref_figures, _, _ = model_figures(restored, reference, audit_rows, audit_request)
+        figures, _, _ = model_figures(restored, model, plan.audit_rows, self.audit_request)
+        ref_figures = plan.reference_figures
         run.update(
             status="ok",
             seconds=seconds,

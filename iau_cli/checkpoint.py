@@ -145,6 +145,13 @@ class Checkpoint:
     meta: CheckpointMeta | None
     sha256: str
     ledger_tensors: dict[str, Any] = field(default_factory=dict)
+    _params_digest: str | None = field(default=None, repr=False)
+
+    def params_digest(self) -> str:
+        """``params_sha256`` of the stored state dict (computed once)."""
+        if self._params_digest is None:
+            self._params_digest = params_sha256(self.state_dict)
+        return self._params_digest
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

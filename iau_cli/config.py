@@ -21,8 +21,8 @@ BUILTIN_PREFIX = "builtin:"
 DATA_FORMATS = ("auto", "parquet", "csv", "json", "disk", "imagefolder")
 
 
-def _help(text: str, **kwargs: Any) -> Any:
-    """A dataclass field with a help string in its metadata."""
+def help_field(text: str, **kwargs: Any) -> Any:
+    """A dataclass field with a help string in its metadata (every option dataclass uses it)."""
     return field(metadata={"help": text}, **kwargs)
 
 
@@ -30,34 +30,34 @@ def _help(text: str, **kwargs: Any) -> Any:
 class DataConfig:
     """Where the rows live and how they become tensors."""
 
-    train: str = _help("Training rows: a file, a folder, or builtin:digits.", default="builtin:digits")
-    test: str | None = _help(
+    train: str = help_field("Training rows: a file, a folder, or builtin:digits.", default="builtin:digits")
+    test: str | None = help_field(
         "Held-out rows (same format). Without it, test_fraction of the train rows is split off.",
         default=None,
     )
-    format: str = _help(f"One of {', '.join(DATA_FORMATS)}; auto reads the file ending.", default="auto")
-    test_fraction: float = _help(
+    format: str = help_field(f"One of {', '.join(DATA_FORMATS)}; auto reads the file ending.", default="auto")
+    test_fraction: float = help_field(
         "Fraction of train rows held out as test when no test file is given (chosen by id hash).",
         default=0.2,
     )
-    id_column: str = _help("Column of stable sample ids (matched as strings).", default="id")
-    label_column: str = _help("Column of class indices 0..K-1.", default="label")
-    feature_columns: list[str] | None = _help(
+    id_column: str = help_field("Column of stable sample ids (matched as strings).", default="id")
+    label_column: str = help_field("Column of class indices 0..K-1.", default="label")
+    feature_columns: list[str] | None = help_field(
         "Numeric feature columns; default every numeric column except id and label.", default=None
     )
-    image_column: str | None = _help(
+    image_column: str | None = help_field(
         "Image column (decoded to a C×H×W tensor in [0, 1]); set for image data.", default=None
     )
-    shape: list[int] | None = _help(
+    shape: list[int] | None = help_field(
         "Reshape tabular features to this shape, e.g. [1, 8, 8] to treat pixels as an image.",
         default=None,
     )
-    resize: list[int] | None = _help("Resize images to [height, width].", default=None)
-    grayscale: bool = _help("Decode images as one channel instead of RGB.", default=False)
-    scale: float = _help("Multiply raw tabular features by this before normalizing.", default=1.0)
-    mean: float | list[float] = _help("Subtract this (per channel or feature) after scaling.", default=0.0)
-    std: float | list[float] = _help("Divide by this (per channel or feature) after centring.", default=1.0)
-    num_classes: int | None = _help("Number of classes; default max label + 1.", default=None)
+    resize: list[int] | None = help_field("Resize images to [height, width].", default=None)
+    grayscale: bool = help_field("Decode images as one channel instead of RGB.", default=False)
+    scale: float = help_field("Multiply raw tabular features by this before normalizing.", default=1.0)
+    mean: float | list[float] = help_field("Subtract this (per channel or feature) after scaling.", default=0.0)
+    std: float | list[float] = help_field("Divide by this (per channel or feature) after centring.", default=1.0)
+    num_classes: int | None = help_field("Number of classes; default max label + 1.", default=None)
 
     def check(self) -> list[str]:
         problems = []
@@ -81,8 +81,8 @@ class DataConfig:
 class ModelConfig:
     """Which network to build. ``name`` is a built-in architecture or ``package.module:Class``."""
 
-    name: str = _help("logreg, mlp, lenet5, resnet18, or an import path package.module:Class.", default="mlp")
-    args: dict[str, Any] = _help("Keyword arguments for the architecture.", default_factory=dict)
+    name: str = help_field("logreg, mlp, lenet5, resnet18, or an import path package.module:Class.", default="mlp")
+    args: dict[str, Any] = help_field("Keyword arguments for the architecture.", default_factory=dict)
 
     def check(self) -> list[str]:
         if not self.name:
@@ -94,26 +94,26 @@ class ModelConfig:
 class TrainConfig:
     """The training recipe. Retraining (the gold standard) reuses it on the retained rows."""
 
-    seed: int = _help("Seed for initialization, shuffling and splits.", default=0)
-    optimizer: Literal["adam", "sgd"] = _help("adam or sgd.", default="adam")
-    lr: float = _help("Learning rate.", default=1e-3)
-    momentum: float = _help("SGD momentum.", default=0.0)
-    weight_decay: float = _help("L2 weight decay.", default=0.0)
-    epochs: int = _help("Passes over the training rows.", default=20)
-    batch_size: int = _help("Rows per step.", default=64)
-    gr_alpha: float = _help(
+    seed: int = help_field("Seed for initialization, shuffling and splits.", default=0)
+    optimizer: Literal["adam", "sgd"] = help_field("adam or sgd.", default="adam")
+    lr: float = help_field("Learning rate.", default=1e-3)
+    momentum: float = help_field("SGD momentum.", default=0.0)
+    weight_decay: float = help_field("L2 weight decay.", default=0.0)
+    epochs: int = help_field("Passes over the training rows.", default=20)
+    batch_size: int = help_field("Rows per step.", default=64)
+    gr_alpha: float = help_field(
         "Gradient restriction: add alpha·‖∇ℓ‖₂ to the loss (0 turns it off; the IAU reference uses 0.005).",
         default=0.0,
     )
-    gr_norm: Literal["per-tensor", "global"] = _help(
+    gr_norm: Literal["per-tensor", "global"] = help_field(
         "per-tensor: sum over parameter tensors of each tensor's gradient norm (the reference); "
         "global: the norm of the whole gradient vector.",
         default="per-tensor",
     )
-    val_fraction: float = _help(
+    val_fraction: float = help_field(
         "Hold out this fraction of train rows (by id hash) for early stopping; 0 turns it off.", default=0.0
     )
-    patience: int = _help("Early stopping: epochs without validation improvement before stopping.", default=5)
+    patience: int = help_field("Early stopping: epochs without validation improvement before stopping.", default=5)
 
     def check(self) -> list[str]:
         problems = []
@@ -138,9 +138,9 @@ class TrainConfig:
 class RunConfig:
     """A whole training run: data, model and recipe."""
 
-    data: DataConfig = _help("Data section.", default_factory=DataConfig)
-    model: ModelConfig = _help("Model section.", default_factory=ModelConfig)
-    train: TrainConfig = _help("Training section.", default_factory=TrainConfig)
+    data: DataConfig = help_field("Data section.", default_factory=DataConfig)
+    model: ModelConfig = help_field("Model section.", default_factory=ModelConfig)
+    train: TrainConfig = help_field("Training section.", default_factory=TrainConfig)
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -438,10 +438,12 @@ def _ids(table: Any, column: str, source: str) -> list[str]:
         row = next(n for n, i in enumerate(ids) if not i.strip())
         raise DataError(f"{source}: row {row} has an empty id in column {column!r}")
     if len(set(ids)) != len(ids):
-        seen: set[str] = set()
-        dupes = [i for i in ids if i in seen or seen.add(i)]  # type: ignore[func-returns-value]
+        from collections import Counter
+
+        example = next(sample_id for sample_id, count in Counter(ids).items() if count > 1)
         raise DataError(
-            f"{source}: {len(dupes)} duplicate id(s) in column {column!r} (e.g. {dupes[0]!r}); ids must be unique"
+            f"{source}: {len(ids) - len(set(ids))} duplicate id(s) in column {column!r} (e.g. {example!r}); "
+            "ids must be unique"
         )
     return ids
 

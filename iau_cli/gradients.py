@@ -25,10 +25,6 @@ def trainable(model: nn.Module) -> dict[str, nn.Parameter]:
     return {name: p for name, p in model.named_parameters() if p.requires_grad}
 
 
-def zeros_like_params(model: nn.Module) -> GradDict:
-    return {name: torch.zeros_like(p) for name, p in trainable(model).items()}
-
-
 def loss_grad_sum(
     model: nn.Module,
     split: Split,
@@ -122,7 +118,3 @@ def per_sample_grad_norms(
 def flatten(grads: GradDict) -> torch.Tensor:
     """Concatenate a gradient dict into one vector (in the dict's order)."""
     return torch.cat([g.reshape(-1) for g in grads.values()])
-
-
-def global_norm(grads: GradDict) -> float:
-    return float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads.values())))

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from iau_cli.checkpoint import params_sha256, utc_now
+from iau_cli.checkpoint import Checkpoint, params_sha256, utc_now
 from iau_cli.data import DataBundle
 from iau_cli.gradients import GradDict, loss_grad_sum
 from iau_cli.training import Progress, no_progress
@@ -57,8 +57,10 @@ class LedgerState:
     reason: str
 
 
-def ledger_state(meta: dict[str, Any] | None, tensors: GradDict, model: nn.Module, rows: int) -> LedgerState:
-    """Whether a recorded ledger can stand in for the retain gradient of ``model`` over ``rows`` rows."""
+def ledger_state(checkpoint: Checkpoint, model: nn.Module, rows: int) -> LedgerState:
+    """Whether the checkpoint's ledger can stand in for the retain gradient of ``model`` (loaded
+    from that checkpoint) over ``rows`` rows."""
+    meta, tensors = checkpoint.meta.ledger if checkpoint.meta else None, checkpoint.ledger_tensors
     if not meta or not tensors:
         return LedgerState("absent", float("inf"), "the checkpoint has no gradient ledger")
     params = {name for name, p in model.named_parameters() if p.requires_grad}
@@ -68,7 +70,7 @@ def ledger_state(meta: dict[str, Any] | None, tensors: GradDict, model: nn.Modul
         return LedgerState(
             "mismatch", float("inf"), f"the ledger covers {meta.get('count')} rows, the model learns from {rows}"
         )
-    if meta.get("params_sha256") == params_sha256(model.state_dict()):
+    if meta.get("params_sha256") == checkpoint.params_digest():
         return LedgerState("fresh", 0.0, "computed at these parameters")
     drift = float(meta.get("drift", float("inf")))
     return LedgerState("stale", drift, f"computed at earlier parameters (relative drift {drift:.2e})")
@@ -133,7 +135,7 @@ def show_ledger(path: str, *, device: str = "cpu", trust_code: bool = False) -> 
 
     restored = restore(path, device=device, trust_code=trust_code)
     learn = restored.partition().learn
-    state = ledger_state(restored.meta.ledger, restored.checkpoint.ledger_tensors, restored.model, len(learn))
+    state = ledger_state(restored.checkpoint, restored.model, len(learn))
     return LedgerResult(str(path), state.status, state.reason, len(learn), state.drift)
 
 

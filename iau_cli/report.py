@@ -68,10 +68,6 @@ def pct(value: float | None) -> str:
     return f"{100 * value:.1f}%"
 
 
-def arrow(before: Any, after: Any, formatter: Any = fmt) -> str:
-    return f"{formatter(before)} → {formatter(after)}"
-
-
 def clean_json(value: Any) -> Any:
     """JSON-safe data: NaN and infinities become null, tuples lists, paths strings."""
     if isinstance(value, float):

@@ -22,7 +22,7 @@ from iau_cli.checkpoint import (
     save_checkpoint,
     utc_now,
 )
-from iau_cli.config import DataConfig, ModelConfig, RunConfig, TrainConfig, from_dict, to_dict
+from iau_cli.config import ModelConfig, RunConfig, TrainConfig, from_dict, to_dict
 from iau_cli.data import DataBundle, load_data
 from iau_cli.errors import CheckpointError, ConfigError, DataError
 from iau_cli.metrics import predict
@@ -120,7 +120,7 @@ def restore(
                     "time": utc_now(),
                     "iau_version": __version__,
                     "source_sha256": checkpoint.sha256,
-                    "params_sha256": params_sha256(checkpoint.state_dict),
+                    "params_sha256": checkpoint.params_digest(),
                 }
             ],
         )
@@ -276,6 +276,3 @@ def default_run_config() -> RunConfig:
         model=ModelConfig(name="mlp", args={"hidden": [128]}),
         train=TrainConfig(epochs=100, gr_alpha=0.005),
     )
-
-
-__all__ = ["DataConfig", "Restored", "TrainResult", "restore", "train", "resolve_device"]

@@ -392,7 +392,7 @@ def _unchanged(
 
 def _ledger_source(restored: Restored, learn_rows: np.ndarray, max_drift: float, info: dict[str, Any]) -> Any:
     """The retain gradient from the ledger when it is usable (fresh, or stale within ``max_drift``)."""
-    state = ledger_state(restored.meta.ledger, restored.checkpoint.ledger_tensors, restored.model, len(learn_rows))
+    state = ledger_state(restored.checkpoint, restored.model, len(learn_rows))
     usable = state.status == "fresh" or (state.status == "stale" and state.drift <= max_drift)
     info.update(status=state.status, detail=state.reason, usable=usable)
 
@@ -437,12 +437,12 @@ def _next_meta(
         "ids": len(new_ids),
         "ids_digest": forgotten.list_digest(new_ids),
         "parent_sha256": restored.checkpoint.sha256,
-        "parent_params_sha256": params_sha256(restored.checkpoint.state_dict),
+        "parent_params_sha256": restored.checkpoint.params_digest(),
         "params_sha256": params_sha256(model.state_dict()),
     }
     forgotten.add(new_ids)
     new_meta = dataclasses.replace(meta, lineage=[*meta.lineage, event], forgotten=forgotten, version=__version__)
-    learn_rows = np.setdiff1d(restored.partition().learn, context.forget_rows)
+    learn_rows = context.retain_rows  # the rows the child learns from
     if request.ledger_refresh == "now" or method == MethodName.RETRAIN.value:
         ledger_meta, tensors = compute_ledger(model, restored.data, learn_rows, restored.device, progress=progress)
         ledger_info["next"] = "fresh (recomputed at the new parameters)"
@@ -456,7 +456,7 @@ def _next_meta(
     inherited = float((meta.ledger or {}).get("drift", 0.0)) if ledger_info.get("path") == "stale-ledger" else 0.0
     step = relative_drift(model_before, {k: p.detach() for k, p in trainable(model).items()})
     ledger_meta, tensors = carried_ledger(
-        context.retain_sum_computed, len(learn_rows), params_sha256(restored.checkpoint.state_dict), inherited + step
+        context.retain_sum_computed, len(learn_rows), restored.checkpoint.params_digest(), inherited + step
     )
     ledger_info["next"] = f"stale (carried forward; relative drift {ledger_meta['drift']:.2e})"
     return dataclasses.replace(new_meta, ledger=ledger_meta), tensors

@@ -4,27 +4,23 @@ rows, and NegGrad+ (ascent on forget and descent on retain in the same step)."""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 from torch.nn import functional as F
 
+from iau_cli.config import help_field
 from iau_cli.methods import MethodName
 from iau_cli.methods.base import MethodOutput, MethodSpec, UnlearnContext
 from iau_cli.training import RowPartition, batch_slices, fit, make_optimizer
-
-
-def _help(text: str, **kwargs: Any) -> Any:
-    return field(metadata={"help": text}, **kwargs)
 
 
 @dataclass(frozen=True)
 class FinetuneOptions:
     """Options of fine-tuning."""
 
-    epochs: int = _help("Epochs on the retained rows.", default=2)
-    lr: float | None = _help("Learning rate; default the checkpoint's recipe.", default=None)
+    epochs: int = help_field("Epochs on the retained rows.", default=2)
+    lr: float | None = help_field("Learning rate; default the checkpoint's recipe.", default=None)
 
     def check(self) -> list[str]:
         return ["epochs: must be at least 1"] if self.epochs < 1 else []
@@ -34,10 +30,10 @@ class FinetuneOptions:
 class AscentOptions:
     """Options of gradient ascent and NegGrad+."""
 
-    epochs: int = _help("Passes over the forget rows.", default=1)
-    lr: float | None = _help("Learning rate; default the checkpoint's recipe.", default=None)
-    batch_size: int = _help("Forget rows per step (NegGrad+ draws as many retain rows).", default=32)
-    retain_weight: float = _help("NegGrad+: weight β of the retain loss; the forget loss gets 1 − β.", default=0.5)
+    epochs: int = help_field("Passes over the forget rows.", default=1)
+    lr: float | None = help_field("Learning rate; default the checkpoint's recipe.", default=None)
+    batch_size: int = help_field("Forget rows per step (NegGrad+ draws as many retain rows).", default=32)
+    retain_weight: float = help_field("NegGrad+: weight β of the retain loss; the forget loss gets 1 − β.", default=0.5)
 
     def check(self) -> list[str]:
         problems = []

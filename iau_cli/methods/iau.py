@@ -22,12 +22,13 @@ mislabeled rows). Neither search goes past ``max_step`` (relative to ‖θ*‖).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
+from iau_cli.config import help_field
 from iau_cli.gradients import GradDict, empirical_fisher, trainable
 from iau_cli.methods import MethodName
 from iau_cli.methods.base import MethodOutput, MethodSpec, UnlearnContext
@@ -38,42 +39,38 @@ FIRST_TRIAL = 1e-3
 """The first trial step (relative to ‖θ‖) of both searches; brackets grow by doubling from it."""
 
 
-def _help(text: str, **kwargs: Any) -> Any:
-    return field(metadata={"help": text}, **kwargs)
-
-
 @dataclass(frozen=True)
 class IauOptions:
     """Options of the IAU method."""
 
-    rule: Literal["target", "adam-sign"] = _help(
+    rule: Literal["target", "adam-sign"] = help_field(
         "Step rule: target (calibrated) or adam-sign (reference).", default="target"
     )
-    step_size: float | None = _help(
+    step_size: float | None = help_field(
         "adam-sign: Adam learning rate (default 1e-3, as the reference). target: a fixed step length "
         "relative to ‖θ‖, which skips the search.",
         default=None,
     )
-    steps: int = _help(
+    steps: int = help_field(
         "adam-sign: Adam steps (the reference takes 1; later steps recompute both gradients). "
         "target: re-linearized rounds, each recomputing the forget gradient.",
         default=1,
     )
-    correction: float = _help("Weight c of the retain-set gradient correction (0 turns it off).", default=1.0)
-    target_error: float | None = _help(
+    correction: float = help_field("Weight c of the retain-set gradient correction (0 turns it off).", default=1.0)
+    target_error: float | None = help_field(
         "target: the forget-set error rate to reach; default the held-out error rate at θ*.", default=None
     )
-    max_step: float = _help("target: the largest step length allowed, relative to ‖θ‖.", default=0.2)
-    precondition: Literal["fisher", "none"] = _help(
+    max_step: float = help_field("target: the largest step length allowed, relative to ‖θ‖.", default=0.2)
+    precondition: Literal["fisher", "none"] = help_field(
         "target: divide the direction by the retained rows' diagonal empirical Fisher (plus damping), "
         "a diagonal influence-function step that spares parameters the retained data relies on.",
         default="fisher",
     )
-    fisher_damping: float = _help("target: damping added to the Fisher, relative to its mean.", default=1.0)
-    retain_sample: int = _help(
+    fisher_damping: float = help_field("target: damping added to the Fisher, relative to its mean.", default=1.0)
+    retain_sample: int = help_field(
         "target: retained rows sampled (seeded) for the Fisher and the retain-loss line search.", default=256
     )
-    search_iterations: int = _help(
+    search_iterations: int = help_field(
         "target: bisection / golden-section iterations of each step-length search (after the bracket).", default=5
     )
 

@@ -11,40 +11,37 @@ products) and ``lissa`` (the stochastic Neumann-series recursion of Agarwal et a
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
+from iau_cli.config import help_field
 from iau_cli.errors import UnlearningError
 from iau_cli.gradients import flatten, trainable
 from iau_cli.methods import MethodName
 from iau_cli.methods.base import MethodOutput, MethodSpec, UnlearnContext
 
 
-def _help(text: str, **kwargs: Any) -> Any:
-    return field(metadata={"help": text}, **kwargs)
-
-
 @dataclass(frozen=True)
 class InfluenceOptions:
     """Options of influence-function unlearning."""
 
-    solver: Literal["exact", "cg", "lissa"] = _help("exact, cg or lissa.", default="cg")
-    newton: Literal["removal", "retain"] = _help(
+    solver: Literal["exact", "cg", "lissa"] = help_field("exact, cg or lissa.", default="cg")
+    newton: Literal["removal", "retain"] = help_field(
         "removal: the textbook step (1/n)·H⁻¹·Σ_f ∇ℓ with H over all n training rows; retain: a full Newton "
         "step −H_r⁻¹·∇L_r on the retained objective (also corrects for the L2 term's changed weight).",
         default="removal",
     )
-    damping: float = _help("Added to the Hessian's diagonal (keeps it positive definite).", default=0.01)
-    iterations: int = _help("cg: maximum iterations; lissa: recursion depth.", default=100)
-    tolerance: float = _help("cg: stop when the residual norm falls below this fraction of ‖b‖.", default=1e-5)
-    hessian_rows: int = _help("Rows the Hessian is averaged over (a seeded sample; 0 = all).", default=2048)
-    lissa_scale: float = _help("lissa: scale; must exceed the Hessian's largest eigenvalue.", default=10.0)
-    lissa_batch: int = _help("lissa: rows per recursion step (0 = all hessian rows).", default=256)
-    max_parameters: int = _help("exact: refuse models with more parameters than this.", default=5000)
+    damping: float = help_field("Added to the Hessian's diagonal (keeps it positive definite).", default=0.01)
+    iterations: int = help_field("cg: maximum iterations; lissa: recursion depth.", default=100)
+    tolerance: float = help_field("cg: stop when the residual norm falls below this fraction of ‖b‖.", default=1e-5)
+    hessian_rows: int = help_field("Rows the Hessian is averaged over (a seeded sample; 0 = all).", default=2048)
+    lissa_scale: float = help_field("lissa: scale; must exceed the Hessian's largest eigenvalue.", default=10.0)
+    lissa_batch: int = help_field("lissa: rows per recursion step (0 = all hessian rows).", default=256)
+    max_parameters: int = help_field("exact: refuse models with more parameters than this.", default=5000)
 
     def check(self) -> list[str]:
         problems = []

@@ -6,8 +6,9 @@ so with the same seed it is exactly the model ``iau train`` would have produced 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from iau_cli.config import help_field
 from iau_cli.methods import MethodName
 from iau_cli.methods.base import MethodOutput, MethodSpec, UnlearnContext
 from iau_cli.training import RowPartition, train_model
@@ -17,7 +18,7 @@ from iau_cli.training import RowPartition, train_model
 class RetrainOptions:
     """Options of retraining."""
 
-    seed: int | None = field(default=None, metadata={"help": "Seed; default the checkpoint's own."})
+    seed: int | None = help_field("Seed; default the checkpoint's own.", default=None)
 
 
 def run(ctx: UnlearnContext, options: RetrainOptions) -> MethodOutput:
