@@ -20,14 +20,15 @@ import numpy as np
 import torch
 
 from iau_cli.config import RunConfig
-from iau_cli.data import ForgetRequest
 from iau_cli.errors import CheckpointError, IdsError
 from iau_cli.files import write_text_atomic
 from iau_cli.gradients import per_sample_grad_norms
+from iau_cli.ids import ForgetRequest
 from iau_cli.metrics import Predictions, auc, mean_kl_js, predict, tpr_at_fpr, tug_of_war
+from iau_cli.progress import Progress, no_progress
 from iau_cli.report import Report, Table, fmt, pct
 from iau_cli.runs import Restored, restore
-from iau_cli.training import Progress, RowPartition, no_progress, train_model
+from iau_cli.training import RowPartition, train_model
 
 LOW_FPRS = (0.01, 0.001)
 
@@ -319,6 +320,7 @@ def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditRe
         trust_code=request.trust_code,
         allow_data_change=request.allow_data_change,
         device=request.device,
+        progress=progress,
     )
     index = restored.data.train.row_index()
     unknown = [i for i in request.forget.ids if i not in index]

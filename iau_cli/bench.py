@@ -35,13 +35,14 @@ from iau_cli.config import (
     load_run_config,
     to_dict,
 )
-from iau_cli.data import ForgetRequest, builtin_config
+from iau_cli.data import builtin_config
 from iau_cli.errors import ConfigError, IauError
+from iau_cli.ids import ForgetRequest
 from iau_cli.methods import MethodName, get_method
 from iau_cli.metrics import tug_of_war
+from iau_cli.progress import Progress, no_progress
 from iau_cli.report import Report, Table, clean_json
 from iau_cli.runs import Restored, default_run_config, restore, train
-from iau_cli.training import Progress, no_progress
 from iau_cli.unlearning import build_context, plan_rows
 
 

@@ -1,8 +1,9 @@
 """Datasets on local files, the sample-id index, forget-id files and the built-in dataset.
 
-Rows are read with Hugging Face ``datasets`` (Arrow, memory-mapped) and turned into tensors one
-batch at a time: no split is ever materialized as one tensor. Only the id column and the label
-column are held in memory, because every request needs to look rows up by id and by class.
+Rows are read with Hugging Face ``datasets``, checked against the data contract, and encoded once
+per dataset version into a feature store (:mod:`iau_cli.store`): in memory when it fits the memory
+budget, memory-mapped from disk otherwise, and cached so that the next command on the same data
+starts from the encoded rows. Batches are slices or index-selects of that store.
 """
 
 from __future__ import annotations
@@ -17,7 +18,18 @@ from typing import Any
 import numpy as np
 
 from iau_cli.config import BUILTIN_PREFIX, DataConfig
-from iau_cli.errors import DataError, IdsError
+from iau_cli.errors import DataError
+from iau_cli.progress import Progress, no_progress
+from iau_cli.store import (
+    STORE_FORMAT,
+    EncodedSplit,
+    FeatureStore,
+    cache_key,
+    encode_split,
+    load_entry,
+    memory_budget,
+    staging_for,
+)
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 BUILTIN_DATASETS = {
@@ -127,10 +139,13 @@ def fingerprint_files(paths: Sequence[Path]) -> dict[str, Any]:
         for file in files:
             name = file.name if file == root else str(file.relative_to(root))
             digest.update(name.encode() + b"\x00")
-            with open(file, "rb") as handle:
-                for chunk in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(chunk)
-                    n_bytes += len(chunk)
+            try:
+                with open(file, "rb") as handle:
+                    for chunk in iter(lambda: handle.read(1 << 20), b""):
+                        digest.update(chunk)
+                        n_bytes += len(chunk)
+            except OSError as exc:
+                raise DataError(f"{file}: cannot read data file ({exc.strerror})") from None
             n_files += 1
     return {"sha256": digest.hexdigest(), "files": n_files, "bytes": n_bytes}
 
@@ -141,15 +156,15 @@ def fingerprint_files(paths: Sequence[Path]) -> dict[str, Any]:
 
 @dataclass
 class Split:
-    """One split: Arrow rows plus the id and label columns, turned into tensors batch by batch."""
+    """One split: ids, labels and encoded features (see :mod:`iau_cli.store`), cut into batches."""
 
     name: str
-    table: Any  # datasets.Dataset with arrow format
     ids: list[str]
     labels: np.ndarray
-    encoder: Encoder
+    features: FeatureStore
     source: str
     _row_index: dict[str, int] | None = field(default=None, repr=False)
+    _label_store: FeatureStore | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -160,62 +175,53 @@ class Split:
             self._row_index = {sample_id: row for row, sample_id in enumerate(self.ids)}
         return self._row_index
 
-    def fetch(self, rows: np.ndarray) -> tuple[Any, Any]:
-        """Features and labels of the given row indices as tensors."""
-        import torch
-
+    def fetch(self, rows: Sequence[int] | np.ndarray, device: Any = None) -> tuple[Any, Any]:
+        """Features and labels of the given row indices as tensors (on ``device`` when given)."""
+        if self._label_store is None:
+            self._label_store = FeatureStore(self.labels)
         rows = np.asarray(rows, dtype=np.int64)
-        if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and np.all(np.diff(rows) == 1):
-            chunk = self.table[int(rows[0]) : int(rows[-1]) + 1]
-        else:
-            chunk = self.table[rows.tolist()]
-        features = self.encoder.encode(chunk, [self.ids[r] for r in rows], self.source)
-        return features, torch.from_numpy(self.labels[rows])
+        return self.features.gather(rows, device), self._label_store.gather(rows, device)
 
     def batches(
-        self, rows: Sequence[int] | np.ndarray | None = None, batch_size: int = 256
+        self, rows: Sequence[int] | np.ndarray | None = None, batch_size: int = 256, device: Any = None
     ) -> Iterator[tuple[Any, Any]]:
         """Yield (features, labels) for ``rows`` (default: all rows, in order), batch by batch."""
         order = np.arange(len(self.ids)) if rows is None else np.asarray(rows, dtype=np.int64)
         for start in range(0, len(order), batch_size):
-            yield self.fetch(order[start : start + batch_size])
+            yield self.fetch(order[start : start + batch_size], device)
 
 
 @dataclass
 class Encoder:
-    """Turns an Arrow chunk into a float tensor, as the data config says."""
+    """Turns an Arrow chunk into the stored array, as the data config says: float32 features
+    (scaled, reshaped, resized and normalized) for tabular data; uint8 C×H×W pixels for images
+    (normalized when a batch is cut, see :class:`iau_cli.store.FeatureStore`)."""
 
     config: DataConfig
     feature_columns: list[str]
     input_shape: list[int] = field(default_factory=list)
 
-    def encode(self, chunk: Any, ids: list[str], source: str) -> Any:
+    def encode(self, chunk: Any, ids: list[str], source: str) -> np.ndarray:
         import torch
 
         if self.config.image_column:
-            array = self._decode_images(chunk.column(self.config.image_column).to_pylist(), ids, source)
-        else:
-            columns = [chunk.column(name).to_numpy(zero_copy_only=False) for name in self.feature_columns]
-            array = np.stack(columns, axis=1).astype(np.float32) * np.float32(self.config.scale)
-            if self.config.shape:
-                array = array.reshape(len(ids), *self.config.shape)
+            return self._decode_images(chunk.column(self.config.image_column).to_pylist(), ids, source)
+        columns = [chunk.column(name).to_numpy(zero_copy_only=False) for name in self.feature_columns]
+        array = np.stack(columns, axis=1).astype(np.float32) * np.float32(self.config.scale)
+        if self.config.shape:
+            array = array.reshape(len(ids), *self.config.shape)
         tensor = torch.from_numpy(np.ascontiguousarray(array))
-        if self.config.resize and not self.config.image_column:
+        if self.config.resize:
             tensor = torch.nn.functional.interpolate(
                 tensor, size=tuple(self.config.resize), mode="bilinear", align_corners=False
             )
-        return self._normalize(tensor)
-
-    def _normalize(self, tensor: Any) -> Any:
-        import torch
-
         mean, std = self.config.mean, self.config.std
-        if mean == 0.0 and std == 1.0:
-            return tensor
-        view = [1, -1] + [1] * (tensor.dim() - 2)
-        mean_t = torch.tensor(mean if isinstance(mean, list) else [mean], dtype=tensor.dtype).view(view)
-        std_t = torch.tensor(std if isinstance(std, list) else [std], dtype=tensor.dtype).view(view)
-        return (tensor - mean_t) / std_t
+        if mean != 0.0 or std != 1.0:
+            view = [1, -1] + [1] * (tensor.dim() - 2)
+            mean_t = torch.tensor(mean if isinstance(mean, list) else [mean], dtype=tensor.dtype).view(view)
+            std_t = torch.tensor(std if isinstance(std, list) else [std], dtype=tensor.dtype).view(view)
+            tensor = (tensor - mean_t) / std_t
+        return tensor.numpy()
 
     def _decode_images(self, cells: list[Any], ids: list[str], source: str) -> np.ndarray:
         from PIL import Image, UnidentifiedImageError
@@ -237,11 +243,13 @@ class Encoder:
                 if self.config.resize:
                     height, width = self.config.resize
                     image = image.resize((width, height), Image.BILINEAR)
+                array = np.asarray(image, dtype=np.uint8)
             except (UnidentifiedImageError, OSError, ValueError) as exc:
                 raise DataError(f"{where}: image does not decode ({type(exc).__name__}); fix or remove it") from None
-            array = np.asarray(image, dtype=np.float32) / 255.0
             array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
-            if self.input_shape and list(array.shape) != self.input_shape:
+            if not self.input_shape:
+                self.input_shape = list(array.shape)
+            elif list(array.shape) != self.input_shape:
                 raise DataError(
                     f"{where}: image is {array.shape[2]}×{array.shape[1]}, others are "
                     f"{self.input_shape[2]}×{self.input_shape[1]}; set data.resize: [height, width]"
@@ -276,27 +284,92 @@ class DataBundle:
         }
 
 
-def load_data(config: DataConfig) -> DataBundle:
-    """Read, validate and index the train and test splits named by ``config``."""
+def load_data(config: DataConfig, *, progress: Progress = no_progress) -> DataBundle:
+    """Read, validate, index and encode the train and test splits named by ``config``.
+
+    A dataset version seen before (same files, same config) comes from the feature cache without
+    reading the files again (:mod:`iau_cli.store`); only their fingerprint is recomputed.
+    """
     import dataclasses
+
+    from iau_cli.config import to_dict
 
     train_path = _resolve_source(config.train, "train")
     if not train_path.exists():
         raise DataError(f"{train_path}: data file not found; check data.train")
     fmt = _detect_format(train_path, config.format)
-    if fmt == "imagefolder" and not config.image_column:
-        config = dataclasses.replace(config, image_column="image")
-    train_table = _read_table(train_path, fmt)
-    test_table = None
     test_path: Path | None = None
     if config.test is not None:
         test_path = _resolve_source(config.test, "test")
         if not test_path.exists():
             raise DataError(f"{test_path}: test data not found; check data.test")
-        test_table = _read_table(test_path, _detect_format(test_path, config.format))
     elif config.train.startswith(BUILTIN_PREFIX):
         test_path = _resolve_source(config.train, "test")
-        test_table = _read_table(test_path, "parquet")
+    paths = [train_path] + ([test_path] if test_path is not None and test_path != train_path else [])
+    fingerprint = fingerprint_files(paths)
+    # The key is what the data is (its files' content) and how it is encoded, not where it lies:
+    # a moved dataset is not encoded again.
+    encoding = {k: v for k, v in to_dict(config).items() if k not in ("train", "test")}
+    key = cache_key(fingerprint["sha256"], encoding)
+    budget = memory_budget()
+    entry = load_entry(key, budget)
+    if entry is None:
+        return _read_and_encode(config, train_path, test_path, fmt, fingerprint, key, budget, progress)
+    meta, splits = entry
+    if meta["config"]["image_column"] != config.image_column:
+        config = dataclasses.replace(config, image_column=meta["config"]["image_column"])
+    return _bundle(config, splits, meta, fingerprint, _sources(train_path, test_path, meta["test_origin"]))
+
+
+def _sources(train_path: Path, test_path: Path | None, test_origin: str) -> dict[str, str]:
+    """How messages name each split's rows (``test_origin``: file, fraction or saved split)."""
+    test = {"file": str(test_path), "fraction": f"{train_path} (test fraction)"}.get(
+        test_origin, f"{train_path} (test split)"
+    )
+    return {"train": str(train_path), "test": test}
+
+
+def _bundle(
+    config: DataConfig,
+    splits: dict[str, EncodedSplit],
+    meta: dict[str, Any],
+    fingerprint: dict[str, Any],
+    sources: dict[str, str],
+) -> DataBundle:
+    train, test = (Split(name, s.ids, s.labels, s.features, sources[name]) for name, s in splits.items())
+    return DataBundle(
+        config=config,
+        train=train,
+        test=test,
+        num_classes=int(meta["num_classes"]),
+        input_shape=train.features.row_shape,
+        fingerprint=fingerprint,
+        class_names=meta["class_names"],
+    )
+
+
+def _read_and_encode(
+    config: DataConfig,
+    train_path: Path,
+    test_path: Path | None,
+    fmt: str,
+    fingerprint: dict[str, Any],
+    key: str,
+    budget: int,
+    progress: Progress,
+) -> DataBundle:
+    """Read both splits with ``datasets``, check the data contract, and encode them into stores."""
+    import dataclasses
+
+    from iau_cli.config import to_dict
+
+    if fmt == "imagefolder" and not config.image_column:
+        config = dataclasses.replace(config, image_column="image")
+    train_table = _read_table(train_path, fmt)
+    test_table = None
+    if test_path is not None:
+        test_format = "parquet" if config.test is None else _detect_format(test_path, config.format)
+        test_table = _read_table(test_path, test_format)
     if isinstance(train_table, _quiet_datasets().DatasetDict):
         train_table, test_table = _split_dict(train_table, test_table, train_path)
 
@@ -323,9 +396,10 @@ def load_data(config: DataConfig) -> DataBundle:
         test_table = train_table.select(np.flatnonzero(test_mask))
         train_table = train_table.select(np.flatnonzero(~test_mask))
         train_ids = [i for i, t in zip(train_ids, test_mask) if not t]
-        test_source = f"{label_source} (test fraction)"
+        test_origin = "fraction"
     else:
-        test_source = str(test_path)
+        test_origin = "file" if test_path is not None else "saved split"
+    test_source = _sources(train_path, test_path, test_origin)["test"]
     test_ids = _ids(test_table, config.id_column, test_source)
     overlap = set(train_ids).intersection(test_ids)
     if overlap:
@@ -342,29 +416,57 @@ def load_data(config: DataConfig) -> DataBundle:
             raise DataError(f"{source}: label {int(labels.max())} is out of range for num_classes={num_classes}")
     if num_classes < 2:
         raise DataError(f"{label_source}: only one class found; a classifier needs at least two")
+    if not train_ids:
+        raise DataError(f"{label_source}: no training rows")
+    if not test_ids:
+        raise DataError(f"{test_source}: no test rows")
     if not config.image_column:
         _check_finite(train_table, feature_columns, train_ids, label_source)
         _check_finite(test_table, feature_columns, test_ids, test_source)
 
     encoder = Encoder(config, feature_columns)
-    train = Split("train", train_table.with_format("arrow"), train_ids, train_labels, encoder, label_source)
-    test = Split("test", test_table.with_format("arrow"), test_ids, test_labels, encoder, test_source)
-    if len(train) == 0:
-        raise DataError(f"{label_source}: no training rows")
-    if len(test) == 0:
-        raise DataError(f"{test_source}: no test rows")
-    first, _ = train.fetch(np.array([0]))
-    encoder.input_shape = list(first.shape[1:])
-    paths = [train_path] + ([test_path] if test_path is not None and test_path != train_path else [])
-    return DataBundle(
-        config=config,
-        train=train,
-        test=test,
-        num_classes=num_classes,
-        input_shape=encoder.input_shape,
-        fingerprint=fingerprint_files([p for p in paths if p.exists()]),
-        class_names=class_names,
+    images = bool(config.image_column)
+    # Images keep their pixels as bytes; the store normalizes them batch by batch.
+    mean, std = (config.mean, config.std) if images else (0.0, 1.0)
+    row_bytes = 4096 if images else 8 * max(len(feature_columns), 1)
+    parts = (
+        ("train", train_table, train_ids, train_labels, label_source),
+        ("test", test_table, test_ids, test_labels, test_source),
     )
+    splits: dict[str, EncodedSplit] = {}
+    with staging_for(key) as staging:
+        used = 0
+        for name, table, ids, labels, source in parts:
+            arrow = table.with_format("arrow")
+
+            def encode(start: int, stop: int, arrow: Any = arrow, ids: list[str] = ids, source: str = source) -> Any:
+                return encoder.encode(arrow[start:stop], ids[start:stop], source)
+
+            features = encode_split(
+                name,
+                len(ids),
+                encode,
+                staging,
+                budget - used,
+                row_bytes_hint=row_bytes,
+                mean=mean,
+                std=std,
+                progress=progress,
+            )
+            used += 0 if features.mapped else features.nbytes
+            splits[name] = EncodedSplit(ids, labels, features)
+            staging.write(name, splits[name])
+        meta = {
+            "format": STORE_FORMAT,
+            "config": to_dict(config),
+            "num_classes": num_classes,
+            "class_names": class_names,
+            "mean": mean,
+            "std": std,
+            "test_origin": test_origin,
+        }
+        staging.publish(meta)
+    return _bundle(config, splits, meta, fingerprint, _sources(train_path, test_path, test_origin))
 
 
 def _split_dict(dataset_dict: Any, test_table: Any, path: Path) -> tuple[Any, Any]:
@@ -485,57 +587,3 @@ def _check_finite(table: Any, columns: list[str], ids: list[str], source: str) -
                 f"{source}: feature column {name!r} has {count} NaN/infinite/empty value(s) "
                 f"(first at id {ids[row]!r}); clean or impute them"
             )
-
-
-# --------------------------------------------------------------------------------------------
-# Forget-id files
-
-
-@dataclass(frozen=True)
-class ForgetRequest:
-    """Parsed forget ids: unique, in file order, with how many lines were duplicates."""
-
-    ids: list[str]
-    duplicates: int
-    source: str
-
-
-def parse_forget_ids(raw: bytes, source: str) -> ForgetRequest:
-    """Parse a forget-id file: one id per line, blank lines and ``#`` comments ignored."""
-    if b"\x00" in raw[:65536]:
-        raise IdsError(f"{source}: looks like a binary file, not a text file of ids (one per line)")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise IdsError(f"{source}: not UTF-8 text (bad byte at line {line}); save the id list as UTF-8") from None
-    seen: dict[str, None] = {}
-    total = 0
-    for line in text.splitlines():
-        item = line.strip()
-        if not item or item.startswith("#"):
-            continue
-        total += 1
-        seen[item] = None
-    if not seen:
-        raise IdsError(f"{source}: no ids found (one id per line; blank lines and # comments are ignored)")
-    return ForgetRequest(ids=list(seen), duplicates=total - len(seen), source=source)
-
-
-def read_forget_ids(path: str | os.PathLike[str], stdin: Any = None) -> ForgetRequest:
-    """Read a forget-id file, or standard input when ``path`` is ``-``."""
-    import sys
-
-    if str(path) == "-":
-        stream = stdin if stdin is not None else sys.stdin.buffer
-        raw = stream.read()
-        return parse_forget_ids(raw if isinstance(raw, bytes) else raw.encode(), "<stdin>")
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise IdsError(f"{path}: ids file not found") from None
-    except IsADirectoryError:
-        raise IdsError(f"{path}: is a folder, not an ids file") from None
-    except OSError as exc:
-        raise IdsError(f"{path}: cannot read ids file ({exc.strerror})") from None
-    return parse_forget_ids(raw, str(path))

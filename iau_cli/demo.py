@@ -18,11 +18,12 @@ import numpy as np
 
 from iau_cli.audit import AuditRequest, AuditResult, audit
 from iau_cli.config import RunConfig, to_dict
-from iau_cli.data import BUILTIN_DATASETS, builtin_config, read_forget_ids
+from iau_cli.data import BUILTIN_DATASETS, builtin_config
 from iau_cli.files import write_text_atomic
+from iau_cli.ids import read_forget_ids
+from iau_cli.progress import Progress, no_progress
 from iau_cli.report import Report, Table, fmt, pct
 from iau_cli.runs import default_run_config, train
-from iau_cli.training import Progress, no_progress
 from iau_cli.unlearning import UnlearnRequest, unlearn
 
 ERASURE_FRACTION = 0.05

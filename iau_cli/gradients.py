@@ -43,8 +43,7 @@ def loss_grad_sum(
     model.eval()
     rows = distributed.shard(np.arange(len(split)) if rows is None else rows)
     try:
-        for x, y in split.batches(rows, batch_size):
-            x, y = x.to(device), y.to(device)
+        for x, y in split.batches(rows, batch_size, device):
             loss = F.cross_entropy(model(x), y, reduction="sum")
             grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
             for name, grad in zip(params, grads):
@@ -88,8 +87,8 @@ def empirical_fisher(
     size = sum(p.numel() for p in params.values())
     chunk = max(1, min(batch_size, (1 << 25) // max(size, 1)))
     count = 0
-    for x, y in split.batches(rows, chunk):
-        grads = per_sample_grads(model, x.to(device), y.to(device))
+    for x, y in split.batches(rows, chunk, device):
+        grads = per_sample_grads(model, x, y)
         for name, g in grads.items():
             total[name] += (g.detach() ** 2).sum(0)
         count += len(y)
@@ -107,8 +106,8 @@ def per_sample_grad_norms(
     size = sum(p.numel() for p in params.values())
     chunk = max(1, min(batch_size, (1 << 25) // max(size, 1)))
     norms = []
-    for x, y in split.batches(distributed.shard(rows), chunk):
-        grads = per_sample_grads(model, x.to(device), y.to(device))
+    for x, y in split.batches(distributed.shard(rows), chunk, device):
+        grads = per_sample_grads(model, x, y)
         squared = sum((g.detach().double() ** 2).flatten(1).sum(1) for g in grads.values())
         norms.append(torch.sqrt(squared).cpu().numpy())
     local = np.concatenate(norms) if norms else np.zeros(0)

@@ -23,7 +23,7 @@ from torch import nn
 from iau_cli.checkpoint import Checkpoint, params_sha256, utc_now
 from iau_cli.data import DataBundle
 from iau_cli.gradients import GradDict, loss_grad_sum
-from iau_cli.training import Progress, no_progress
+from iau_cli.progress import Progress, no_progress
 
 
 def compute_ledger(
@@ -165,7 +165,7 @@ def refresh_ledger(
     from iau_cli import distributed
 
     with output_lock(out) if distributed.is_main() else contextlib.nullcontext():
-        restored = restore(path, device=device, trust_code=trust_code)
+        restored = restore(path, device=device, trust_code=trust_code, progress=progress)
         learn = restored.partition().learn
         meta, tensors = compute_ledger(restored.model, restored.data, learn, restored.device, progress=progress)
         event = {

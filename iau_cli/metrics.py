@@ -49,8 +49,7 @@ def predict(
     model.eval()
     losses, correct, probs = [], [], []
     try:
-        for x, y in split.batches(rows, batch_size):
-            x, y = x.to(device), y.to(device)
+        for x, y in split.batches(rows, batch_size, device):
             logits = model(x).float()
             losses.append(F.cross_entropy(logits, y, reduction="none").cpu().numpy())
             correct.append((logits.argmax(1) == y).cpu().numpy())

@@ -27,8 +27,9 @@ from iau_cli.data import DataBundle, load_data
 from iau_cli.errors import CheckpointError, ConfigError, DataError
 from iau_cli.metrics import predict
 from iau_cli.models import build_model, parameter_count
+from iau_cli.progress import Progress, no_progress
 from iau_cli.report import Report, Table, fmt, pct
-from iau_cli.training import Progress, RowPartition, no_progress, partition_rows, train_model
+from iau_cli.training import RowPartition, partition_rows, train_model
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -96,6 +97,7 @@ def restore(
     trust_code: bool = False,
     allow_data_change: bool = False,
     device: torch.device | str = "cpu",
+    progress: Progress = no_progress,
 ) -> Restored:
     """Rebuild model and dataset from a checkpoint alone (or from a plain state dict plus ``config``).
 
@@ -107,7 +109,7 @@ def restore(
     device = resolve_device(device) if isinstance(device, str) else device
     checkpoint = load_checkpoint(path, require_meta=config is None)
     run_config = config if config is not None else config_from_meta(checkpoint.meta, str(path))
-    data = load_data(run_config.data)
+    data = load_data(run_config.data, progress=progress)
     meta = checkpoint.meta
     if meta is None:
         meta = CheckpointMeta(
@@ -230,7 +232,7 @@ def train(
     out = Path(out)
     check_writable(out, overwrite=overwrite)
     torch_device = resolve_device(device)
-    data = load_data(config.data)
+    data = load_data(config.data, progress=progress)
     config = dataclasses.replace(config, data=data.config)
     rows = partition_rows(data, config.train)
     model, stats = train_model(config, data, rows, torch_device, progress=progress)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,13 +22,10 @@ from iau_cli.checkpoint import ForgottenIds
 from iau_cli.config import RunConfig, TrainConfig
 from iau_cli.data import DataBundle, unit_hash
 from iau_cli.models import build_model
+from iau_cli.progress import Progress, no_progress
 
-Progress = Callable[[str, float, float], None]
-"""A progress sink: (task label, completed, total). The CLI draws it; the library only reports."""
-
-
-def no_progress(label: str, completed: float, total: float) -> None:
-    """The default progress sink: report nothing."""
+PROGRESS_INTERVAL = 0.2
+"""Seconds between progress reports from a loop (a report per step would cost more than the step)."""
 
 
 @dataclass
@@ -167,6 +164,7 @@ def fit(
     started = time.perf_counter()
     slices = batch_slices(len(rows.learn), config.batch_size)
     total_steps = config.epochs * len(slices)
+    reported = time.monotonic()
     for epoch in range(1, config.epochs + 1):
         model.train()
         order = rows.learn[rng.permutation(len(rows.learn))]
@@ -174,8 +172,7 @@ def fit(
         for step, part in enumerate(slices, start=1):
             batch = np.sort(order[part])
             # Under torchrun each rank takes its block of the same global batch.
-            x, y = data.train.fetch(distributed.shard(batch))
-            x, y = x.to(device), y.to(device)
+            x, y = data.train.fetch(distributed.shard(batch), device)
             optimizer.zero_grad(set_to_none=True)
             if not parallel:
                 loss, ce = gradient_restricted_loss(model, x, y, config.gr_alpha, config.gr_norm)
@@ -193,7 +190,9 @@ def fit(
                 running += ce_sum
             optimizer.step()
             stats.samples += len(batch)
-            progress("train", (epoch - 1) * len(slices) + step, total_steps)
+            if time.monotonic() - reported >= PROGRESS_INTERVAL:
+                reported = time.monotonic()
+                progress("train", (epoch - 1) * len(slices) + step, total_steps)
         running = distributed.all_reduce_sum({"loss": running})["loss"]
         record = {"epoch": float(epoch), "train_loss": float(running) / len(rows.learn)}
         stats.epochs_run = epoch

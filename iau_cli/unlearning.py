@@ -31,16 +31,16 @@ from iau_cli.checkpoint import (
     utc_now,
 )
 from iau_cli.config import RunConfig, to_dict
-from iau_cli.data import ForgetRequest
 from iau_cli.errors import IdsError, OutputError, UnlearningError
 from iau_cli.gradients import GradDict, trainable
+from iau_cli.ids import ForgetRequest
 from iau_cli.ledger import carried_ledger, compute_ledger, ledger_state, relative_drift
 from iau_cli.methods import MethodName, get_method
 from iau_cli.methods.base import UnlearnContext
 from iau_cli.metrics import predict
+from iau_cli.progress import Progress, no_progress
 from iau_cli.report import Report, Table, fmt, pct
 from iau_cli.runs import Restored, restore
-from iau_cli.training import Progress, no_progress
 
 UNKNOWN_EXAMPLES = 5
 
@@ -266,6 +266,7 @@ def unlearn(request: UnlearnRequest, *, progress: Progress = no_progress) -> Unl
             trust_code=request.trust_code,
             allow_data_change=request.allow_data_change,
             device=request.device,
+            progress=progress,
         )
         new_ids, counts, new_rows = resolve_ids(restored, request.forget, request.allow_missing)
         rows = plan_rows(restored, new_rows)

@@ -10,6 +10,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="iau-test-hf-"))
 os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="iau-test-hfhome-"))
+# The feature cache goes to a throwaway folder too (tests must not depend on what a user cached).
+os.environ.setdefault("IAU_CACHE_DIR", tempfile.mkdtemp(prefix="iau-test-features-"))
 
 import dataclasses  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -96,7 +98,7 @@ def noise_config(folder: Path, epochs: int = 150) -> RunConfig:
 def memorizing_pair(tmp_path_factory: pytest.TempPathFactory, noise_data: Path) -> dict[str, object]:
     """On the noise data: a model trained on every row, the ids to forget, its IAU-unlearned child,
     and a model retrained without those ids."""
-    from iau_cli.data import parse_forget_ids
+    from iau_cli.ids import parse_forget_ids
     from iau_cli.runs import train
     from iau_cli.unlearning import UnlearnRequest, unlearn
 

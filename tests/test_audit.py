@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from iau_cli.audit import AuditRequest, auc_null_se, audit, challenge_attack
-from iau_cli.data import read_forget_ids
+from iau_cli.ids import read_forget_ids
 from iau_cli.metrics import auc, tpr_at_fpr, tug_of_war
 
 from .helpers import assert_bad_input, run_cli

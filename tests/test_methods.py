@@ -8,7 +8,7 @@ import torch
 
 from iau_cli.checkpoint import load_checkpoint
 from iau_cli.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from iau_cli.data import parse_forget_ids
+from iau_cli.ids import parse_forget_ids
 from iau_cli.methods import MethodName, get_method
 from iau_cli.runs import train
 from iau_cli.unlearning import UnlearnRequest, unlearn

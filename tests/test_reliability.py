@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from iau_cli.checkpoint import load_checkpoint, read_metadata
 from iau_cli.config import TrainConfig, from_dict
-from iau_cli.data import parse_forget_ids
 from iau_cli.errors import ConfigError, IdsError
+from iau_cli.ids import parse_forget_ids
 from iau_cli.runs import restore
 from iau_cli.unlearning import UnlearnRequest, unlearn
 

@@ -8,8 +8,8 @@ import torch
 from torch.nn import functional as F
 
 from iau_cli.checkpoint import load_checkpoint
-from iau_cli.data import parse_forget_ids
 from iau_cli.gradients import loss_grad_sum, trainable
+from iau_cli.ids import parse_forget_ids
 from iau_cli.runs import restore
 from iau_cli.unlearning import UnlearnRequest, unlearn
 

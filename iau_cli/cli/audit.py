@@ -59,7 +59,7 @@ def command(
 ) -> None:
     """Check a deletion: utility, membership inference, lineage; exit 0 pass, 1 fail, 2 bad input."""
     from iau_cli.config import load_run_config
-    from iau_cli.data import read_forget_ids
+    from iau_cli.ids import read_forget_ids
 
     forget_request = read_forget_ids(forget)  # bad ids and config fail before torch is imported
     run_config = load_run_config(config) if config else None

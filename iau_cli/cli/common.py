@@ -134,7 +134,7 @@ def save_report(report: Any, path: Path) -> None:
 @contextlib.contextmanager
 def progress_sink(enabled: bool) -> Iterator[Any]:
     """A progress callable for the library, drawn as Rich progress bars on stderr."""
-    from iau_cli.training import no_progress
+    from iau_cli.progress import no_progress
 
     if not enabled or not sys.stderr.isatty():
         yield no_progress

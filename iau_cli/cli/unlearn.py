@@ -67,7 +67,7 @@ def command(
 ) -> None:
     """Forget the listed sample ids and write a new checkpoint with the event in its lineage."""
     from iau_cli.config import load_run_config, parse_key_values
-    from iau_cli.data import read_forget_ids
+    from iau_cli.ids import read_forget_ids
 
     # Bad ids, options or config fail here, before torch is imported.
     forget_request = read_forget_ids(forget)

@@ -14,7 +14,7 @@ from iau_cli.config import RunConfig, from_dict
 from iau_cli.data import DataBundle
 from iau_cli.gradients import GradDict, loss_grad_sum
 from iau_cli.methods import MethodName
-from iau_cli.training import Progress, no_progress
+from iau_cli.progress import Progress, no_progress
 
 
 @dataclass

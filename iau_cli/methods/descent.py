@@ -65,13 +65,13 @@ def _ascent(ctx: UnlearnContext, options: AscentOptions, retain_weight: float) -
     for _ in range(options.epochs):
         order = ctx.forget_rows[rng.permutation(len(ctx.forget_rows))]
         for part in batch_slices(len(order), options.batch_size):
-            x, y = ctx.data.train.fetch(np.sort(order[part]))
-            loss = -(1 - retain_weight) * F.cross_entropy(ctx.model(x.to(ctx.device)), y.to(ctx.device))
+            x, y = ctx.data.train.fetch(np.sort(order[part]), ctx.device)
+            loss = -(1 - retain_weight) * F.cross_entropy(ctx.model(x), y)
             if retain_weight > 0 and len(ctx.retain_rows):
                 size = min(len(ctx.retain_rows), max(2, part.stop - part.start))
                 retain = np.sort(rng.choice(ctx.retain_rows, size=size, replace=False))
-                xr, yr = ctx.data.train.fetch(retain)
-                loss = loss + retain_weight * F.cross_entropy(ctx.model(xr.to(ctx.device)), yr.to(ctx.device))
+                xr, yr = ctx.data.train.fetch(retain, ctx.device)
+                loss = loss + retain_weight * F.cross_entropy(ctx.model(xr), yr)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -38,8 +38,7 @@ def fisher_diagonal(ctx: UnlearnContext, rows: Any) -> dict[str, torch.Tensor]:
     params = trainable(ctx.model)
     total = {name: torch.zeros_like(p) for name, p in params.items()}
     count = 0
-    for x, _ in ctx.data.train.batches(rows, ctx.batch_size):
-        x = x.to(ctx.device)
+    for x, _ in ctx.data.train.batches(rows, ctx.batch_size, ctx.device):
         with torch.no_grad():
             probs = torch.softmax(ctx.model.eval()(x), 1)
         for label in range(probs.shape[1]):

@@ -147,7 +147,7 @@ class _Probe:
 
     def __init__(self, ctx: UnlearnContext, rows: Any) -> None:
         self.model = ctx.model
-        self.batches = [(x.to(ctx.device), y.to(ctx.device)) for x, y in ctx.data.train.batches(rows, 1024)]
+        self.batches = list(ctx.data.train.batches(rows, 1024, ctx.device))
         self.evaluations = 0
 
     @torch.no_grad()

@@ -79,8 +79,7 @@ class Objective:
         rows = self.rows if rows is None else rows
         parts = self._unflatten(vector)
         total = torch.zeros_like(vector)
-        for x, y in self.ctx.data.train.batches(rows, self.ctx.batch_size):
-            x, y = x.to(self.ctx.device), y.to(self.ctx.device)
+        for x, y in self.ctx.data.train.batches(rows, self.ctx.batch_size, self.ctx.device):
             loss = F.cross_entropy(self.ctx.model(x), y, reduction="sum")
             grads = torch.autograd.grad(loss, list(self.params.values()), create_graph=True)
             dot = sum((g * parts[name]).sum() for g, name in zip(grads, self.params))
@@ -94,8 +93,7 @@ class Objective:
         base = flatten({k: p.detach() for k, p in self.params.items()})
         buffers = dict(self.ctx.model.named_buffers())
         total = torch.zeros(self.size, self.size, dtype=base.dtype, device=base.device)
-        for x, y in self.ctx.data.train.batches(self.rows, self.ctx.batch_size):
-            x, y = x.to(self.ctx.device), y.to(self.ctx.device)
+        for x, y in self.ctx.data.train.batches(self.rows, self.ctx.batch_size, self.ctx.device):
 
             def batch_loss(flat: torch.Tensor, x: torch.Tensor = x, y: torch.Tensor = y) -> torch.Tensor:
                 logits = functional_call(self.ctx.model, (self._unflatten(flat), buffers), (x,))
