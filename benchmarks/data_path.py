@@ -44,6 +44,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--image-epochs", type=int, default=3, help="epochs of the image-folder runs")
     parser.add_argument("--workloads", default="wide,digits,images")
     parser.add_argument("--memory-budget", default=None, help="IAU_MEMORY_BUDGET for this run, e.g. 1M")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (both loops run there)")
+    parser.add_argument("--data-dir", type=Path, default=None, help="keep (and reuse) the generated data here")
+    parser.add_argument("--cache-dir", default=None, help="IAU_CACHE_DIR for this run (default: a fresh, cold one)")
     parser.add_argument("--label", default="this checkout")
     parser.add_argument("--out", type=Path, default=None)
     return parser.parse_args()
@@ -52,8 +55,8 @@ def parse() -> argparse.Namespace:
 ARGS = parse()
 if ARGS.memory_budget is not None:
     os.environ["IAU_MEMORY_BUDGET"] = ARGS.memory_budget
-# Every run starts from a cold feature cache, so the figures include encoding where it happens.
-os.environ["IAU_CACHE_DIR"] = tempfile.mkdtemp(prefix="iau-bench-cache-")
+# By default every run starts from a cold feature cache, so the figures include encoding.
+os.environ["IAU_CACHE_DIR"] = ARGS.cache_dir or tempfile.mkdtemp(prefix="iau-bench-cache-")
 
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
@@ -76,6 +79,13 @@ def digits_pixels() -> tuple[np.ndarray, np.ndarray]:
 
 
 def make_wide(folder: Path) -> RunConfig:
+    config = RunConfig(
+        data=DataConfig(train=str(folder / "wide_train.parquet"), test=str(folder / "wide_test.parquet")),
+        model=ModelConfig(name="mlp", args={"hidden": [256]}),
+        train=TrainConfig(**RECIPE),
+    )
+    if (folder / "wide_test.parquet").exists():
+        return config
     rng = np.random.default_rng(0)
     n, width, classes = 6000, 600, 100
     centers = rng.normal(size=(classes, width)).astype(np.float32)
@@ -86,11 +96,7 @@ def make_wide(folder: Path) -> RunConfig:
         columns = {"id": [f"{name}-{i}" for i in np.flatnonzero(mask)], "label": labels[mask]}
         columns.update({f"f{j}": features[mask, j] for j in range(width)})
         pq.write_table(pa.table(columns), folder / f"wide_{name}.parquet")
-    return RunConfig(
-        data=DataConfig(train=str(folder / "wide_train.parquet"), test=str(folder / "wide_test.parquet")),
-        model=ModelConfig(name="mlp", args={"hidden": [256]}),
-        train=TrainConfig(**RECIPE),
-    )
+    return config
 
 
 def make_digits() -> RunConfig:
@@ -106,9 +112,18 @@ def make_digits() -> RunConfig:
 def make_images(folder: Path, count: int = 4000) -> RunConfig:
     from PIL import Image
 
+    root = folder / "images"
+    config = RunConfig(
+        data=DataConfig(
+            train=str(root / "train"), test=str(root / "test"), grayscale=True, resize=[32, 32], mean=0.5, std=0.5
+        ),
+        model=ModelConfig(name="lenet5"),
+        train=TrainConfig(**RECIPE),
+    )
+    if (root / "test").exists():
+        return config
     pixels, labels = digits_pixels()
     rng = np.random.default_rng(1)
-    root = folder / "images"
     for split, n in (("train", count), ("test", count // 4)):
         for i in range(n):
             label = int(labels[i % len(labels)])
@@ -121,13 +136,7 @@ def make_images(folder: Path, count: int = 4000) -> RunConfig:
             target = root / split / str(label)
             target.mkdir(parents=True, exist_ok=True)
             Image.fromarray((canvas * 255).astype(np.uint8)).save(target / f"{i:05d}.png")
-    return RunConfig(
-        data=DataConfig(
-            train=str(root / "train"), test=str(root / "test"), grayscale=True, resize=[32, 32], mean=0.5, std=0.5
-        ),
-        model=ModelConfig(name="lenet5"),
-        train=TrainConfig(**RECIPE),
-    )
+    return config
 
 
 def gr_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -139,20 +148,29 @@ def gr_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, alpha: flo
     return ce + alpha * sum(g.norm() for g in grads)
 
 
+DEVICE = torch.device(ARGS.device)
+
+
+def synchronize() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def plain_loop(config: RunConfig, x: torch.Tensor, y: torch.Tensor, epochs: int, alpha: float) -> float:
     """Samples/s of a plain loop on in-memory tensors (same model, optimizer, batch size and GR)."""
     torch.manual_seed(0)
-    model = build_model(config.model.name, config.model.args, list(x.shape[1:]), int(y.max()) + 1)
+    model = build_model(config.model.name, config.model.args, list(x.shape[1:]), int(y.max()) + 1).to(DEVICE)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
     batch = config.train.batch_size
     started = time.perf_counter()
     for _ in range(epochs):
-        order = torch.randperm(len(y))
+        order = torch.randperm(len(y), device=DEVICE)
         for start in range(0, len(y), batch):
             index = order[start : start + batch]
             optimizer.zero_grad(set_to_none=True)
             gr_loss(model, x[index], y[index], alpha).backward()
             optimizer.step()
+    synchronize()
     return epochs * len(y) / (time.perf_counter() - started)
 
 
@@ -161,7 +179,8 @@ def iau_loop(config: RunConfig, data: object, epochs: int) -> tuple[float, float
     run = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=epochs))
     rows = partition_rows(data, run.train)  # type: ignore[arg-type]
     started = time.perf_counter()
-    _, stats = train_model(run, data, rows, torch.device("cpu"))  # type: ignore[arg-type]
+    _, stats = train_model(run, data, rows, DEVICE)  # type: ignore[arg-type]
+    synchronize()
     return stats.samples_per_second, time.perf_counter() - started
 
 
@@ -169,7 +188,7 @@ def decoded(data: object) -> tuple[torch.Tensor, torch.Tensor]:
     """The training rows as two in-memory tensors, through iau's own decoding (done once, untimed)."""
     split = data.train  # type: ignore[attr-defined]
     xs, ys = zip(*split.batches(None, 1024))
-    return torch.cat(xs).contiguous(), torch.cat(ys).contiguous()
+    return torch.cat(xs).contiguous().to(DEVICE), torch.cat(ys).contiguous().to(DEVICE)
 
 
 def measure(name: str, config: RunConfig, epochs: int, repeats: int) -> dict:
@@ -207,7 +226,8 @@ def measure(name: str, config: RunConfig, epochs: int, repeats: int) -> dict:
 
 def main() -> None:
     torch.manual_seed(0)
-    folder = Path(tempfile.mkdtemp(prefix="iau-data-path-"))
+    folder = ARGS.data_dir or Path(tempfile.mkdtemp(prefix="iau-data-path-"))
+    folder.mkdir(parents=True, exist_ok=True)
     makers = {"wide": lambda: make_wide(folder), "digits": make_digits, "images": lambda: make_images(folder)}
     results = []
     for name in ARGS.workloads.split(","):
@@ -215,6 +235,7 @@ def main() -> None:
         results.append(measure(name, makers[name](), epochs, ARGS.repeats))
     meta = {
         "label": ARGS.label,
+        "device": torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else "cpu",
         "memory_budget": os.environ.get("IAU_MEMORY_BUDGET", "default"),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

@@ -7,7 +7,7 @@ OUT=${1:-bench-out/gpu}
 mkdir -p "$OUT"
 export HF_HUB_OFFLINE=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))"
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))"
 
 cat > "$OUT/resnet.yaml" <<'YAML'
 data:
@@ -24,7 +24,7 @@ train:
   epochs: 30
   gr_alpha: 0.005
 YAML
-python - "$OUT" <<'PY'
+python3 - "$OUT" <<'PY'
 import random, sys
 import pyarrow.parquet as pq
 from iau_cli.data import BUILTIN_DATASETS
@@ -32,7 +32,12 @@ ids = pq.read_table(BUILTIN_DATASETS["digits"]["train"], columns=["id"]).column(
 open(f"{sys.argv[1]}/forget.txt", "w").write("\n".join(random.Random(0).sample(ids, 72)) + "\n")
 PY
 
-timed() { local label=$1; shift; local start=$(date +%s.%N); "$@" > /dev/null; local end=$(date +%s.%N); printf '%-28s %8.2f s\n' "$label" "$(echo "$end - $start" | bc)"; }
+timed() {
+  local label=$1; shift
+  local start=$EPOCHREALTIME
+  "$@" > /dev/null
+  awk -v a="$start" -v b="$EPOCHREALTIME" -v l="$label" 'BEGIN { printf "%-28s %8.2f s\n", l, b - a }'
+}
 
 for model in lenet resnet; do
   config=sample_configs/digits_lenet.yaml
@@ -43,7 +48,8 @@ for model in lenet resnet; do
   timed "$model retrain (cuda)" iau unlearn "$OUT/$model.safetensors" -f "$OUT/forget.txt" -m retrain -o "$OUT/$model.r.safetensors" --device cuda -q
   timed "$model audit (cuda)" iau audit "$OUT/$model.u.safetensors" -f "$OUT/forget.txt" --reference "$OUT/$model.r.safetensors" --device cuda -q || true
 done
-iau unlearn "$OUT/lenet.safetensors" -f "$OUT/forget.txt" -o "$OUT/lenet.json.safetensors" --device cuda --json - -q --overwrite | python -c "import json,sys; d=json.load(sys.stdin); print('lenet unlearn time split (s):', {k: round(v, 3) for k, v in d['seconds'].items()})"
-timed "bench lenet 1 seed (cuda)" iau bench benchmarks/bench_lenet.yaml --seeds 1 --ratios 0.05 --out "$OUT/bench" --device cuda --markdown "$OUT/bench.md" -q
+iau unlearn "$OUT/lenet.safetensors" -f "$OUT/forget.txt" -o "$OUT/lenet.json.safetensors" --device cuda --json - -q --overwrite | python3 -c "import json,sys; d=json.load(sys.stdin); print('lenet unlearn time split (s):', {k: round(v, 3) for k, v in d['seconds'].items()})"
+timed "bench lenet 1 seed (cuda)" iau bench benchmarks/bench_lenet.yaml --seeds 1 --ratios 0.05 --out "$OUT/bench" --device cuda --markdown "$OUT/bench.md" -q \
+  --methods "original (no unlearning),retrain,iau,iau adam-sign,finetune,gradient-ascent,influence cg,fisher"
 cat "$OUT/bench.md"
-python -m pytest -m gpu -q tests/test_gpu.py
+python3 -m pytest -m gpu -q tests/test_gpu.py

@@ -8,7 +8,11 @@ digit, with its own id), trains the built-in MLP recipe briefly on each, then ti
 `iau unlearn` processes forgetting the same number of ids, with the checkpoint's fresh gradient
 ledger and with the ledger stripped (the retain gradient is then recomputed over every row).
 Reports median wall time, the library's own time split, and the peak RSS of each process
-(os.wait4), plus whole-process start-up time of `iau --help`. Writes JSON and a PNG chart.
+(os.wait4), plus whole-process start-up time of `iau --help`. Then the same requests at 5k and 50k
+rows with a memory budget below the data's size (``--mapped-budget``, the memory-mapped feature
+store): the first process encodes into a fresh feature cache, the next ones map it. Each run of
+this script starts from the feature cache the user has (``IAU_CACHE_DIR``), except the mapped runs.
+Writes JSON and a PNG chart.
 """
 
 from __future__ import annotations
@@ -66,10 +70,10 @@ def checkpoints(size: int, folder: Path) -> tuple[Path, Path]:
     return with_ledger, without
 
 
-def run_child(args: list[str]) -> tuple[float, int, str]:
+def run_child(args: list[str], env: dict | None = None) -> tuple[float, int, str]:
     """Like run_process, but reaps the child with wait4 so its own peak RSS is known."""
     started = time.perf_counter()
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     stdout = process.stdout.read()
     stderr = process.stderr.read()
     _, status, usage = os.wait4(process.pid, 0)
@@ -80,16 +84,17 @@ def run_child(args: list[str]) -> tuple[float, int, str]:
     return elapsed, usage.ru_maxrss * 1024, stdout
 
 
-def unlearn_once(model: Path, ids: Path, out: Path) -> dict:
+def unlearn_once(model: Path, ids: Path, out: Path, env: dict | None = None) -> dict:
     if out.exists():
         out.unlink()
-    wall, rss, stdout = run_child([*IAU, "unlearn", str(model), "-f", str(ids), "-o", str(out), "-q", "--json", "-"])
+    command = [*IAU, "unlearn", str(model), "-f", str(ids), "-o", str(out), "-q", "--json", "-"]
+    wall, rss, stdout = run_child(command, env)
     result = json.loads(stdout)
     return {"wall": wall, "rss": rss, "seconds": result["seconds"], "ledger": result["ledger"].get("path")}
 
 
-def measure(model: Path, ids: Path, out: Path, repeats: int) -> dict:
-    runs = [unlearn_once(model, ids, out) for _ in range(repeats)]
+def measure(model: Path, ids: Path, out: Path, repeats: int, env: dict | None = None) -> dict:
+    runs = [unlearn_once(model, ids, out, env) for _ in range(repeats)]
     method = [r["seconds"]["gradients"] + r["seconds"]["update"] for r in runs]
     return {
         "wall_median": statistics.median(r["wall"] for r in runs),
@@ -126,6 +131,59 @@ def startup(repeats: int = 10) -> dict:
     return found
 
 
+def builtin_unlearn(work: Path, repeats: int = 5) -> dict:
+    """Whole `iau unlearn` processes forgetting 50 ids of the built-in digits (the sample MLP
+    recipe, fresh ledger, features cached): median wall time and the library's own split."""
+    model = work / "digits-mlp.safetensors"
+    if not model.exists():
+        train(default_run_config(), model, device="cpu")
+    ids = work / "digits-ids.txt"
+    train_ids = pq.read_table(BUILTIN_DATASETS["digits"]["train"], columns=["id"]).column("id").to_pylist()
+    rng = np.random.default_rng(0)
+    ids.write_text("\n".join(rng.choice(train_ids, size=50, replace=False).tolist()) + "\n")
+    unlearn_once(model, ids, work / "out.safetensors")  # the feature cache is warm from here on
+    runs = [unlearn_once(model, ids, work / "out.safetensors") for _ in range(repeats)]
+    return {
+        "wall_median": statistics.median(r["wall"] for r in runs),
+        "walls": [r["wall"] for r in runs],
+        "seconds_median": {k: statistics.median(r["seconds"][k] for r in runs) for k in runs[0]["seconds"]},
+        "path": runs[0]["ledger"],
+    }
+
+
+def mapped_store(args: argparse.Namespace) -> list[dict]:
+    """`iau unlearn` with a memory budget smaller than the data (the memory-mapped feature store):
+    the first process encodes into a fresh cache, the next ones map it."""
+    found = []
+    for size in (5000, 50000):
+        with_ledger, without = checkpoints(size, args.work)
+        ids = write_ids(args.work, size, args.forget)
+        cache = args.work / f"cache-mapped-{size}"
+        if cache.exists():
+            import shutil
+
+            shutil.rmtree(cache)
+        env = {**os.environ, "IAU_MEMORY_BUDGET": args.mapped_budget, "IAU_CACHE_DIR": str(cache)}
+        for label, model in (("ledger", with_ledger), ("no ledger", without)):
+            cold = unlearn_once(model, ids, args.work / "out.safetensors", env)
+            warm = measure(model, ids, args.work / "out.safetensors", args.repeats, env)
+            row = {
+                "rows": size,
+                "variant": label,
+                "budget": args.mapped_budget,
+                "cold_wall": cold["wall"],
+                "cold_peak_rss_mb": cold["rss"] / 2**20,
+                **warm,
+            }
+            found.append(row)
+            print(
+                f"mapped rows={size:6d} {label:9s} first (encodes) {row['cold_wall']:.2f}s {row['cold_peak_rss_mb']:.0f} MB; "
+                f"then wall {row['wall_median']:.2f}s peak {row['peak_rss_mb']:.0f} MB ({row['path']})",
+                flush=True,
+            )
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,5000,20000,50000")
@@ -133,6 +191,7 @@ def main() -> None:
     parser.add_argument("--forget-sizes", default="10,50,200,1000")
     parser.add_argument("--at", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--mapped-budget", default="1M", help="IAU_MEMORY_BUDGET of the memory-mapped runs")
     parser.add_argument("--work", type=Path, default=Path("bench-out/scaling"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/scaling.json"))
     parser.add_argument("--chart", type=Path, default=Path("benchmarks/results/scaling.png"))
@@ -170,11 +229,20 @@ def main() -> None:
                 f"forget={count:5d} {label:9s} wall {row['wall_median']:.2f}s method {row['method_median']:.3f}s peak {row['peak_rss_mb']:.0f} MB",
                 flush=True,
             )
+    mapped = mapped_store(args)
     start = startup()
     for label, seconds in start.items():
         print(f"{label:24s} {seconds:.3f} s (median of 10 whole processes)")
+    digits = builtin_unlearn(args.work)
+    start["iau unlearn (built-in digits, 50 ids)"] = digits["wall_median"]
+    print(
+        f"iau unlearn, built-in digits, 50 ids, fresh ledger: {digits['wall_median']:.2f} s median of 5 "
+        f"{[round(w, 2) for w in digits['walls']]}; library split {digits['seconds_median']}",
+        flush=True,
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"by_rows": by_rows, "by_forget": by_forget, "startup": start}, indent=2))
+    results = {"by_rows": by_rows, "by_forget": by_forget, "mapped": mapped, "startup": start}
+    args.out.write_text(json.dumps(results, indent=2))
     chart(by_rows, by_forget, args.chart)
 
 

@@ -520,10 +520,9 @@ def _lira(
 
 
 def _phi(model: torch.nn.Module, restored: Restored, split: Any, rows: np.ndarray, request: AuditRequest) -> np.ndarray:
-    """Logit-scaled confidence in the true class, log(p / (1 − p)), per row."""
-    predictions = predict(model, split, rows, restored.device, batch_size=request.batch_size)
-    p_true = np.exp(-predictions.losses.astype(np.float64))
-    return np.log(p_true + 1e-30) - np.log1p(-np.minimum(p_true, 1 - 1e-12))
+    """Logit-scaled confidence in the true class, log(p / (1 − p)), per row (from the logits)."""
+    predictions = predict(model, split, rows, restored.device, batch_size=request.batch_size, keep_margins=True)
+    return predictions.margins  # type: ignore[return-value]
 
 
 def write_per_sample_csv(result: AuditResult, path: str | os.PathLike[str]) -> None:

@@ -33,6 +33,7 @@ from iau_cli.config import (
     from_dict,
     help_field,
     load_run_config,
+    read_yaml_mapping,
     to_dict,
 )
 from iau_cli.data import builtin_config
@@ -139,15 +140,8 @@ def load_bench_config(path: str | os.PathLike[str] | None) -> tuple[BenchConfig,
     """The bench config from YAML (relative workload paths resolve from its folder), or the default."""
     if path is None:
         return BenchConfig(), Path.cwd()
-    import yaml
-
     path = Path(path)
-    try:
-        mapping = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: bench config not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    mapping = read_yaml_mapping(path, "bench config", "a mapping with workloads, methods, ratios and seeds")
     return from_dict(BenchConfig, mapping, source=str(path)), path.resolve().parent
 
 

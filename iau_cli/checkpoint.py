@@ -310,21 +310,37 @@ def _os_reason(exc: OSError) -> str:
 
 @contextlib.contextmanager
 def output_lock(path: str | os.PathLike[str]) -> Iterator[None]:
-    """An exclusive, non-blocking lock on an output path: a concurrent run to it fails cleanly."""
+    """An exclusive, non-blocking lock on an output path: a concurrent run to it fails cleanly.
+
+    flock on a hidden ``.NAME.iau-lock`` beside the output (a user's own ``NAME.lock`` is never
+    touched), removed *while still held* when the run ends, so a failed run leaves nothing behind.
+    A run that locked a file which a finishing run had just unlinked notices that the path no longer
+    names its file and starts over, so two runs never hold the lock at once. (``filelock`` leaves
+    its lock files in place, which a run that must write nothing on bad input cannot do.)
+    """
     import fcntl
 
-    lock_path = Path(f"{path}.lock")
-    try:
-        handle = open(lock_path, "a+")
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot create lock file ({_os_reason(exc)})") from None
-    try:
+    path = Path(path)
+    lock_path = path.parent / f".{path.name}.iau-lock"
+    while True:
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot create lock file ({_os_reason(exc)})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            os.close(fd)
             raise OutputError(f"{path}: another iau run is writing this output; try again when it ends") from None
+        try:
+            if os.stat(lock_path).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the file was unlinked (and maybe replaced) by a run that just finished
+    try:
         yield
     finally:
-        handle.close()
         with contextlib.suppress(OSError):
             lock_path.unlink()
+        os.close(fd)

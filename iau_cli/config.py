@@ -162,15 +162,30 @@ def load_run_config(path: str | Path, overrides: list[str] | None = None) -> Run
 
     ``overrides`` are ``dotted.key=value`` strings (values parsed as YAML) applied after the file.
     """
+    path = Path(path)
+    mapping = read_yaml_mapping(path, "config", "a mapping with data, model and train sections")
+    mapping = apply_overrides(mapping, overrides or [], source=str(path))
+    config = from_dict(RunConfig, mapping, source=str(path))
+    return resolve_paths(config, path.resolve().parent)
+
+
+def read_yaml_mapping(path: Path, what: str, shape: str) -> dict[str, Any]:
+    """The top-level mapping of a YAML file (``yaml.safe_load``); every way it can fail is a
+    one-line ConfigError naming the file (``what``: "config", "bench config"; ``shape``: what the
+    top level must be)."""
     import yaml
 
-    path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config ({exc})") from None
+        raise ConfigError(f"{path}: {what} file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder; give the {what} file") from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: not UTF-8 text (bad byte at line {line}); save the {what} as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read {what} ({exc.strerror})") from None
     try:
         mapping = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -178,12 +193,10 @@ def load_run_config(path: str | Path, overrides: list[str] | None = None) -> Run
         line = f" at line {where.line + 1}" if where is not None else ""
         raise ConfigError(f"{path}: not valid YAML{line}: {getattr(exc, 'problem', exc)}") from None
     if mapping is None:
-        mapping = {}
+        return {}
     if not isinstance(mapping, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping with data, model and train sections")
-    mapping = apply_overrides(mapping, overrides or [], source=str(path))
-    config = from_dict(RunConfig, mapping, source=str(path))
-    return resolve_paths(config, path.resolve().parent)
+        raise ConfigError(f"{path}: the top level must be {shape}")
+    return mapping
 
 
 def apply_overrides(mapping: dict[str, Any], overrides: list[str], *, source: str) -> dict[str, Any]:

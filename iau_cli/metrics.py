@@ -20,6 +20,8 @@ class Predictions:
     losses: np.ndarray
     correct: np.ndarray
     probs: np.ndarray | None = None
+    margins: np.ndarray | None = None
+    """log(p_y / (1 − p_y)) from the logits: z_y − logsumexp of the other logits (no saturation)."""
 
     @property
     def accuracy(self) -> float:
@@ -39,6 +41,7 @@ def predict(
     *,
     batch_size: int = 512,
     keep_probs: bool = False,
+    keep_margins: bool = False,
 ) -> Predictions:
     """Run the model in eval mode over ``rows`` of ``split``, streamed in batches (under torchrun
     each rank scores its block of rows and the results are gathered in row order)."""
@@ -47,7 +50,7 @@ def predict(
     rows = distributed.shard(np.arange(len(split)) if rows is None else rows)
     was_training = model.training
     model.eval()
-    losses, correct, probs = [], [], []
+    losses, correct, probs, margins = [], [], [], []
     try:
         for x, y in split.batches(rows, batch_size, device):
             logits = model(x).float()
@@ -55,15 +58,25 @@ def predict(
             correct.append((logits.argmax(1) == y).cpu().numpy())
             if keep_probs:
                 probs.append(torch.softmax(logits, 1).cpu().numpy())
+            if keep_margins:
+                margins.append(true_class_margin(logits.double(), y).cpu().numpy())
     finally:
         model.train(was_training)
     local = [
         np.concatenate(losses) if losses else np.zeros(0, dtype=np.float32),
         np.concatenate(correct) if correct else np.zeros(0, dtype=bool),
         np.concatenate(probs) if probs else None,
+        np.concatenate(margins) if margins else None,
     ]
-    all_losses, all_correct, all_probs = distributed.gather_arrays(local)
-    return Predictions(losses=all_losses, correct=all_correct, probs=all_probs)
+    all_losses, all_correct, all_probs, all_margins = distributed.gather_arrays(local)
+    return Predictions(losses=all_losses, correct=all_correct, probs=all_probs, margins=all_margins)
+
+
+def true_class_margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """z_y − logsumexp_{k≠y} z_k, which equals log(p_y / (1 − p_y)) exactly, even where p_y rounds to 1."""
+    true = logits.gather(1, labels[:, None]).squeeze(1)
+    others = logits.scatter(1, labels[:, None], float("-inf"))
+    return true - torch.logsumexp(others, dim=1)
 
 
 def auc(positive: np.ndarray, negative: np.ndarray) -> float:

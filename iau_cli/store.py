@@ -107,7 +107,7 @@ class FeatureStore:
             std_t = torch.tensor(std if isinstance(std, list) else [std], dtype=torch.float32).view(view)
             # (x/255 − mean)/std = x·a + b with a = 1/(255·std), b = −mean/std.
             self.scale = (1.0 / (255.0 * std_t), -mean_t / std_t)
-        self._on_device: dict[str, tuple[torch.Tensor, Any]] = {}
+        self._on_device: dict[str, tuple[torch.Tensor | None, Any]] = {}
 
     def __len__(self) -> int:
         return len(self.array)
@@ -121,7 +121,8 @@ class FeatureStore:
         return int(self.array.nbytes)
 
     def gather(self, rows: np.ndarray, device: torch.device | None = None) -> torch.Tensor:
-        """The encoded rows ``rows`` (int64, in the given order) as one float32 batch."""
+        """Rows ``rows`` (int64 indices, in the given order) as one batch tensor (uint8 pixels come back
+        as normalized float32)."""
         source, scale = self._source(device)
         if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and (len(rows) < 3 or np.all(np.diff(rows) == 1)):
             start, stop = int(rows[0]), int(rows[-1]) + 1
@@ -137,22 +138,19 @@ class FeatureStore:
         return batch
 
     def _source(self, device: torch.device | None) -> tuple[torch.Tensor | None, Any]:
-        scale = self.scale
-        if device is None or device.type != "cuda" or self.mapped:
-            return self.tensor, scale
+        """(where rows are cut from, the uint8 scale on the batch's device)."""
+        if device is None or device.type != "cuda":
+            return self.tensor, self.scale
         key = str(device)
         if key not in self._on_device:
-            free, total = torch.cuda.mem_get_info(device)
-            if self.nbytes > min(free, total) // 4:
-                self._on_device[key] = (None, None)  # too large: batches are cut on the host and sent
-            else:
-                moved = self.tensor.to(device)  # type: ignore[union-attr]
-                moved_scale = None if scale is None else (scale[0].to(device), scale[1].to(device))
-                self._on_device[key] = (moved, moved_scale)
-        moved, moved_scale = self._on_device[key]
-        if moved is None:
-            return self.tensor, scale
-        return moved, moved_scale
+            free, _ = torch.cuda.mem_get_info(device)
+            fits = self.tensor is not None and self.nbytes <= free // 4
+            moved = self.tensor.to(device) if fits else None  # type: ignore[union-attr]
+            scale = None if self.scale is None else (self.scale[0].to(device), self.scale[1].to(device))
+            self._on_device[key] = (moved, scale)
+        moved, scale = self._on_device[key]
+        # Too large for the card (or memory-mapped): batches are cut on the host and sent.
+        return (moved if moved is not None else self.tensor), scale
 
 
 @dataclass

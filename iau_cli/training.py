@@ -74,9 +74,12 @@ def gradient_restricted_loss(
 
 def gradient_penalty(grads: list[torch.Tensor], norm: str) -> torch.Tensor:
     """‖∇‖: the sum of per-tensor L2 norms ("per-tensor") or one L2 norm over all ("global")."""
+    norms = [torch.linalg.vector_norm(g) for g in grads]
     if norm == "global":
-        return torch.sqrt(sum((g**2).sum() for g in grads))
-    return sum(torch.linalg.vector_norm(g) for g in grads)
+        # The norm of the per-tensor norms: vector_norm's derivative at a zero gradient is 0 (a
+        # square root of a sum of squares would give NaN there).
+        return torch.linalg.vector_norm(torch.stack(norms))
+    return sum(norms)
 
 
 def _data_parallel_loss(

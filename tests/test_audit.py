@@ -1,9 +1,11 @@
 import csv
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from iau_cli.audit import AuditRequest, auc_null_se, audit, challenge_attack
 from iau_cli.ids import read_forget_ids
@@ -115,3 +117,17 @@ def test_unlearned_model_moves_membership_toward_chance(memorizing_pair: dict) -
     assert result.original is not None and result.reference is not None
     assert result.model.mia.loss_auc < result.original.mia.loss_auc
     assert result.model.loss["forget"] > result.original.loss["forget"]
+
+
+def test_lira_score_is_exact_where_the_confidence_rounds_to_one() -> None:
+    from iau_cli.metrics import true_class_margin
+
+    logits = torch.tensor([[40.0, 0.0, 0.0], [50.0, 0.0, 0.0], [0.0, 2.0, 1.0]], dtype=torch.float64)
+    labels = torch.tensor([0, 0, 2])
+    margins = true_class_margin(logits, labels)
+    expected = [40 - math.log(2), 50 - math.log(2), 1.0 - math.log(math.exp(0.0) + math.exp(2.0))]
+    assert margins.tolist() == pytest.approx(expected, rel=1e-12)
+    # Rebuilt from a float32 loss, the first two saturate to one and the same value.
+    p = torch.exp(-torch.nn.functional.cross_entropy(logits.float(), labels, reduction="none")).double()
+    rebuilt = torch.log(p + 1e-30) - torch.log1p(-torch.clamp(p, max=1 - 1e-12))
+    assert rebuilt[0] == rebuilt[1]

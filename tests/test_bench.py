@@ -6,7 +6,7 @@ import pytest
 from iau_cli.bench import BenchConfig, MethodEntry, Workload, run_bench, validate_shape
 
 from .conftest import digits_config, write_yaml
-from .helpers import run_cli
+from .helpers import assert_bad_input, run_cli
 
 
 def tiny_bench(tmp_path: Path) -> Path:
@@ -79,3 +79,16 @@ def test_an_interrupted_bench_keeps_what_finished(tmp_path: Path, monkeypatch: p
     finished = [json.loads(line)["label"] for line in (tmp_path / "out" / "runs.jsonl").read_text().splitlines()]
     assert finished == ["retrain", "original"]  # retraining runs first; the iau cell never finished
     assert [s["label"] for s in result.summary] == ["retrain", "original"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "is a folder"), (b"seeds: 1\n\xff\xfe\n", "not UTF-8"), (b"- a\n- b\n", "top level must be a mapping")],
+)
+def test_a_bench_config_that_cannot_be_read_is_one_line(tmp_path: Path, content: bytes | None, message: str) -> None:
+    path = tmp_path / "bench.yaml"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    assert_bad_input(run_cli("bench", path, "--out", tmp_path / "out"), message, str(path))

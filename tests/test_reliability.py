@@ -225,6 +225,51 @@ def test_concurrent_runs_to_one_output_one_wins_the_other_exits_2(
         process.wait()
 
 
+def test_the_output_lock_spares_a_users_own_lock_file_and_leaves_nothing(tmp_path: Path) -> None:
+    from iau_cli.checkpoint import output_lock
+    from iau_cli.errors import OutputError
+
+    out = tmp_path / "model.safetensors"
+    users = tmp_path / "model.safetensors.lock"
+    users.write_text("mine")
+    with output_lock(out):
+        with pytest.raises(OutputError, match="another iau run"):
+            with output_lock(out):
+                pass
+        assert (tmp_path / ".model.safetensors.iau-lock").exists()
+    assert users.read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors.lock"]
+
+
+def test_a_run_that_locked_an_unlinked_lock_file_starts_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The flock+unlink race: B opens the lock file, A unlinks it on finishing, C creates a new one.
+    B's flock on the old file succeeds, but the path is no longer B's file: B must not proceed."""
+    import fcntl
+
+    from iau_cli import checkpoint
+    from iau_cli.errors import OutputError
+
+    out = tmp_path / "model.safetensors"
+    lock_path = tmp_path / ".model.safetensors.iau-lock"
+    real_flock = fcntl.flock
+    holder: list[int] = []
+
+    def flock_after_a_swap(fd: int, op: int) -> None:
+        if not holder:  # between B's open and B's flock: A unlinks, C creates and locks a new file
+            lock_path.unlink()
+            holder.append(os.open(lock_path, os.O_RDWR | os.O_CREAT))
+            real_flock(holder[0], fcntl.LOCK_EX)
+        real_flock(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", flock_after_a_swap)
+    try:
+        with pytest.raises(OutputError, match="another iau run"):
+            with checkpoint.output_lock(out):
+                pass
+    finally:
+        os.close(holder[0])
+
+
 @pytest.mark.parametrize(("errno_name", "fragment"), [("ENOSPC", "no space left"), ("EROFS", "read-only")])
 def test_full_disk_or_read_only_folder_exit_2(
     small_checkpoint: Path,

@@ -122,9 +122,7 @@ def test_image_pixels_are_stored_as_bytes_and_normalized_per_batch(tmp_path: Pat
     from PIL import Image
 
     root = make_image_folder(tmp_path)
-    data = load_data(
-        DataConfig(train=str(root / "train"), test=str(root / "test"), grayscale=True, mean=0.5, std=0.25)
-    )
+    data = load_data(DataConfig(train=str(root / "train"), test=str(root / "test"), grayscale=True, mean=0.5, std=0.25))
     assert data.train.features.array.dtype == np.uint8
     row = data.train.ids.index("train/cat/2.png")
     pixels = np.asarray(Image.open(root / "train" / "cat" / "2.png").convert("L"), dtype=np.float32) / 255.0

@@ -56,6 +56,18 @@ def test_gr_loss_is_differentiable_twice() -> None:
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
 
+@pytest.mark.parametrize("norm", ["per-tensor", "global"])
+def test_gr_penalty_has_a_finite_gradient_where_the_loss_gradient_vanishes(norm: str) -> None:
+    from iau_cli.training import gradient_penalty
+
+    # A zero gradient tensor (a parameter the batch does not move) next to a non-zero one.
+    zero = torch.zeros(3, requires_grad=True)
+    other = torch.tensor([3.0, 4.0], requires_grad=True)
+    gradient_penalty([zero, other], norm).backward()
+    assert torch.equal(zero.grad, torch.zeros(3))
+    assert torch.allclose(other.grad, torch.tensor([0.6, 0.8]))
+
+
 def test_a_seed_makes_training_reproducible() -> None:
     config = digits_config(epochs=2, gr_alpha=0.005)
     data = load_data(config.data)

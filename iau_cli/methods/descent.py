@@ -23,7 +23,17 @@ class FinetuneOptions:
     lr: float | None = help_field("Learning rate; default the checkpoint's recipe.", default=None)
 
     def check(self) -> list[str]:
-        return ["epochs: must be at least 1"] if self.epochs < 1 else []
+        problems = ["epochs: must be at least 1"] if self.epochs < 1 else []
+        return problems + _check_lr(self.lr)
+
+
+def _check_lr(lr: float | None) -> list[str]:
+    return [f"lr: {lr} must be a positive number (or unset: the recipe's)"] if lr is not None and not lr > 0 else []
+
+
+def _lr(options: FinetuneOptions | AscentOptions, recipe_lr: float) -> float:
+    """The learning rate that runs: the option when set, else the recipe's (never a falsy fallback)."""
+    return recipe_lr if options.lr is None else options.lr
 
 
 @dataclass(frozen=True)
@@ -43,12 +53,12 @@ class AscentOptions:
             problems.append("batch_size: must be at least 1")
         if not 0 <= self.retain_weight <= 1:
             problems.append("retain_weight: must be in [0, 1]")
-        return problems
+        return problems + _check_lr(self.lr)
 
 
 def run_finetune(ctx: UnlearnContext, options: FinetuneOptions) -> MethodOutput:
     recipe = ctx.config.train
-    config = dataclasses.replace(recipe, epochs=options.epochs, lr=options.lr or recipe.lr, val_fraction=0.0)
+    config = dataclasses.replace(recipe, epochs=options.epochs, lr=_lr(options, recipe.lr), val_fraction=0.0)
     rows = RowPartition(learn=ctx.retain_rows, val=np.zeros(0, dtype=np.int64))
     stats = fit(ctx.model, ctx.data, rows, config, ctx.device, progress=ctx.progress)
     ctx.model.eval()
@@ -57,7 +67,7 @@ def run_finetune(ctx: UnlearnContext, options: FinetuneOptions) -> MethodOutput:
 
 def _ascent(ctx: UnlearnContext, options: AscentOptions, retain_weight: float) -> MethodOutput:
     recipe = ctx.config.train
-    config = dataclasses.replace(recipe, lr=options.lr or recipe.lr)
+    config = dataclasses.replace(recipe, lr=_lr(options, recipe.lr))
     optimizer = make_optimizer(ctx.model, config)
     rng = np.random.default_rng(recipe.seed)
     steps = 0

@@ -143,11 +143,14 @@ def _prime_adam(optimizer: torch.optim.Adam, params: dict[str, torch.nn.Paramete
 
 
 class _Probe:
-    """Forward passes over fixed rows at trial parameters (the rows are held on the device)."""
+    """Forward passes over fixed rows at trial parameters, streamed from the feature store in
+    batches at every measurement (never all of a large forget set on the device at once)."""
 
     def __init__(self, ctx: UnlearnContext, rows: Any) -> None:
         self.model = ctx.model
-        self.batches = list(ctx.data.train.batches(rows, 1024, ctx.device))
+        self.split = ctx.data.train
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.device = ctx.device
         self.evaluations = 0
 
     @torch.no_grad()
@@ -156,7 +159,7 @@ class _Probe:
         self.evaluations += 1
         errors, loss_sum, count = 0, 0.0, 0
         self.model.eval()
-        for x, y in self.batches:
+        for x, y in self.split.batches(self.rows, 1024, self.device):
             logits = self.model(x).float()
             errors += int((logits.argmax(1) != y).sum())
             loss_sum += float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
