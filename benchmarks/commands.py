@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", type=Path, required=True, help="a checkout of the code before the change")
+    parser.add_argument("--after", type=Path, default=ROOT, help="the checkout after it (default: this one)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/commands.json"))
     args = parser.parse_args()
@@ -49,7 +50,7 @@ def main() -> None:
         "methods:\n  - {label: original, method: original}\n  - {label: retrain, method: retrain}\n"
         "  - {label: iau, method: iau}\nratios: [0.05]\nseeds: 1\n"
     )
-    checkouts = {"before": args.before.resolve(), "after": ROOT}
+    checkouts = {"before": args.before.resolve(), "after": args.after.resolve()}
     caches = {name: Path(tempfile.mkdtemp(prefix=f"iau-cache-{name}-")) for name in checkouts}
     steps = {
         "train digits-mlp": lambda w, m: ["train", ROOT / "sample_configs/digits_mlp.yaml", "--out", m("mlp")],

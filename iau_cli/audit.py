@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from iau_cli.config import RunConfig
+from iau_cli.data import Split
 from iau_cli.errors import CheckpointError, IdsError
 from iau_cli.files import write_text_atomic
 from iau_cli.gradients import per_sample_grad_norms
@@ -167,12 +168,15 @@ class AuditResult:
         return Report(title=f"iau audit {self.checkpoint}", tables=tables, notes=notes, status=status)
 
 
-def balanced_nonmembers(member_labels: np.ndarray, pool_labels: np.ndarray, seed: int) -> np.ndarray:
-    """Indices into the pool with the members' class counts (as far as the pool allows)."""
+def balanced_nonmembers(member_labels: np.ndarray, test: Split, seed: int) -> np.ndarray:
+    """Rows of the test split's evaluation half (never its calibration half, which unlearning
+    methods may tune on) with the members' class counts, as far as the half allows."""
+    pool = test.halves()[1]
+    pool_labels = test.labels[pool]
     rng = np.random.default_rng(seed)
     chosen = []
     for label, count in zip(*np.unique(member_labels, return_counts=True)):
-        candidates = np.flatnonzero(pool_labels == label)
+        candidates = pool[pool_labels == label]
         chosen.append(rng.choice(candidates, size=min(count, len(candidates)), replace=False))
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
 
@@ -258,8 +262,11 @@ def model_figures(
     device = restored.device
     forget = predict(model, restored.data.train, rows.forget, device, batch_size=request.batch_size, keep_probs=probs)
     retain = predict(model, restored.data.train, rows.retain, device, batch_size=request.batch_size)
-    test = predict(model, restored.data.test, None, device, batch_size=request.batch_size)
-    nonmember = Predictions(test.losses[rows.nonmember], test.correct[rows.nonmember])
+    # Held-out figures on the evaluation half of the test split (see ``Split.halves``).
+    evaluation = restored.data.test.halves()[1]
+    test = predict(model, restored.data.test, evaluation, device, batch_size=request.batch_size)
+    position = np.searchsorted(evaluation, rows.nonmember)
+    nonmember = Predictions(test.losses[position], test.correct[position])
     mia = _mia(forget, nonmember, request.folds, request.seed)
     # Gradient-norm attack: members were fit, so their per-sample gradients tend to be smaller.
     member_norms = per_sample_grad_norms(model, restored.data.train, rows.forget, device)
@@ -332,7 +339,7 @@ def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditRe
     audited = list(request.forget.ids)
     forget_rows = np.array(sorted(index[i] for i in audited), dtype=np.int64)
     learn = restored.partition(exclude=set(audited)).learn
-    nonmember = balanced_nonmembers(restored.data.train.labels[forget_rows], restored.data.test.labels, request.seed)
+    nonmember = balanced_nonmembers(restored.data.train.labels[forget_rows], restored.data.test, request.seed)
     rows = AuditRows(forget=forget_rows, retain=learn, nonmember=nonmember)
     progress("audit", 0, 3)
     scored, model_forget, model_nonmember = model_figures(restored, restored.model, rows, request, probs=True)

@@ -33,11 +33,15 @@ from iau_cli.store import (
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 BUILTIN_DATASETS = {
-    "digits": {
-        "train": BUILTIN_DIR / "digits_train.parquet",
-        "test": BUILTIN_DIR / "digits_test.parquet",
-    }
+    name: {"train": BUILTIN_DIR / f"{name}_train.parquet", "test": BUILTIN_DIR / f"{name}_test.parquet"}
+    for name in ("digits", "purchase", "noisy")
 }
+"""Shipped with the package (source and license in ``builtin/SOURCE.md``): ``digits`` (UCI 8×8
+handwritten digits), ``purchase`` (a Purchase-100-like workload an MLP memorizes) and ``noisy``
+(a 10-class workload with 15% of its training labels replaced; the rows are in ``noisy_flipped.txt``)."""
+BUILTIN_SCALE = {"digits": 1.0 / 16.0}
+"""Raw-value scale of a built-in dataset (digits are pixel counts 0..16; the others are 0/1)."""
+NOISY_FLIPPED_IDS = BUILTIN_DIR / "noisy_flipped.txt"
 _SUFFIX_FORMATS = {
     ".parquet": "parquet",
     ".pq": "parquet",
@@ -49,13 +53,14 @@ _SUFFIX_FORMATS = {
 }
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 _TEST_SPLIT_KEY = "iau-test-split"
+_CALIBRATION_KEY = "iau-calibration"
 
 
 def builtin_config(name: str = "digits", **overrides: Any) -> DataConfig:
-    """The data section for a built-in dataset (``builtin:digits``: tabular 8×8 pixel counts)."""
+    """The data section for a built-in dataset (``builtin:NAME``, tabular)."""
     if name not in BUILTIN_DATASETS:
         raise DataError(f"unknown built-in dataset {name!r}; available: {', '.join(BUILTIN_DATASETS)}")
-    values: dict[str, Any] = {"train": BUILTIN_PREFIX + name, "scale": 1.0 / 16.0}
+    values: dict[str, Any] = {"train": BUILTIN_PREFIX + name, "scale": BUILTIN_SCALE.get(name, 1.0)}
     values.update(overrides)
     return DataConfig(**values)
 
@@ -74,7 +79,8 @@ def _resolve_source(source: str, which: str) -> Path:
     if source.startswith(BUILTIN_PREFIX):
         name = source[len(BUILTIN_PREFIX) :]
         if name not in BUILTIN_DATASETS:
-            raise DataError(f"unknown built-in dataset {source!r}; available: builtin:digits")
+            known = ", ".join(BUILTIN_PREFIX + n for n in BUILTIN_DATASETS)
+            raise DataError(f"unknown built-in dataset {source!r}; available: {known}")
         return BUILTIN_DATASETS[name][which]
     return Path(source)
 
@@ -165,9 +171,24 @@ class Split:
     source: str
     _row_index: dict[str, int] | None = field(default=None, repr=False)
     _label_store: FeatureStore | None = field(default=None, repr=False)
+    _halves: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def halves(self) -> tuple[np.ndarray, np.ndarray]:
+        """(calibration rows, evaluation rows) of a held-out split, half each by id hash.
+
+        Unlearning methods may calibrate on the first half; audits, bench figures and unlearn
+        reports measure on the second, so that a method is never judged on rows it tuned itself to.
+        """
+        if self._halves is None:
+            calibration = np.array([unit_hash(_CALIBRATION_KEY, i) < 0.5 for i in self.ids], dtype=bool)
+            if calibration.all() or not calibration.any():  # a split of one or two rows: share them
+                self._halves = (np.arange(len(self.ids)), np.arange(len(self.ids)))
+            else:
+                self._halves = (np.flatnonzero(calibration), np.flatnonzero(~calibration))
+        return self._halves
 
     def row_index(self) -> dict[str, int]:
         """id → row number (built on first use, then kept)."""
@@ -224,38 +245,40 @@ class Encoder:
         return tensor.numpy()
 
     def _decode_images(self, cells: list[Any], ids: list[str], source: str) -> np.ndarray:
-        from PIL import Image, UnidentifiedImageError
-
-        mode = "L" if self.config.grayscale else "RGB"
-        arrays = []
-        for sample_id, cell in zip(ids, cells):
-            where = (cell or {}).get("path") or f"row id {sample_id}"
-            try:
-                if cell and cell.get("bytes"):
-                    import io
-
-                    image = Image.open(io.BytesIO(cell["bytes"]))
-                elif cell and cell.get("path"):
-                    image = Image.open(cell["path"])
-                else:
-                    raise DataError(f"{source}: image of id {sample_id!r} is empty")
-                image = image.convert(mode)
-                if self.config.resize:
-                    height, width = self.config.resize
-                    image = image.resize((width, height), Image.BILINEAR)
-                array = np.asarray(image, dtype=np.uint8)
-            except (UnidentifiedImageError, OSError, ValueError) as exc:
-                raise DataError(f"{where}: image does not decode ({type(exc).__name__}); fix or remove it") from None
-            array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+        """Decode (and resize) a chunk of images; all must come out the same size."""
+        arrays = [self._decode_one(cell, sample_id, source) for cell, sample_id in zip(cells, ids)]
+        for sample_id, cell, array in zip(ids, cells, arrays):
             if not self.input_shape:
                 self.input_shape = list(array.shape)
             elif list(array.shape) != self.input_shape:
+                where = (cell or {}).get("path") or f"row id {sample_id}"
                 raise DataError(
                     f"{where}: image is {array.shape[2]}×{array.shape[1]}, others are "
                     f"{self.input_shape[2]}×{self.input_shape[1]}; set data.resize: [height, width]"
                 )
-            arrays.append(array)
         return np.stack(arrays)
+
+    def _decode_one(self, cell: Any, sample_id: str, source: str) -> np.ndarray:
+        import io
+
+        from PIL import Image, UnidentifiedImageError
+
+        where = (cell or {}).get("path") or f"row id {sample_id}"
+        try:
+            if cell and cell.get("bytes"):
+                image = Image.open(io.BytesIO(cell["bytes"]))
+            elif cell and cell.get("path"):
+                image = Image.open(cell["path"])
+            else:
+                raise DataError(f"{source}: image of id {sample_id!r} is empty")
+            image = image.convert("L" if self.config.grayscale else "RGB")
+            if self.config.resize:
+                height, width = self.config.resize
+                image = image.resize((width, height), Image.BILINEAR)
+            array = np.asarray(image, dtype=np.uint8)
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise DataError(f"{where}: image does not decode ({type(exc).__name__}); fix or remove it") from None
+        return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 
 @dataclass

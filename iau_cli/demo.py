@@ -1,9 +1,10 @@
-"""``demo``: the whole story on the built-in digits, in ./iau-demo/, reusing what is already there.
+"""``demo``: the whole story on the built-in workloads, in ./iau-demo/, reusing what is already there.
 
-Two stories: *erasure* (a seeded 5% of training rows are forgotten) and *cleanup* (10% of the
-training labels are flipped, then those rows are forgotten, so test accuracy should recover). Each
-trains a model, unlearns the rows, retrains without them for comparison, and audits the result.
-Every step is also printed as the ``iau`` command that reproduces it.
+Two stories: *erasure* (a seeded 5% of the rows of ``builtin:purchase``, which the model memorizes,
+are forgotten: membership shows, so does its removal) and *cleanup* (the 15% of ``builtin:noisy``'s
+training rows whose labels were replaced are forgotten with ``--purpose cleanup``, so test accuracy
+should recover). Each trains a model, unlearns the rows, retrains without them for comparison, and
+audits the result. Every step is also printed as the ``iau`` command that reproduces it.
 """
 
 from __future__ import annotations
@@ -18,16 +19,15 @@ import numpy as np
 
 from iau_cli.audit import AuditRequest, AuditResult, audit
 from iau_cli.config import RunConfig, to_dict
-from iau_cli.data import BUILTIN_DATASETS, builtin_config
+from iau_cli.data import BUILTIN_DATASETS, NOISY_FLIPPED_IDS
 from iau_cli.files import write_text_atomic
 from iau_cli.ids import read_forget_ids
 from iau_cli.progress import Progress, no_progress
 from iau_cli.report import Report, Table, fmt, pct
-from iau_cli.runs import default_run_config, train
+from iau_cli.runs import noisy_run_config, purchase_run_config, train
 from iau_cli.unlearning import UnlearnRequest, unlearn
 
 ERASURE_FRACTION = 0.05
-NOISE_FRACTION = 0.10
 DEMO_SEED = 7
 
 
@@ -91,25 +91,25 @@ def run_demo(workdir: str | Path = "iau-demo", *, device: str = "auto", progress
     root = Path(workdir)
     root.mkdir(parents=True, exist_ok=True)
     result = DemoResult(workdir=str(root), stories=[])
-    base = default_run_config()
     erasure = _story(
         root / "erasure",
         "erasure",
-        f"{ERASURE_FRACTION:.0%} of training rows forgotten",
-        base,
-        lambda folder, config: _erasure_ids(config, folder),
+        f"builtin:purchase, which the model memorizes: {ERASURE_FRACTION:.0%} of its training rows forgotten",
+        purchase_run_config(),
+        _erasure_ids,
+        "erase",
         device,
         progress,
         result,
     )
     result.stories.append(erasure)
-    cleanup_config = _noisy_config(root / "cleanup", base)
     cleanup = _story(
         root / "cleanup",
         "cleanup",
-        f"{NOISE_FRACTION:.0%} of labels flipped, those rows forgotten",
-        cleanup_config,
-        lambda folder, config: folder / "forget.txt",
+        "builtin:noisy: the training rows whose labels were replaced, forgotten",
+        noisy_run_config(),
+        _cleanup_ids,
+        "cleanup",
         device,
         progress,
         result,
@@ -124,6 +124,7 @@ def _story(
     summary: str,
     config: RunConfig,
     make_ids: Any,
+    purpose: str,
     device: str,
     progress: Progress,
     result: DemoResult,
@@ -137,7 +138,7 @@ def _story(
     original = folder / "original.safetensors"
     unlearned = folder / "unlearned.safetensors"
     retrained = folder / "retrained.safetensors"
-    ids_path = make_ids(folder, config)
+    ids_path = make_ids(folder)
     seconds: dict[str, float] = {}
 
     def step(path: Path, label: str, action: Any) -> None:
@@ -151,12 +152,14 @@ def _story(
     step(original, "train", lambda: train(config, original, device=device, progress=progress))
     forget = read_forget_ids(ids_path)
 
-    def forget_with(method: str, out: Path) -> None:
-        request = UnlearnRequest(checkpoint=str(original), forget=forget, out=str(out), method=method, device=device)
+    def forget_with(method: str, out: Path, options: dict[str, Any]) -> None:
+        request = UnlearnRequest(
+            checkpoint=str(original), forget=forget, out=str(out), method=method, options=options, device=device
+        )
         unlearn(request, progress=progress)
 
-    step(unlearned, "unlearn", lambda: forget_with("iau", unlearned))
-    step(retrained, "retrain", lambda: forget_with("retrain", retrained))
+    step(unlearned, "unlearn", lambda: forget_with("iau", unlearned, {"purpose": purpose}))
+    step(retrained, "retrain", lambda: forget_with("retrain", retrained, {}))
     audited = audit(
         AuditRequest(
             checkpoint=str(unlearned), forget=forget, reference=str(retrained), original=str(original), device=device
@@ -168,7 +171,7 @@ def _story(
         result.passed = audited.passed
     commands = [
         f"iau train {config_path} --out {original}",
-        f"iau unlearn {original} --forget {ids_path} --out {unlearned}",
+        f"iau unlearn {original} --forget {ids_path} --purpose {purpose} --out {unlearned}",
         f"iau unlearn {original} --forget {ids_path} --method retrain --out {retrained}",
         f"iau audit {unlearned} --forget {ids_path} --reference {retrained} --original {original}",
     ]
@@ -214,12 +217,13 @@ def _verdict(audited: AuditResult) -> str:
     return "FAIL (" + "; ".join(f"{c.name}: {c.detail}" for c in failed) + ")"
 
 
-def _erasure_ids(config: RunConfig, folder: Path) -> Path:
+def _erasure_ids(folder: Path) -> Path:
+    """A seeded fraction of the purchase training rows."""
     path = folder / "forget.txt"
     if not path.exists():
         import pyarrow.parquet as pq
 
-        ids = pq.read_table(BUILTIN_DATASETS["digits"]["train"], columns=["id"]).column("id").to_pylist()
+        ids = pq.read_table(BUILTIN_DATASETS["purchase"]["train"], columns=["id"]).column("id").to_pylist()
         rng = np.random.default_rng(DEMO_SEED)
         chosen = sorted(rng.choice(ids, size=round(ERASURE_FRACTION * len(ids)), replace=False).tolist())
         header = f"# erasure: a seeded {ERASURE_FRACTION:.0%} of training rows (seed {DEMO_SEED})\n"
@@ -227,26 +231,9 @@ def _erasure_ids(config: RunConfig, folder: Path) -> Path:
     return path
 
 
-def _noisy_config(folder: Path, base: RunConfig) -> RunConfig:
-    """A copy of the digits train split with 10% of labels flipped (seeded), and its ids file."""
-    folder.mkdir(parents=True, exist_ok=True)
-    data_path = folder / "digits_noisy_train.parquet"
-    ids_path = folder / "forget.txt"
-    if not data_path.exists() or not ids_path.exists():
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(BUILTIN_DATASETS["digits"]["train"])
-        labels = table.column("label").to_numpy().copy()
-        rng = np.random.default_rng(DEMO_SEED)
-        flipped = np.sort(rng.choice(len(labels), size=round(NOISE_FRACTION * len(labels)), replace=False))
-        labels[flipped] = (labels[flipped] + rng.integers(1, 10, size=len(flipped))) % 10
-        table = table.set_column(table.schema.get_field_index("label"), "label", pa.array(labels, pa.int64()))
-        temp = data_path.with_suffix(".tmp")
-        pq.write_table(table, temp)
-        temp.replace(data_path)
-        ids = table.column("id").to_pylist()
-        header = f"# cleanup: the {len(flipped)} rows whose labels were flipped (seed {DEMO_SEED})\n"
-        write_text_atomic(ids_path, header + "\n".join(ids[i] for i in flipped) + "\n")
-    data = builtin_config("digits", train=str(data_path.resolve()), test="builtin:digits")
-    return dataclasses.replace(base, data=data)
+def _cleanup_ids(folder: Path) -> Path:
+    """The noisy workload's rows with replaced labels (shipped with it)."""
+    path = folder / "forget.txt"
+    if not path.exists():
+        write_text_atomic(path, NOISY_FLIPPED_IDS.read_text(encoding="utf-8"))
+    return path

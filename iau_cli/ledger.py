@@ -70,20 +70,27 @@ def ledger_state(checkpoint: Checkpoint, model: nn.Module, rows: int) -> LedgerS
         return LedgerState(
             "mismatch", float("inf"), f"the ledger covers {meta.get('count')} rows, the model learns from {rows}"
         )
-    if meta.get("params_sha256") == checkpoint.params_digest():
+    if meta.get("params_sha256") == checkpoint.params_digest() and meta.get("exact", True):
         return LedgerState("fresh", 0.0, "computed at these parameters")
     drift = float(meta.get("drift", float("inf")))
     return LedgerState("stale", drift, f"computed at earlier parameters (relative drift {drift:.2e})")
 
 
 def carried_ledger(
-    retain_sum: GradDict, count: int, params_digest: str, drift: float
+    retain_sum: GradDict, count: int, params_digest: str, drift: float, *, exact: bool
 ) -> tuple[dict[str, Any], GradDict]:
     """The child's ledger after an unlearning step: the retain sum at the parent's parameters.
 
-    Exact for the child's rows, but at parameters the child has moved away from by ``drift``.
+    For the child's rows, at parameters the child has moved away from by ``drift``; ``exact`` is
+    False when the sum itself came from a stale ledger (it is then never taken for fresh).
     """
-    meta = {"count": int(count), "params_sha256": params_digest, "drift": float(drift), "time": utc_now()}
+    meta = {
+        "count": int(count),
+        "params_sha256": params_digest,
+        "drift": float(drift),
+        "exact": bool(exact),
+        "time": utc_now(),
+    }
     return meta, {name: value.detach().cpu().clone() for name, value in retain_sum.items()}
 
 

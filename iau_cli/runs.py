@@ -23,7 +23,7 @@ from iau_cli.checkpoint import (
     utc_now,
 )
 from iau_cli.config import ModelConfig, RunConfig, TrainConfig, from_dict, to_dict
-from iau_cli.data import DataBundle, load_data
+from iau_cli.data import DataBundle, builtin_config, load_data
 from iau_cli.errors import CheckpointError, ConfigError, DataError
 from iau_cli.metrics import predict
 from iau_cli.models import build_model, parameter_count
@@ -271,10 +271,26 @@ def train(
 def default_run_config() -> RunConfig:
     """The built-in workload (``sample_configs/digits_mlp.yaml``): an MLP on the built-in digits,
     trained with gradient restriction until it fits every training row."""
-    from iau_cli.data import builtin_config
-
     return RunConfig(
         data=builtin_config("digits"),
         model=ModelConfig(name="mlp", args={"hidden": [128]}),
         train=TrainConfig(epochs=100, gr_alpha=0.005),
+    )
+
+
+def purchase_run_config() -> RunConfig:
+    """An MLP that memorizes ``builtin:purchase`` (100 classes; 100% train, about 75% test accuracy)."""
+    return RunConfig(
+        data=builtin_config("purchase"),
+        model=ModelConfig(name="mlp", args={"hidden": [256]}),
+        train=TrainConfig(epochs=30, gr_alpha=0.005),
+    )
+
+
+def noisy_run_config() -> RunConfig:
+    """An MLP that fits the replaced labels of ``builtin:noisy`` (and loses test accuracy for it)."""
+    return RunConfig(
+        data=builtin_config("noisy"),
+        model=ModelConfig(name="mlp", args={"hidden": [256]}),
+        train=TrainConfig(epochs=40, gr_alpha=0.005),
     )

@@ -68,6 +68,7 @@ class UnlearnRequest:
     overwrite: bool = False
     ledger_refresh: str = "later"  # "later": carry the ledger forward (stale); "now": recompute it
     max_ledger_drift: float = 0.0
+    max_test_drop: float = 0.02
     batch_size: int = 512
 
 
@@ -112,6 +113,8 @@ class UnlearnResult:
     ledger: dict[str, Any]
     details: dict[str, Any]
     message: str
+    weights_moved: bool = False
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -153,7 +156,11 @@ class UnlearnResult:
             method_rows.append(["next ledger", self.ledger.get("next", "—")])
         tables.append(Table("Method", ["", ""], method_rows))
         tables.append(Table("Time (s)", ["step", "seconds"], [[k, f"{v:.3f}"] for k, v in self.seconds.items()]))
-        notes = [self.message, f"wrote {self.out} (sha256 {self.out_sha256[:16]}…), parent {self.parent_sha256[:16]}…"]
+        notes = [
+            *(f"WARNING: {w}" for w in self.warnings),
+            self.message,
+            f"wrote {self.out} (sha256 {self.out_sha256[:16]}…), parent {self.parent_sha256[:16]}…",
+        ]
         return Report(title="iau unlearn", tables=tables, notes=notes)
 
 
@@ -195,8 +202,11 @@ def resolve_ids(
 
 
 def _figures(restored: Restored, model: torch.nn.Module, forget_rows: np.ndarray, batch_size: int) -> Figures:
+    """Forget-row and held-out figures; held-out = the evaluation half of the test split (methods
+    calibrate on the other half, see ``Split.halves``)."""
     forget = predict(model, restored.data.train, forget_rows, restored.device, batch_size=batch_size)
-    test = predict(model, restored.data.test, None, restored.device, batch_size=batch_size)
+    evaluation = restored.data.test.halves()[1]
+    test = predict(model, restored.data.test, evaluation, restored.device, batch_size=batch_size)
     return Figures(forget.accuracy, forget.loss, test.accuracy, test.loss)
 
 
@@ -290,6 +300,10 @@ def unlearn(request: UnlearnRequest, *, progress: Progress = no_progress) -> Unl
             restored, rows, request.max_ledger_drift, ledger_info, batch_size=request.batch_size, progress=progress
         )
         update_started = time.perf_counter()
+        if len(rows.forget) and ledger_info["usable"] and request.ledger_refresh == "later":
+            # Snapshot at θ*, before the method moves anything: the child's ledger is the retain sum
+            # *at these parameters* (ledger − forget rows: one pass over the forget rows).
+            context.retain_grad_sum()
         output = spec.run(context, options) if len(rows.forget) else None
         model = output.model if output is not None else restored.model
         seconds["gradients"] = context.seconds_gradients
@@ -302,6 +316,8 @@ def unlearn(request: UnlearnRequest, *, progress: Progress = no_progress) -> Unl
         evaluate_started = time.perf_counter()
         after = _figures(restored, model, rows.forget, request.batch_size)
         seconds["evaluate"] += time.perf_counter() - evaluate_started
+        moved = any(not torch.equal(model_before[k], p.detach()) for k, p in trainable(model).items())
+        warnings = _utility_warnings(before, after, request.max_test_drop)
 
         write_started = time.perf_counter()
         meta, ledger_tensors = _next_meta(
@@ -315,10 +331,16 @@ def unlearn(request: UnlearnRequest, *, progress: Progress = no_progress) -> Unl
         distributed.barrier()
         seconds["write"] = time.perf_counter() - write_started
     seconds["total"] = time.perf_counter() - started
-    if len(rows.forget):
+    if not len(rows.forget):
+        message = f"recorded {len(new_ids)} id(s) held out for validation as forgotten; no update needed"
+    elif moved:
         message = f"forgot {len(new_ids)} id(s) with {spec.name.value}"
     else:
-        message = f"recorded {len(new_ids)} id(s) held out for validation as forgotten; no update needed"
+        why = (output.details.get("stopped") if output is not None else None) or "the method took no step"
+        message = (
+            f"recorded {len(new_ids)} id(s) as forgotten; the weights did not move ({why}): the rows already "
+            "look like held-out rows to this model"
+        )
     return UnlearnResult(
         checkpoint=str(request.checkpoint),
         parent_sha256=restored.checkpoint.sha256,
@@ -335,7 +357,22 @@ def unlearn(request: UnlearnRequest, *, progress: Progress = no_progress) -> Unl
         ledger=ledger_info,
         details=output.details if output is not None else {},
         message=message,
+        weights_moved=moved,
+        warnings=warnings,
     )
+
+
+def _utility_warnings(before: Figures, after: Figures, max_drop: float) -> list[str]:
+    """A deletion that costs more held-out accuracy than ``max_drop`` says so (a retention job can
+    then fall back to ``--method retrain``)."""
+    drop = before.test_accuracy - after.test_accuracy
+    if drop <= max_drop:
+        return []
+    return [
+        f"held-out accuracy fell {100 * drop:.1f} points ({100 * before.test_accuracy:.1f}% → "
+        f"{100 * after.test_accuracy:.1f}%), more than the {100 * max_drop:.1f} allowed by --max-test-drop; "
+        f"consider --method retrain for this request"
+    ]
 
 
 def copy_atomically(source: Path, out: Path, *, overwrite: bool) -> None:
@@ -448,16 +485,22 @@ def _next_meta(
         ledger_meta, tensors = compute_ledger(model, restored.data, learn_rows, restored.device, progress=progress)
         ledger_info["next"] = "fresh (recomputed at the new parameters)"
         return dataclasses.replace(new_meta, ledger=ledger_meta), tensors
-    if context.retain_sum_computed is None and ledger_info.get("usable"):
-        context.retain_grad_sum()  # ledger − forget rows: costs only the forget pass
     if context.retain_sum_computed is None:
         ledger_info["next"] = "none (run iau ledger refresh to make the next request cheap)"
         return dataclasses.replace(new_meta, ledger=None), None
-    # The retain sum at θ* is exactly the ledger of the child's rows, at the parent's parameters.
-    inherited = float((meta.ledger or {}).get("drift", 0.0)) if ledger_info.get("path") == "stale-ledger" else 0.0
+    # The retain sum at θ* is the ledger of the child's rows at the parent's parameters: exact when
+    # it came from a fresh ledger or a full pass, inexact when it came from a stale one (and then it
+    # is never fresh again, even if the weights did not move).
+    from_stale = ledger_info.get("path") == "stale-ledger"
+    inherited = float((meta.ledger or {}).get("drift", 0.0)) if from_stale else 0.0
     step = relative_drift(model_before, {k: p.detach() for k, p in trainable(model).items()})
     ledger_meta, tensors = carried_ledger(
-        context.retain_sum_computed, len(learn_rows), restored.checkpoint.params_digest(), inherited + step
+        context.retain_sum_computed,
+        len(learn_rows),
+        restored.checkpoint.params_digest(),
+        inherited + step,
+        exact=not from_stale,
     )
-    ledger_info["next"] = f"stale (carried forward; relative drift {ledger_meta['drift']:.2e})"
+    exactness = "" if not from_stale else ", inexact: derived from a stale ledger"
+    ledger_info["next"] = f"stale (carried forward; relative drift {ledger_meta['drift']:.2e}{exactness})"
     return dataclasses.replace(new_meta, ledger=ledger_meta), tensors

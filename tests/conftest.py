@@ -113,3 +113,50 @@ def memorizing_pair(tmp_path_factory: pytest.TempPathFactory, noise_data: Path) 
         paths[name] = folder / f"{name}.safetensors"
         unlearn(UnlearnRequest(str(original), forget, out=str(paths[name]), method=method, device="cpu"))
     return paths
+
+
+def prototype_config(folder: Path, name: str, epochs: int) -> RunConfig:
+    from iau_cli.config import DataConfig
+
+    return RunConfig(
+        data=DataConfig(train=str(folder / f"{name}_train.parquet"), test=str(folder / f"{name}_test.parquet")),
+        model=ModelConfig(name="mlp", args={"hidden": [128]}),
+        train=TrainConfig(epochs=epochs, batch_size=32),
+    )
+
+
+@pytest.fixture(scope="session")
+def prototype_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Path]]:
+    """Two small workloads of ``iau_cli.synthetic`` (the generator of the built-in purchase and noisy
+    data), each with an original model and one retrained without its forget rows:
+
+    - ``memorizing``: 20 classes, 600 rows the MLP fits exactly while held-out rows score far lower
+      (membership shows); forget = a seeded 10% of the rows;
+    - ``noisy``: 5 classes with 20% of the training labels replaced; forget = those rows.
+    """
+    import random
+
+    from iau_cli.ids import parse_forget_ids
+    from iau_cli.runs import train
+    from iau_cli.synthetic import prototype_workload
+    from iau_cli.unlearning import UnlearnRequest, unlearn
+
+    folder = tmp_path_factory.mktemp("prototype")
+    prototype_workload(folder, "memorizing", seed=3, classes=20, flip=0.3, n_train=600, n_test=800, features=200)
+    prototype_workload(
+        folder, "noisy", seed=4, classes=5, flip=0.42, n_train=600, n_test=800, features=200, label_noise=0.2
+    )
+    ids = {
+        "memorizing": sorted(random.Random(0).sample([f"memorizing-train-{i:05d}" for i in range(600)], 60)),
+        "noisy": [line for line in (folder / "noisy_flipped.txt").read_text().splitlines() if not line.startswith("#")],
+    }
+    found: dict[str, dict[str, Path]] = {}
+    for name, epochs in (("memorizing", 40), ("noisy", 40)):
+        paths = {"original": folder / f"{name}.safetensors", "ids": folder / f"{name}_forget.txt"}
+        paths["ids"].write_text("\n".join(ids[name]) + "\n")
+        train(prototype_config(folder, name, epochs), paths["original"], device="cpu")
+        paths["retrained"] = folder / f"{name}_retrained.safetensors"
+        forget = parse_forget_ids(paths["ids"].read_bytes(), str(paths["ids"]))
+        unlearn(UnlearnRequest(str(paths["original"]), forget, str(paths["retrained"]), method="retrain", device="cpu"))
+        found[name] = paths
+    return found

@@ -52,7 +52,7 @@ def test_one_epoch_of_training_matches_one_process(tmp_path: Path, gr_alpha: flo
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
-@pytest.mark.parametrize(("rule", "atol"), [("adam-sign", 1e-6), ("target", 1e-4)])
+@pytest.mark.parametrize(("rule", "atol"), [("adam-sign", 1e-6), ("matched", 1e-4)])
 def test_unlearn_matches_one_process(
     small_checkpoint: Path, train_ids: list[str], tmp_path: Path, rule: str, atol: float
 ) -> None:

@@ -47,7 +47,7 @@ def test_each_method_returns_finite_parameters(
     state = load_checkpoint(out).state_dict
     assert all(torch.isfinite(t).all() for t in state.values())
     original = load_checkpoint(small_checkpoint).state_dict
-    if method != "iau":  # the calibrated rule may decide that nothing needs to move on this model
+    if method != "iau":  # the default rule stops at once when the rows already look held-out
         assert any(not torch.equal(state[k], original[k]) for k in state), "the method changed nothing"
 
 

@@ -119,18 +119,52 @@ def test_forgotten_ids_never_appear_in_clear(small_checkpoint: Path, train_ids: 
         assert sample_id.encode() not in raw
 
 
-def test_unlearning_a_memorized_set_moves_it_toward_held_out(
-    memorized: Path, train_ids: list[str], tmp_path: Path
+def heldout_figures(path: Path, ids: list[str]) -> tuple[float, float]:
+    """(loss-attack AUC of the forget rows against the evaluation half of the test split, that
+    half's accuracy) for the model in ``path``."""
+    from iau_cli.metrics import auc, predict
+
+    restored = restore(path)
+    rows = np.array([restored.data.train.row_index()[i] for i in ids])
+    forget = predict(restored.model, restored.data.train, rows, restored.device)
+    heldout = predict(restored.model, restored.data.test, restored.data.test.halves()[1], restored.device)
+    return auc(-forget.losses, -heldout.losses), heldout.accuracy
+
+
+def test_default_unlearn_moves_memorized_rows_to_where_retraining_puts_them(
+    prototype_models: dict[str, dict[str, Path]], tmp_path: Path
 ) -> None:
-    """Margin: test accuracy may drop at most 2 points (the default rule stops at the held-out error rate)."""
-    ids = sample_ids(train_ids, 72, seed=3)
-    result = unlearn(request(memorized, ids, tmp_path / "u.safetensors"))
-    before, after = result.before, result.after
-    heldout_loss = before.test_loss
-    assert before.forget_loss < 0.5 * heldout_loss  # memorized: far below held-out
-    assert after.forget_loss > before.forget_loss + 0.5 * (heldout_loss - before.forget_loss)
-    assert after.forget_accuracy < before.forget_accuracy
-    assert after.test_accuracy >= before.test_accuracy - 0.02
+    """Tolerances: attack AUC within 0.1 of the retrained model's (its standard error with 60 rows
+    against 400 is about 0.04); held-out accuracy within 5 points (400 rows: SE about 2.4 points)."""
+    paths = prototype_models["memorizing"]
+    ids = paths["ids"].read_text().split()
+    original_auc, original_accuracy = heldout_figures(paths["original"], ids)
+    retrained_auc, retrained_accuracy = heldout_figures(paths["retrained"], ids)
+    assert original_auc > retrained_auc + 0.25  # the workload shows membership: a no-op fails below
+    result = unlearn(request(paths["original"], ids, tmp_path / "u.safetensors"))
+    assert result.weights_moved and result.details["rule"] == "matched"
+    unlearned_auc, unlearned_accuracy = heldout_figures(tmp_path / "u.safetensors", ids)
+    assert abs(unlearned_auc - retrained_auc) <= 0.1, (original_auc, unlearned_auc, retrained_auc)
+    assert abs(unlearned_accuracy - retrained_accuracy) <= 0.05, (unlearned_accuracy, retrained_accuracy)
+    assert not abs(original_auc - retrained_auc) <= 0.1  # doing nothing would not pass
+
+
+def test_cleanup_recovers_most_of_what_retraining_gains(
+    prototype_models: dict[str, dict[str, Path]], tmp_path: Path
+) -> None:
+    paths = prototype_models["noisy"]
+    ids = [i for i in paths["ids"].read_text().split()]
+    _, original_accuracy = heldout_figures(paths["original"], ids)
+    _, retrained_accuracy = heldout_figures(paths["retrained"], ids)
+    gain = retrained_accuracy - original_accuracy
+    assert gain >= 0.05  # the workload shows the damage the wrong labels did
+    result = unlearn(request(paths["original"], ids, tmp_path / "u.safetensors", options={"purpose": "cleanup"}))
+    assert result.before.test_accuracy == pytest.approx(original_accuracy)
+    recovered = (result.after.test_accuracy - original_accuracy) / gain
+    assert recovered >= 0.5, (original_accuracy, result.after.test_accuracy, retrained_accuracy)
+    # The erase purpose aims at held-out losses, which is wrong for rows whose labels are wrong.
+    erased = unlearn(request(paths["original"], ids, tmp_path / "e.safetensors"))
+    assert (erased.after.test_accuracy - original_accuracy) / gain < recovered
 
 
 def test_ledger_path_equals_full_recompute(small_checkpoint: Path, train_ids: list[str], tmp_path: Path) -> None:
@@ -275,13 +309,16 @@ def test_cli_output_may_not_replace_input(small_checkpoint: Path, train_ids: lis
     assert_bad_input(result, "replace the input")
 
 
-def test_a_request_too_small_to_expect_an_error_takes_only_the_retain_step(
+def test_rows_that_already_look_held_out_are_recorded_and_the_report_says_the_weights_did_not_move(
     memorized: Path, train_ids: list[str], tmp_path: Path
 ) -> None:
-    """With 3 rows and a held-out error rate of a few percent no error is expected: the rule does
-    not push the forget rows, and the model keeps its test accuracy."""
-    ids = sample_ids(train_ids, 3, seed=5)
+    """On the easy digits the model's training rows score like held-out rows: nothing to push."""
+    ids = sample_ids(train_ids, 20, seed=5)
     result = unlearn(request(memorized, ids, tmp_path / "u.safetensors"))
-    assert result.details["goal"].startswith("none: 3 row(s)")
-    assert result.details["step_forget"] == 0.0
-    assert result.after.test_accuracy >= result.before.test_accuracy - 0.01
+    assert result.details["steps"] == 0 and result.details["stopped"] == "the forget rows look held-out"
+    assert not result.weights_moved
+    assert "the weights did not move" in result.message and not result.message.startswith("forgot")
+    before, after = load_checkpoint(memorized), load_checkpoint(tmp_path / "u.safetensors")
+    assert all(torch.equal(before.state_dict[k], after.state_dict[k]) for k in before.state_dict)
+    restored = restore(tmp_path / "u.safetensors")
+    assert all(restored.meta.forgotten.contains(i) for i in ids)  # recorded all the same

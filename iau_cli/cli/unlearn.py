@@ -41,6 +41,19 @@ def command(
             "--option", "-O", metavar="KEY=VALUE", help="Method option, e.g. -O rule=adam-sign -O step_size=1e-3."
         ),
     ] = None,
+    purpose: Annotated[
+        str | None,
+        typer.Option(
+            "--purpose",
+            metavar="erase|cleanup",
+            help="Why the rows go (iau): erase (deletion requests; the default) or cleanup (mislabeled or "
+            "poisoned rows, whose removal should raise accuracy). Same as -O purpose=….",
+        ),
+    ] = None,
+    max_test_drop: Annotated[
+        float,
+        typer.Option("--max-test-drop", help="Warn (report and JSON) when held-out accuracy falls more than this."),
+    ] = 0.02,
     config: ConfigOpt = None,
     allow_missing: Annotated[
         bool, typer.Option("--allow-missing", help="Skip ids that are not training rows.")
@@ -72,6 +85,14 @@ def command(
     # Bad ids, options or config fail here, before torch is imported.
     forget_request = read_forget_ids(forget)
     options = parse_key_values(option or [], source="--option")
+    if purpose is not None:
+        from iau_cli.errors import ConfigError
+
+        if method is not MethodName.IAU:
+            raise ConfigError(f"--purpose is an option of --method iau, not of {method.value}")
+        if purpose not in ("erase", "cleanup"):
+            raise ConfigError(f"--purpose {purpose!r}: expected erase or cleanup")
+        options["purpose"] = purpose
     run_config = load_run_config(config) if config else None
     check_output_paths(json_target, report)
 
@@ -91,6 +112,7 @@ def command(
         overwrite=overwrite,
         ledger_refresh=ledger_refresh,
         max_ledger_drift=max_ledger_drift,
+        max_test_drop=max_test_drop,
     )
     with progress_sink(not quiet) as progress:
         result = unlearn(request, progress=progress)

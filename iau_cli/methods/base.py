@@ -85,11 +85,10 @@ class UnlearnContext:
         n_r = max(len(self.retain_rows), 1)
         return {k: v / n_f for k, v in forget.items()}, {k: v / n_r for k, v in retain.items()}
 
-    def heldout_rows(self, limit: int = 2000) -> tuple[Any, np.ndarray]:
-        """Rows the model never learned from, for calibration: validation rows, else test rows."""
-        if len(self.val_rows):
-            return self.data.train, self.val_rows[:limit]
-        return self.data.test, np.arange(min(len(self.data.test), limit))
+    def calibration_rows(self) -> tuple[Any, np.ndarray]:
+        """Held-out rows a method may calibrate on: the calibration half of the test split (the
+        other half is what audits and reports measure on)."""
+        return self.data.test, self.data.test.halves()[0]
 
 
 @dataclass

@@ -1,333 +1,332 @@
 """IAU: Influence Approximation Unlearning (Liu, Wu, Lian, Chen, 2025).
 
-Forgetting a point has, to first order, the influence of *adding* its opposite, so unlearning is an
-incremental-learning step: gradient ascent on the forget rows (incremental approximation) plus
-descent on the retained rows (gradient correction), both evaluated at the checkpoint's parameters
-θ*. The direction is fixed by the method; the step is the whole question, so two rules:
+Forgetting a point has, to first order, the influence of *adding* its opposite, so unlearning is
+incremental learning: gradient ascent on the forget rows (incremental approximation) plus descent
+on the retained rows (gradient correction), starting at the checkpoint's parameters θ*. The
+direction is the method's; how far to go is the whole question. Two step rules:
+
+``matched`` (the default) iterates small Adam steps and decides *per row* how far to push, against
+the loss distribution of held-out calibration rows (half of the test split, chosen by id hash; the
+other half is what ``iau audit`` and the reports measure on, so an audit pass is not circular).
+On a model that memorizes, a forget row has near-zero loss and near-zero gradient: one step, or a
+step on mean losses, cannot move it without moving everything else. So:
+
+- ``purpose=erase`` (deletion requests): each forget row is matched to a quantile of the held-out
+  losses by its rank among the forget rows (a 1-D optimal transport: the most atypical rows get the
+  highest targets); a row more than ``band`` (in log-loss) below its target is pushed up, one above
+  it is pulled back down. The push descends −log(1 − p_y), which points where ascent on the
+  cross-entropy points but does not vanish as p_y → 1; the pull descends the cross-entropy. The
+  correction keeps the sampled retained rows' logits near θ*'s (a squared-distance anchor, the role
+  the original model's outputs play in SCRUB, Kurmanji et al. 2023): on memorized retained rows the
+  cross-entropy has neither gradient nor curvature left to hold the model. It stops when the forget
+  rows cannot be told from held-out rows: loss-attack AUC ≤ 0.5 + tol and forget accuracy ≤
+  held-out accuracy + tol, tol about one standard error of a forget-set accuracy.
+- ``purpose=cleanup`` (mislabeled or poisoned rows, whose removal should *improve* the model): a
+  held-out loss distribution is the wrong target for rows whose labels are wrong, so every forget
+  row is pushed, one-sided, until its loss reaches a high held-out quantile (``target_level``) and
+  is then left alone; the correction is the paper's cross-entropy descent on sampled retained rows
+  (it re-fits what the bad rows distorted), and the run keeps the state with the best held-out
+  accuracy, stopping after ``patience`` checks without a one-point gain.
+
+Only per-row losses are needed (no per-sample gradients, no Hessian, no pass over the retained
+rows): forget rows are drawn in batches of ``forget_batch``, retained rows are sampled, and the
+Adam is written out here (torch.optim's first step imports torch._dynamo, a second of start-up).
 
 ``adam-sign`` (the authors' code): one step of a fresh Adam on g = ∇mean CE(retain) − ∇mean
-CE(forget), i.e. θ ← θ − lr · g / (|g| + ε), about lr·sign(g) per parameter.
-
-``target`` (ours, the default): the same direction, divided by the retained rows' diagonal
-empirical Fisher (a diagonal stand-in for the influence function's H⁻¹, estimated on a fixed-size
-sample so its cost does not grow with the data): d ∝ F⁻¹(∇L_forget − c·∇L_retain). The step length
-is max(s_forget, s_retain), both found by line searches over forward passes on fixed row sets:
-s_forget is the smallest step at which the forget rows look held-out (their error rate reaches the
-model's error rate on held-out rows, what a model retrained without them gets in expectation; 0
-when the request is too small to expect one error); s_retain
-minimizes the retained rows' loss along d (what matters when the rows pulled the model, e.g.
-mislabeled rows). Neither search goes past ``max_step`` (relative to ‖θ*‖).
+CE(forget) at θ*, i.e. θ ← θ − lr · g / (|g| + ε), about lr·sign(g) per parameter.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 from iau_cli.config import help_field
-from iau_cli.gradients import GradDict, empirical_fisher, trainable
+from iau_cli.gradients import GradDict, trainable
 from iau_cli.methods import MethodName
 from iau_cli.methods.base import MethodOutput, MethodSpec, UnlearnContext
 from iau_cli.metrics import predict
 
 ADAM_EPS = 1e-8
-FIRST_TRIAL = 1e-3
-"""The first trial step (relative to ‖θ‖) of both searches; brackets grow by doubling from it."""
+PURPOSE_DEFAULTS = {
+    # purpose: (Adam learning rate, correction weight, retained rows per step)
+    "erase": (2e-3, 0.03, 128),
+    "cleanup": (1e-2, 1.0, 512),
+}
 
 
 @dataclass(frozen=True)
 class IauOptions:
     """Options of the IAU method."""
 
-    rule: Literal["target", "adam-sign"] = help_field(
-        "Step rule: target (calibrated) or adam-sign (reference).", default="target"
+    rule: Literal["matched", "adam-sign"] = help_field(
+        "Step rule: matched (iterated, per-row held-out loss targets) or adam-sign (the reference's one step).",
+        default="matched",
+    )
+    purpose: Literal["erase", "cleanup"] = help_field(
+        "matched: erase (deletion requests: forget rows end up looking held-out) or cleanup (mislabeled or "
+        "poisoned rows: pushed away one-sided while held-out accuracy improves).",
+        default="erase",
     )
     step_size: float | None = help_field(
-        "adam-sign: Adam learning rate (default 1e-3, as the reference). target: a fixed step length "
-        "relative to ‖θ‖, which skips the search.",
+        "Adam learning rate. Default: matched 2e-3 (erase) / 1e-2 (cleanup); adam-sign 1e-3 (the reference).",
         default=None,
     )
-    steps: int = help_field(
-        "adam-sign: Adam steps (the reference takes 1; later steps recompute both gradients). "
-        "target: re-linearized rounds, each recomputing the forget gradient.",
-        default=1,
+    steps: int | None = help_field(
+        "matched: the most Adam steps (default 300); adam-sign: Adam steps (default 1, the reference).", default=None
     )
-    correction: float = help_field("Weight c of the retain-set gradient correction (0 turns it off).", default=1.0)
-    target_error: float | None = help_field(
-        "target: the forget-set error rate to reach; default the held-out error rate at θ*.", default=None
+    correction: float | None = help_field(
+        "Weight of the retained-rows correction. Default: matched 0.03 (erase, logit anchor) / 1.0 (cleanup, "
+        "cross-entropy); adam-sign 1.0. 0 turns it off.",
+        default=None,
     )
-    max_step: float = help_field("target: the largest step length allowed, relative to ‖θ‖.", default=0.2)
-    precondition: Literal["fisher", "none"] = help_field(
-        "target: divide the direction by the retained rows' diagonal empirical Fisher (plus damping), "
-        "a diagonal influence-function step that spares parameters the retained data relies on.",
-        default="fisher",
+    forget_batch: int = help_field("matched: forget rows per step.", default=256)
+    retain_batch: int | None = help_field(
+        "matched: retained rows sampled per step (default 128 erase / 512 cleanup).", default=None
     )
-    fisher_damping: float = help_field("target: damping added to the Fisher, relative to its mean.", default=1.0)
-    retain_sample: int = help_field(
-        "target: retained rows sampled (seeded) for the Fisher and the retain-loss line search.", default=256
+    band: float = help_field("matched: a row within ±band of its target log-loss is left alone.", default=0.25)
+    warmup: int = help_field("matched: steps of linear learning-rate warm-up.", default=5)
+    retarget_every: int = help_field(
+        "matched: re-measure the held-out losses and re-rank the forget rows every this many steps.", default=5
     )
-    search_iterations: int = help_field(
-        "target: bisection / golden-section iterations of each step-length search (after the bracket).", default=5
+    tol_scale: float = help_field(
+        "matched erase: stop tolerance max(0.02, tol_scale/√forget rows); the AUC's is at least 0.05.", default=1.0
     )
+    target_level: float = help_field("matched cleanup: the held-out loss quantile each row is pushed to.", default=0.99)
+    patience: int = help_field(
+        "matched cleanup: stop after this many checks without a one-point held-out accuracy gain.", default=8
+    )
+    seed: int | None = help_field("matched: seed of the row sampling; default the recipe's seed.", default=None)
 
     def check(self) -> list[str]:
         problems = []
-        if self.step_size is not None and self.step_size <= 0:
+        if self.step_size is not None and not self.step_size > 0:
             problems.append("step_size: must be positive")
-        if self.steps < 1:
+        if self.steps is not None and self.steps < 1:
             problems.append("steps: must be at least 1")
-        if self.correction < 0:
+        if self.correction is not None and not self.correction >= 0:
             problems.append("correction: must be zero or positive")
-        if self.target_error is not None and not 0 < self.target_error <= 1:
-            problems.append("target_error: must be in (0, 1]")
-        if not 0 < self.max_step <= 10:
-            problems.append("max_step: must be in (0, 10]")
-        if self.fisher_damping <= 0:
-            problems.append("fisher_damping: must be positive")
-        if self.retain_sample < 1:
-            problems.append("retain_sample: must be at least 1")
-        if self.search_iterations < 1:
-            problems.append("search_iterations: must be at least 1")
+        for name in ("forget_batch", "warmup", "retarget_every", "patience"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name}: must be at least 1")
+        if self.retain_batch is not None and self.retain_batch < 1:
+            problems.append("retain_batch: must be at least 1")
+        if not self.band >= 0 or not self.tol_scale > 0:
+            problems.append("band must be zero or positive and tol_scale positive")
+        if not 0 < self.target_level < 1:
+            problems.append("target_level: must be in (0, 1)")
         return problems
 
 
 def run(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
     if options.rule == "adam-sign":
         return _adam_sign(ctx, options)
-    return _target(ctx, options)
+    return _matched(ctx, options)
+
+
+class Adam:
+    """A bias-corrected Adam on a list of parameters, with its moments (written out: see the module)."""
+
+    def __init__(self, params: list[torch.nn.Parameter], betas: tuple[float, float] = (0.9, 0.999)) -> None:
+        self.params = params
+        self.betas = betas
+        self.moments = [torch.zeros_like(p) for p in params]
+        self.squares = [torch.zeros_like(p) for p in params]
+        self.steps = 0
+
+    @torch.no_grad()
+    def step(self, grads: list[torch.Tensor], lr: float) -> None:
+        self.steps += 1
+        beta1, beta2 = self.betas
+        first, second = 1 - beta1**self.steps, 1 - beta2**self.steps
+        for param, grad, moment, square in zip(self.params, grads, self.moments, self.squares):
+            moment.mul_(beta1).add_(grad, alpha=1 - beta1)
+            square.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            # (a huge lr overflows to inf here, which the caller's finiteness check then refuses)
+            param.add_(moment.div(square.sqrt().div_(math.sqrt(second)).add_(ADAM_EPS)).mul_(-lr / first))
+
+
+def _adam_sign(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
+    """The reference: Adam steps on c·∇mean CE(retain) − ∇mean CE(forget); the first at θ* (its
+    gradients from the request's snapshot), later ones recompute both gradients where they are."""
+    from iau_cli.gradients import loss_grad_sum
+
+    lr = options.step_size if options.step_size is not None else 1e-3
+    steps = options.steps if options.steps is not None else 1
+    correction = options.correction if options.correction is not None else 1.0
+    params = trainable(ctx.model)
+    adam = Adam(list(params.values()))
+    grad_forget, grad_retain = ctx.mean_grads()
+    for step in range(steps):
+        if step:
+            forget_sum, n_f = loss_grad_sum(ctx.model, ctx.data.train, ctx.forget_rows, ctx.device)
+            retain_sum, n_r = loss_grad_sum(ctx.model, ctx.data.train, ctx.retain_rows, ctx.device)
+            grad_forget = {k: v / max(n_f, 1) for k, v in forget_sum.items()}
+            grad_retain = {k: v / max(n_r, 1) for k, v in retain_sum.items()}
+        adam.step([correction * grad_retain[k] - grad_forget[k] for k in params], lr)
+    return MethodOutput(ctx.model, {"rule": "adam-sign", "lr": lr, "steps": steps, "correction": correction})
 
 
 def adam_sign_update(params: dict[str, torch.nn.Parameter], direction: GradDict, lr: float) -> None:
     """One step of a fresh Adam on ``direction``: θ ← θ − lr·g/(|g| + ε) (bias-corrected moments)."""
-    with torch.no_grad():
-        for name, param in params.items():
-            g = direction[name]
-            param -= lr * g / (g.abs() + ADAM_EPS)
+    Adam(list(params.values())).step([direction[k] for k in params], lr)
 
 
-def _adam_sign(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
-    lr = options.step_size if options.step_size is not None else 1e-3
-    params = trainable(ctx.model)
-    grad_forget, grad_retain = ctx.mean_grads()
-    direction = {k: options.correction * grad_retain[k] - grad_forget[k] for k in params}
-    adam_sign_update(params, direction, lr)
-    if options.steps > 1:
-        # Later steps continue the same Adam (moments carried), with gradients at the new parameters.
-        from iau_cli.gradients import loss_grad_sum
-
-        optimizer = torch.optim.Adam(list(params.values()), lr=lr, eps=ADAM_EPS)
-        _prime_adam(optimizer, params, direction)
-        for _ in range(options.steps - 1):
-            forget_sum, n_f = loss_grad_sum(ctx.model, ctx.data.train, ctx.forget_rows, ctx.device)
-            retain_sum, n_r = loss_grad_sum(ctx.model, ctx.data.train, ctx.retain_rows, ctx.device)
-            for name, param in params.items():
-                param.grad = options.correction * retain_sum[name] / max(n_r, 1) - forget_sum[name] / max(n_f, 1)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-    return MethodOutput(ctx.model, {"rule": "adam-sign", "lr": lr, "steps": options.steps})
+def attack_auc(member_losses: torch.Tensor, nonmember_losses: torch.Tensor) -> float:
+    """The loss-threshold attack's AUC: P(member loss < non-member loss), ties counting half."""
+    ordered = torch.sort(nonmember_losses).values
+    below = torch.searchsorted(ordered, member_losses, right=False)
+    through = torch.searchsorted(ordered, member_losses, right=True)
+    wins = (len(ordered) - through) + 0.5 * (through - below)
+    return float(wins.double().mean() / len(ordered))
 
 
-def _prime_adam(optimizer: torch.optim.Adam, params: dict[str, torch.nn.Parameter], first: GradDict) -> None:
-    """Give the optimizer the state it would have after its first step on ``first``."""
-    beta1, beta2 = optimizer.defaults["betas"]
-    for name, param in params.items():
-        optimizer.state[param] = {
-            "step": torch.tensor(1.0),
-            "exp_avg": (1 - beta1) * first[name].clone(),
-            "exp_avg_sq": (1 - beta2) * first[name].clone() ** 2,
-        }
-
-
-class _Probe:
-    """Forward passes over fixed rows at trial parameters, streamed from the feature store in
-    batches at every measurement (never all of a large forget set on the device at once)."""
-
-    def __init__(self, ctx: UnlearnContext, rows: Any) -> None:
-        self.model = ctx.model
-        self.split = ctx.data.train
-        self.rows = np.asarray(rows, dtype=np.int64)
-        self.device = ctx.device
-        self.evaluations = 0
-
-    @torch.no_grad()
-    def measure(self) -> tuple[int, float]:
-        """(errors, mean loss) of the model on the rows."""
-        self.evaluations += 1
-        errors, loss_sum, count = 0, 0.0, 0
-        self.model.eval()
-        for x, y in self.split.batches(self.rows, 1024, self.device):
-            logits = self.model(x).float()
-            errors += int((logits.argmax(1) != y).sum())
-            loss_sum += float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
-            count += len(y)
-        return errors, loss_sum / max(count, 1)
-
-
-def _target(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
-    """Step along d ∝ ∇L_f − c·∇L_r by max(s_forget, s_retain):
-
-    s_forget — the smallest step at which the forget rows' error rate reaches the held-out error
-    rate; 0 when it already does (rows the model never fit) or when too few rows are asked to expect
-    even one error (no forget-set statistic is then worth a step: chasing one costs utility);
-    s_retain — the step that minimizes the retain loss along d (a 1-D Newton step toward the
-    retrained optimum: what matters when the rows *pulled* the model, e.g. mislabeled rows).
-    """
-    params = trainable(ctx.model)
-    theta_norm = math.sqrt(sum(float((p.detach().double() ** 2).sum()) for p in params.values()))
-    heldout_split, heldout_rows = ctx.heldout_rows()
-    heldout = predict(ctx.model, heldout_split, heldout_rows, ctx.device)
+def _matched(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
+    """Iterated IAU with per-row held-out loss targets (see the module docstring)."""
+    erase = options.purpose == "erase"
+    default_lr, default_correction, default_retain = PURPOSE_DEFAULTS[options.purpose]
+    lr = options.step_size if options.step_size is not None else default_lr
+    correction = options.correction if options.correction is not None else default_correction
+    retain_batch = options.retain_batch if options.retain_batch is not None else default_retain
+    max_steps = options.steps if options.steps is not None else 300
+    seed = options.seed if options.seed is not None else ctx.config.train.seed
+    model, device = ctx.model, ctx.device
+    params = list(trainable(model).values())
+    adam = Adam(params)
+    # The anchor compares with θ*'s logits: a frozen copy of the model as it came.
+    anchor = copy.deepcopy(model).requires_grad_(False).eval() if erase else None
+    model.eval()  # losses are the model's as it predicts (batch-norm statistics stay θ*'s)
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(seed)
     n_forget = len(ctx.forget_rows)
-    forget_probe = _Probe(ctx, ctx.forget_rows)
-    rng = np.random.default_rng(ctx.config.train.seed)
-    sample = ctx.retain_rows
-    if len(sample) > options.retain_sample:
-        sample = np.sort(rng.choice(sample, size=options.retain_sample, replace=False))
-    retain_probe = _Probe(ctx, sample)
-    target_error = options.target_error if options.target_error is not None else 1.0 - heldout.accuracy
-    goal_errors = round(target_error * n_forget)
-    details: dict[str, Any] = {
-        "rule": "target",
-        "heldout_rows": int(len(heldout_rows)),
-        "heldout_error": 1.0 - heldout.accuracy,
-        "retain_sample": int(len(sample)),
-        "precondition": options.precondition,
-        "goal": f"{goal_errors} of {n_forget} forget rows misclassified"
-        if goal_errors >= 1
-        else f"none: {n_forget} row(s) × held-out error {target_error:.3f} rounds to no expected error",
-    }
+    tolerance = max(0.02, options.tol_scale / math.sqrt(n_forget))
+    auc_tolerance = max(0.05, tolerance)
+    heldout_split, heldout_rows = ctx.calibration_rows()
 
-    def forget_met(fraction: float) -> bool:
-        errors, _ = forget_probe.measure()
-        return errors >= max(1, round(goal_errors * fraction))
+    if erase:  # until the rows are ranked: random levels
+        levels = (torch.randperm(n_forget, generator=generator).double() + 0.5) / n_forget
+    else:
+        levels = torch.full((n_forget,), options.target_level, dtype=torch.float64)
+    log_loss = torch.full((n_forget,), float("nan"))  # last measured log-loss of each forget row
+    correct = torch.zeros(n_forget, dtype=torch.bool)  # last measured: still classified as labelled
+    reached = torch.zeros(n_forget, dtype=torch.bool)  # cleanup: the row reached its target once
 
-    grad_forget, grad_retain = ctx.mean_grads()
-    scale = None
-    if options.precondition == "fisher":
-        fisher = empirical_fisher(ctx.model, ctx.data.train, sample, ctx.device)
-        mean_fisher = sum(float(v.sum()) for v in fisher.values()) / max(sum(v.numel() for v in fisher.values()), 1)
-        damping = options.fisher_damping * mean_fisher if mean_fisher > 0 else 1.0
-        scale = {k: 1.0 / (v + damping) for k, v in fisher.items()}
-    total_step = 0.0
-    steps_forget, steps_retain = [], []
-    for round_index in range(1, options.steps + 1):
-        if round_index > 1:
-            from iau_cli.gradients import loss_grad_sum
+    def measure_heldout() -> tuple[torch.Tensor, torch.Tensor, float]:
+        figures = predict(model, heldout_split, heldout_rows, device)
+        logs = torch.from_numpy(figures.losses).double().clamp_min(1e-12).log()
+        return logs.float(), torch.quantile(logs, levels).float(), figures.accuracy
 
-            forget_sum, _ = loss_grad_sum(ctx.model, ctx.data.train, ctx.forget_rows, ctx.device)
-            grad_forget = {k: v / max(n_forget, 1) for k, v in forget_sum.items()}
-        direction = {k: grad_forget[k] - options.correction * grad_retain[k] for k in params}
-        if scale is not None:
-            direction = {k: d * scale[k] for k, d in direction.items()}
-        norm = math.sqrt(sum(float((d.double() ** 2).sum()) for d in direction.values()))
-        if norm == 0.0 or theta_norm == 0.0:
-            details["note"] = "the gradient is zero; nothing to move"
-            break
-        base = {k: p.detach().clone() for k, p in params.items()}
-        unit = {k: d / norm for k, d in direction.items()}
-
-        def move(step: float, base: GradDict = base, unit: GradDict = unit) -> None:
+    heldout_log, targets, heldout_accuracy = measure_heldout()
+    start_accuracy = best_accuracy = heldout_accuracy
+    best_state: list[torch.Tensor] | None = None
+    since_best, stopped, member_auc, forget_accuracy, steps = 0, "the step limit", float("nan"), float("nan"), 0
+    for step in range(1, max_steps + 1):
+        seen_all = not bool(torch.isnan(log_loss).any())
+        if step % options.retarget_every == 0 or (step == 2 and erase):
+            if erase and seen_all:  # rank matching: the forget row of rank r aims at held-out quantile r
+                ranks = torch.empty(n_forget, dtype=torch.float64)
+                ranks[torch.argsort(log_loss)] = torch.arange(n_forget, dtype=torch.float64)
+                levels = (ranks + 0.5) / n_forget
+            heldout_log, targets, heldout_accuracy = measure_heldout()
+            if not erase:  # keep the best held-out state; stop once it stops improving
+                if heldout_accuracy > best_accuracy:
+                    best_state = [p.detach().clone() for p in params]
+                since_best = 0 if heldout_accuracy >= best_accuracy + 0.01 else since_best + 1
+                best_accuracy = max(best_accuracy, heldout_accuracy)
+                if since_best >= options.patience:
+                    stopped = "held-out accuracy stopped improving"
+                    break
+        positions = _forget_positions(
+            n_forget, options.forget_batch, seen_all, log_loss, targets, reached, options.band, generator
+        )
+        xf, yf = ctx.data.train.fetch(ctx.forget_rows[positions.numpy()], device)
+        sampled = rng.choice(ctx.retain_rows, size=min(retain_batch, len(ctx.retain_rows)), replace=False)
+        xr, yr = ctx.data.train.fetch(np.sort(sampled), device)
+        logits = model(torch.cat([xf, xr]))
+        forget_logits, retain_logits = logits[: len(positions)], logits[len(positions) :]
+        forget_ce = F.cross_entropy(forget_logits, yf, reduction="none")
+        measured = forget_ce.detach().cpu().clamp_min(1e-12).log()
+        log_loss[positions] = measured
+        correct[positions] = (forget_logits.detach().argmax(1) == yf).cpu()
+        gap = measured - targets[positions]
+        if erase:
+            if not bool(torch.isnan(log_loss).any()):
+                member_auc, forget_accuracy = attack_auc(log_loss, heldout_log), float(correct.float().mean())
+                if member_auc - 0.5 <= auc_tolerance and forget_accuracy - heldout_accuracy <= tolerance:
+                    stopped = "the forget rows look held-out"
+                    break
+            direction = torch.where(gap < -options.band, 1.0, torch.where(gap > options.band, -1.0, 0.0))
+        else:
+            reached[positions] |= gap >= -options.band
+            direction = (~reached[positions]).float()
+        direction = direction.to(device)
+        # push: descent on −log(1 − p_y) = logsumexp(z) − logsumexp(z without y); pull: descent on CE.
+        others = forget_logits.scatter(1, yf[:, None], float("-inf"))
+        push = torch.logsumexp(forget_logits, 1) - torch.logsumexp(others, 1)
+        forget_term = (direction.clamp_min(0) * push - direction.clamp_max(0) * forget_ce).sum() / len(positions)
+        if anchor is not None:
             with torch.no_grad():
-                for k, p in params.items():
-                    p.copy_(base[k] + step * theta_norm * unit[k])
-
-        fraction = round_index / options.steps
-        remaining = options.max_step - total_step
-        if options.step_size is not None:
-            step = options.step_size / options.steps
+                anchored = anchor(xr)
+            retain_term = (retain_logits - anchored).pow(2).sum(1).mean()
         else:
-
-            def forget_at(step: float, fraction: float = fraction, move: Any = move) -> bool:
-                move(step)
-                return forget_met(fraction)
-
-            def retain_loss_at(step: float, move: Any = move) -> float:
-                move(step)
-                return retain_probe.measure()[1]
-
-            if goal_errors < 1 or forget_at(0.0):
-                s_forget = 0.0
-            else:
-                s_forget = _first_met(forget_at, remaining, options.search_iterations)
-            s_retain = _argmin(retain_loss_at, remaining, options.search_iterations)
-            steps_forget.append(s_forget)
-            steps_retain.append(s_retain)
-            step = max(s_forget, s_retain)
-        move(step)
-        total_step += step
-    errors, _ = forget_probe.measure()
-    reached = (goal_errors < 1 or forget_met(1.0)) if options.step_size is None else None
-    details.update(
-        step=total_step,
-        step_forget=sum(steps_forget),
-        step_retain=sum(steps_retain),
-        forget_goal_reached=reached,
-        forget_errors=errors,
-        evaluations=forget_probe.evaluations + retain_probe.evaluations,
-    )
-    if reached is False:
-        details["note"] = f"the forget goal was not reached within max_step={options.max_step}"
-    return MethodOutput(ctx.model, details)
+            retain_term = F.cross_entropy(retain_logits, yr)
+        grads = torch.autograd.grad(correction * retain_term + forget_term, params)
+        adam.step(list(grads), lr * min(1.0, step / options.warmup))
+        steps = step
+    if best_state is not None:
+        with torch.no_grad():
+            for param, best in zip(params, best_state):
+                param.copy_(best)
+    details: dict[str, Any] = {
+        "rule": "matched",
+        "purpose": options.purpose,
+        "steps": steps,
+        "stopped": stopped,
+        "lr": lr,
+        "correction": correction,
+        "calibration_rows": int(len(heldout_rows)),
+        "calibration_accuracy_before": start_accuracy,
+    }
+    if erase:
+        details.update(forget_attack_auc=member_auc, forget_accuracy=forget_accuracy, tolerance=tolerance)
+    else:
+        details["calibration_accuracy_after"] = best_accuracy
+    return MethodOutput(model, details)
 
 
-def _first_met(met: Any, limit: float, iterations: int) -> float:
-    """Smallest step in (0, limit] with ``met(step)`` (doubling, then bisection); ``limit`` if none."""
-    low, high = 0.0, min(FIRST_TRIAL, limit)
-    while not met(high):
-        if high >= limit:
-            return limit
-        low, high = high, min(high * 2, limit)
-    for _ in range(iterations):
-        middle = (low + high) / 2
-        if met(middle):
-            high = middle
-        else:
-            low = middle
-    return high
-
-
-def _argmin(value: Any, limit: float, iterations: int) -> float:
-    """Minimizer on [0, limit] of a function that decreases, if at all, and then increases.
-
-    Doubles the step while the value keeps falling, then narrows the bracket by golden section.
-    Returns 0 when the very first trial step does not improve on the start.
-    """
-    start_value = value(0.0)
-    lower, best_step, best_value = 0.0, 0.0, start_value
-    step = min(FIRST_TRIAL, limit)
-    while True:
-        current = value(step)
-        if current >= best_value:
-            break
-        lower, best_step, best_value = best_step, step, current
-        if step >= limit:
-            return limit
-        step = min(step * 2, limit)
-    if best_step == 0.0:
-        return 0.0
-    ratio = (math.sqrt(5) - 1) / 2
-    a, b = lower, step
-    c, d = b - ratio * (b - a), a + ratio * (b - a)
-    fc, fd = value(c), value(d)
-    for _ in range(iterations):
-        if fc <= fd:
-            b, d, fd = d, c, fc
-            c = b - ratio * (b - a)
-            fc = value(c)
-        else:
-            a, c, fc = c, d, fd
-            d = a + ratio * (b - a)
-            fd = value(d)
-    candidate, candidate_value = (c, fc) if fc <= fd else (d, fd)
-    return candidate if candidate_value < best_value else best_step
+def _forget_positions(
+    n_forget: int,
+    batch: int,
+    seen_all: bool,
+    log_loss: torch.Tensor,
+    targets: torch.Tensor,
+    reached: torch.Tensor,
+    band: float,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Which forget rows (positions 0..n−1) this step works on: all when they fit one batch; else
+    three quarters from rows still off target and a quarter drawn uniformly (to re-measure)."""
+    if n_forget <= batch:
+        return torch.arange(n_forget)
+    if not seen_all:
+        return torch.sort(torch.randperm(n_forget, generator=generator)[:batch]).values
+    off = torch.nonzero(((log_loss - targets).abs() > band) & ~reached).flatten()
+    k = min(len(off), (3 * batch) // 4)
+    chosen = off[torch.randperm(len(off), generator=generator)[:k]]
+    uniform = torch.randint(0, n_forget, (batch - k,), generator=generator)
+    return torch.unique(torch.cat([chosen, uniform]))
 
 
 SPEC = MethodSpec(
     name=MethodName.IAU,
     options=IauOptions,
     run=run,
-    summary="IAU: ascent on forget + descent on retain at θ*, one calibrated step (or the reference Adam sign step)",
+    summary="IAU: ascent on forget + correction on retained rows from θ*, iterated to per-row held-out loss "
+    "targets (or the reference's one Adam sign step)",
 )
