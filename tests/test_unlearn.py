@@ -322,3 +322,26 @@ def test_rows_that_already_look_held_out_are_recorded_and_the_report_says_the_we
     assert all(torch.equal(before.state_dict[k], after.state_dict[k]) for k in before.state_dict)
     restored = restore(tmp_path / "u.safetensors")
     assert all(restored.meta.forgotten.contains(i) for i in ids)  # recorded all the same
+
+
+def test_the_ledger_path_is_timed_once(small_checkpoint: Path, train_ids: list[str], monkeypatch) -> None:
+    """retain = ledger − forget: the forget pass runs inside the retain-gradient step and must not
+    be counted twice (it made the reported update time negative)."""
+    import time
+
+    from iau_cli.methods import base
+    from iau_cli.unlearning import build_context, plan_rows
+
+    def slow_sum(*args: object, **kwargs: object) -> tuple[dict, int]:
+        time.sleep(0.2)
+        return {name: torch.zeros_like(p) for name, p in trainable(restored.model).items()}, 1
+
+    restored = restore(small_checkpoint)
+    rows = plan_rows(restored, list(range(10)))
+    context = build_context(restored, rows, 0.0, {})
+    monkeypatch.setattr(base, "loss_grad_sum", slow_sum)
+    started = time.perf_counter()
+    context.retain_grad_sum()
+    elapsed = time.perf_counter() - started
+    assert context.retain_path.startswith("ledger")
+    assert context.seconds_gradients <= elapsed + 1e-6

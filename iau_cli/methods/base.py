@@ -59,7 +59,7 @@ class UnlearnContext:
         if self._retain_sum is None:
             import time
 
-            started = time.perf_counter()
+            started, counted = time.perf_counter(), self.seconds_gradients
             if self.retain_source is not None:
                 self._retain_sum, self.retain_path = self.retain_source(self)
             else:
@@ -69,7 +69,8 @@ class UnlearnContext:
                 )
                 self.progress("retain gradient", 1, 1)
                 self.retain_path = "recomputed over the retain rows"
-            self.seconds_gradients += time.perf_counter() - started
+            # The ledger path times its forget pass itself: count the whole once, not twice.
+            self.seconds_gradients = counted + time.perf_counter() - started
         return self._retain_sum
 
     @property
