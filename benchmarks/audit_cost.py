@@ -1,5 +1,6 @@
 """Audit wall time (default mode and --shadow-models 4) and the audit figures for the original,
-IAU-unlearned and retrained models on both built-in workloads, 5% forget set.
+IAU-unlearned and retrained models on the built-in workloads (purchase, which the model
+memorizes; the digits MLP and LeNet-5), 5% forget set, and the plain audit verdict of each model.
 
     python benchmarks/audit_cost.py [--work bench-out/audit] [--out benchmarks/results/audit.json]
 
@@ -20,7 +21,11 @@ import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 IAU = [sys.executable, "-m", "iau_cli"]
-CONFIGS = {"digits-mlp": "sample_configs/digits_mlp.yaml", "digits-lenet": "sample_configs/digits_lenet.yaml"}
+CONFIGS = {
+    "purchase-mlp": ("sample_configs/purchase_mlp.yaml", "purchase"),
+    "digits-mlp": ("sample_configs/digits_mlp.yaml", "digits"),
+    "digits-lenet": ("sample_configs/digits_lenet.yaml", "digits"),
+}
 
 
 def iau(*args: str) -> tuple[float, str]:
@@ -42,12 +47,12 @@ def main() -> None:
 
     from iau_cli.data import BUILTIN_DATASETS
 
-    ids = pq.read_table(BUILTIN_DATASETS["digits"]["train"], columns=["id"]).column("id").to_pylist()
-    forget = args.work / "forget.txt"
-    chosen = np.random.default_rng(0).choice(ids, size=round(0.05 * len(ids)), replace=False)
-    forget.write_text("\n".join(sorted(chosen)) + "\n")
     results = {}
-    for name, config in CONFIGS.items():
+    for name, (config, dataset) in CONFIGS.items():
+        ids = pq.read_table(BUILTIN_DATASETS[dataset]["train"], columns=["id"]).column("id").to_pylist()
+        forget = args.work / f"forget-{dataset}.txt"
+        chosen = np.random.default_rng(0).choice(ids, size=round(0.05 * len(ids)), replace=False)
+        forget.write_text("\n".join(sorted(chosen)) + "\n")
         original, unlearned, retrained = (
             args.work / f"{name}-{k}.safetensors" for k in ("original", "unlearned", "retrained")
         )
@@ -59,15 +64,23 @@ def main() -> None:
         audit = ["audit", str(unlearned), "-f", str(forget), "--reference", str(retrained), "--original", str(original)]
         default_seconds, stdout = iau(*audit, "--json", "-", "-q")
         thorough_seconds, thorough_stdout = iau(*audit, "--shadow-models", str(args.shadows), "--json", "-", "-q")
+        # The verdict of a plain `iau audit MODEL -f ids` for each model: the original must fail it.
+        verdicts = {}
+        for label, path in (("original", original), ("IAU-unlearned", unlearned), ("retrained", retrained)):
+            checks = json.loads(iau("audit", str(path), "-f", str(forget), "--json", "-", "-q")[1])["checks"]
+            failed = [c["name"] for c in checks if c["passed"] is False]
+            verdicts[label] = "pass" if not failed else "FAIL: " + ", ".join(failed)
         results[name] = {
             "audit_seconds": default_seconds,
             "thorough_seconds": thorough_seconds,
             "shadow_models": args.shadows,
             "audit": json.loads(stdout),
             "thorough": json.loads(thorough_stdout),
+            "verdicts": verdicts,
         }
         print(
-            f"{name}: audit {default_seconds:.1f} s, --shadow-models {args.shadows} {thorough_seconds:.1f} s",
+            f"{name}: audit {default_seconds:.1f} s, --shadow-models {args.shadows} {thorough_seconds:.1f} s; "
+            f"verdicts {verdicts}",
             flush=True,
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)

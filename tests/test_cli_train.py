@@ -103,7 +103,17 @@ def make_tabular(folder: Path) -> None:
         (folder / f"{split}.csv").write_text("\n".join(rows) + "\n")
 
 
-@pytest.mark.parametrize("name", ["digits_mlp.yaml", "digits_lenet.yaml", "tabular_csv.yaml", "imagefolder_lenet.yaml"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "digits_mlp.yaml",
+        "digits_lenet.yaml",
+        "purchase_mlp.yaml",
+        "noisy_mlp.yaml",
+        "tabular_csv.yaml",
+        "imagefolder_lenet.yaml",
+    ],
+)
 def test_sample_configs_train_on_tiny_data(tmp_path: Path, name: str) -> None:
     shutil.copy(SAMPLES / name, tmp_path / name)
     if name == "tabular_csv.yaml":
@@ -115,6 +125,18 @@ def test_sample_configs_train_on_tiny_data(tmp_path: Path, name: str) -> None:
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["rows_learned"] > 0
     assert out.exists()
+
+
+def test_sample_configs_are_the_benchmark_workloads() -> None:
+    from iau_cli.config import load_run_config
+    from iau_cli.runs import default_run_config, noisy_run_config, purchase_run_config
+
+    for name, workload in (
+        ("digits_mlp.yaml", default_run_config),
+        ("purchase_mlp.yaml", purchase_run_config),
+        ("noisy_mlp.yaml", noisy_run_config),
+    ):
+        assert load_run_config(SAMPLES / name) == workload(), name
 
 
 def test_help_does_not_import_torch_or_datasets() -> None:

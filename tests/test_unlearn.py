@@ -345,3 +345,35 @@ def test_the_ledger_path_is_timed_once(small_checkpoint: Path, train_ids: list[s
     elapsed = time.perf_counter() - started
     assert context.retain_path.startswith("ledger")
     assert context.seconds_gradients <= elapsed + 1e-6
+
+
+def test_the_carried_ledger_is_the_retain_sum_at_the_parents_weights_whatever_the_method(
+    small_checkpoint: Path, train_ids: list[str], tmp_path: Path
+) -> None:
+    """Finetuning moves the weights; the child's ledger must still be the retain sum at θ*."""
+    ids = sample_ids(train_ids, 25, seed=7)
+    result = unlearn(request(small_checkpoint, ids, tmp_path / "f.safetensors", method="finetune"))
+    assert result.weights_moved and result.ledger["next"].startswith("stale")
+    parent = restore(small_checkpoint)
+    child = load_checkpoint(tmp_path / "f.safetensors")
+    retain = restore(tmp_path / "f.safetensors").partition().learn
+    expected, _ = loss_grad_sum(parent.model, parent.data.train, retain, torch.device("cpu"))
+    for name, value in expected.items():
+        torch.testing.assert_close(child.ledger_tensors[name], value, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_a_ledger_derived_from_a_stale_one_is_never_fresh(
+    small_checkpoint: Path, train_ids: list[str], tmp_path: Path
+) -> None:
+    from iau_cli.ledger import show_ledger
+
+    first, second = sample_ids(train_ids, 20, seed=8), sample_ids(train_ids, 20, seed=9)
+    second = [i for i in second if i not in first]
+    unlearn(request(small_checkpoint, first, tmp_path / "1.safetensors", options={"rule": "adam-sign"}))
+    assert show_ledger(str(tmp_path / "1.safetensors")).status == "stale"
+    # The stale ledger is allowed; the default rule finds nothing to push on this barely trained
+    # model, so the weights do not move and the carried digest equals the child's.
+    result = unlearn(request(tmp_path / "1.safetensors", second, tmp_path / "2.safetensors", max_ledger_drift=1.0))
+    assert result.ledger["path"] == "stale-ledger" and not result.weights_moved
+    assert "inexact" in result.ledger["next"]
+    assert show_ledger(str(tmp_path / "2.safetensors")).status == "stale"

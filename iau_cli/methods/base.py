@@ -86,10 +86,11 @@ class UnlearnContext:
         n_r = max(len(self.retain_rows), 1)
         return {k: v / n_f for k, v in forget.items()}, {k: v / n_r for k, v in retain.items()}
 
-    def calibration_rows(self) -> tuple[Any, np.ndarray]:
+    def calibration_rows(self, limit: int = 2000) -> tuple[Any, np.ndarray]:
         """Held-out rows a method may calibrate on: the calibration half of the test split (the
-        other half is what audits and reports measure on)."""
-        return self.data.test, self.data.test.halves()[0]
+        other half is what audits and reports measure on), at most ``limit`` of them (the half is
+        chosen by id hash, so its first rows are as good a sample as any)."""
+        return self.data.test, self.data.test.halves()[0][:limit]
 
 
 @dataclass
