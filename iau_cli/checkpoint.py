@@ -238,7 +238,7 @@ def save_checkpoint(
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}
     for name, value in (ledger_tensors or {}).items():
         tensors[LEDGER_PREFIX + name] = value.detach().cpu().contiguous().clone()
-    temp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    temp = temp_path(path)
     try:
         save_file(tensors, str(temp), metadata=meta.to_metadata())
         # safetensors creates files 0600; give the checkpoint the permissions any new file gets.
@@ -257,14 +257,30 @@ def save_checkpoint(
     return digest
 
 
+def _writer_tag() -> str:
+    """This process's mark in a temp file's name: host and PID. A PID means nothing on another
+    host (a shared file system), so only this host's temps are ever judged stale."""
+    import socket
+
+    host = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+    return f"{host}-{os.getpid()}"
+
+
+def temp_path(path: Path, kind: str = "") -> Path:
+    """A temporary name beside ``path`` that :func:`remove_stale_temps` can attribute to its writer."""
+    return path.parent / f".{path.name}.{_writer_tag()}.{kind or secrets.token_hex(4)}.tmp"
+
+
 def remove_stale_temps(path: Path) -> None:
-    """Delete temp files that a killed run left beside ``path`` (their writer's PID is gone)."""
+    """Delete temp files that a killed run on this host left beside ``path`` (their PID is gone)."""
+    host = _writer_tag().split("-")[0]
     for temp in path.parent.glob(f".{path.name}.*.tmp"):
-        parts = temp.name[len(path.name) + 2 :].split(".")
-        if not parts or not parts[0].isdigit():
-            continue
+        tag = temp.name[len(path.name) + 2 :].split(".")[0]
+        writer_host, _, pid = tag.partition("-")
+        if writer_host != host or not pid.isdigit():
+            continue  # another host's (its PID is not ours to check), or not ours at all
         try:
-            os.kill(int(parts[0]), 0)
+            os.kill(int(pid), 0)
         except ProcessLookupError:
             with contextlib.suppress(OSError):
                 temp.unlink()

@@ -156,16 +156,19 @@ def refresh_ledger(
     progress: Progress = no_progress,
 ) -> LedgerResult:
     """Recompute the ledger at the checkpoint's parameters (one pass over its rows) and write it to
-    ``out`` (which may be ``path`` itself with ``overwrite``: the replacement is atomic)."""
+    ``out``, which may not be ``path``: an input is never modified."""
     import dataclasses
     import time
     from pathlib import Path
 
     from iau_cli import __version__
     from iau_cli.checkpoint import check_writable, output_lock, save_checkpoint
+    from iau_cli.errors import OutputError
     from iau_cli.runs import restore
 
     started = time.perf_counter()
+    if Path(out).resolve() == Path(path).resolve():
+        raise OutputError(f"{out}: the output would replace the input checkpoint; choose another --out")
     check_writable(Path(out), overwrite=overwrite)
     import contextlib
 

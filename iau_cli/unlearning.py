@@ -28,6 +28,7 @@ from iau_cli.checkpoint import (
     publish,
     remove_stale_temps,
     save_checkpoint,
+    temp_path,
     utc_now,
 )
 from iau_cli.config import RunConfig, to_dict
@@ -378,7 +379,7 @@ def _utility_warnings(before: Figures, after: Figures, max_drop: float) -> list[
 def copy_atomically(source: Path, out: Path, *, overwrite: bool) -> None:
     """Copy a file into place via a temporary file, fsync and rename (or link)."""
     remove_stale_temps(out)
-    temp = out.parent / f".{out.name}.{os.getpid()}.copy.tmp"
+    temp = temp_path(out, "copy")
     try:
         shutil.copyfile(source, temp)
         with open(temp, "rb+") as handle:

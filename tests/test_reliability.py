@@ -448,3 +448,32 @@ def test_config_loader_never_crashes_and_reports_every_bad_key(mapping: dict) ->
     assert "bogus" not in mapping
     assert config.lr > 0 and config.epochs >= 1 and config.batch_size >= 1
     assert torch.tensor(config.lr).isfinite()
+
+
+def test_only_this_hosts_dead_writers_temps_are_removed(tmp_path: Path) -> None:
+    """On a shared file system a PID means nothing on another host: its temps are left alone."""
+    from iau_cli.checkpoint import _writer_tag, remove_stale_temps, temp_path
+
+    out = tmp_path / "model.safetensors"
+    dead = 2**22 + 12345  # above the default pid_max: no such process
+    host = _writer_tag().split("-")[0]
+    ours_dead = tmp_path / f".model.safetensors.{host}-{dead}.abcd.tmp"
+    other_host = tmp_path / f".model.safetensors.0123abcd-{dead}.abcd.tmp"
+    ours_alive = temp_path(out)
+    for path in (ours_dead, other_host, ours_alive):
+        path.write_bytes(b"partial")
+    remove_stale_temps(out)
+    assert not ours_dead.exists()
+    assert other_host.exists() and ours_alive.exists()
+
+
+def test_ledger_refresh_never_modifies_its_input(small_checkpoint: Path, tmp_path: Path) -> None:
+    before = small_checkpoint.read_bytes()
+    assert run_cli("ledger", "refresh", small_checkpoint).exit_code == 2  # --out is required
+    assert_bad_input(
+        run_cli("ledger", "refresh", small_checkpoint, "--out", small_checkpoint, "--overwrite"), "replace the input"
+    )
+    assert small_checkpoint.read_bytes() == before
+    result = run_cli("ledger", "refresh", small_checkpoint, "--out", tmp_path / "fresh.safetensors", "-q")
+    assert result.exit_code == 0, result.stderr
+    assert run_cli("ledger", "show", tmp_path / "fresh.safetensors", "--json", "-", "-q").stdout.count('"fresh"') == 1

@@ -41,25 +41,22 @@ def show(
 
 def refresh(
     checkpoint: CheckpointArg,
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Where to write; default: replace CHECKPOINT atomically.")
-    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write (never the input checkpoint).")],
     overwrite: OverwriteOpt = False,
     trust_checkpoint_code: TrustOpt = False,
     device: DeviceOpt = "auto",
     json_target: JsonOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Recompute the ledger at the checkpoint's parameters (one pass over its training rows)."""
+    """Recompute the ledger at the checkpoint's parameters (one pass over its training rows) into a new file."""
     from iau_cli.ledger import refresh_ledger
 
-    target = out if out is not None else checkpoint
     check_output_paths(json_target)
     with progress_sink(not quiet) as progress:
         result = refresh_ledger(
             str(checkpoint),
-            str(target),
-            overwrite=overwrite or out is None,
+            str(out),
+            overwrite=overwrite,
             device=device,
             trust_code=trust_checkpoint_code,
             progress=progress,
