@@ -68,8 +68,7 @@ def main() -> None:
         verdicts = {}
         for label, path in (("original", original), ("IAU-unlearned", unlearned), ("retrained", retrained)):
             checks = json.loads(iau("audit", str(path), "-f", str(forget), "--json", "-", "-q")[1])["checks"]
-            failed = [c["name"] for c in checks if c["passed"] is False]
-            verdicts[label] = "pass" if not failed else "FAIL: " + ", ".join(failed)
+            verdicts[label] = {c["name"]: c["status"] for c in checks}
         results[name] = {
             "audit_seconds": default_seconds,
             "thorough_seconds": thorough_seconds,

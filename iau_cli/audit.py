@@ -55,6 +55,7 @@ class AuditRequest:
     allow_data_change: bool = False
     device: str = "auto"
     thresholds: Thresholds = field(default_factory=Thresholds)
+    accept_inconclusive: bool = False
     shadow_models: int = 0
     folds: int = 5
     seed: int = 0
@@ -83,15 +84,26 @@ class ModelFigures:
     accuracy: dict[str, float]
     loss: dict[str, float]
     mia: MiaFigures
+    test_rows: int = 0
+    """Rows behind the held-out ("test") figures: the evaluation half of the test split."""
 
 
 @dataclass
 class Check:
+    """One check of the verdict. ``status``: pass, fail, inconclusive (the check could not have
+    failed here: too few rows, a limit at or beyond 100%, or the original model passes it too) or
+    not checked. ``passed`` is True / False for pass / fail and None otherwise."""
+
     name: str
-    passed: bool | None  # None: not checked (what would be needed is in ``detail``)
+    passed: bool | None
     value: float | str | None
     threshold: str
     detail: str
+    status: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.status:
+            self.status = {True: "pass", False: "fail", None: "not checked"}[self.passed]
 
 
 @dataclass
@@ -144,7 +156,7 @@ class AuditResult:
         check_rows = [
             [
                 c.name,
-                "pass" if c.passed else ("FAIL" if c.passed is False else "not checked"),
+                "FAIL" if c.status == "fail" else c.status,
                 fmt(c.value),
                 c.threshold,
                 c.detail,
@@ -157,8 +169,16 @@ class AuditResult:
             for i, e in enumerate(self.lineage)
         ]
         tables.append(Table("Lineage", ["#", "event", "time", "ids", "method"], history, align="rllrl"))
-        failed = [c.name for c in self.checks if c.passed is False]
-        status = "PASS: the deletion passed every check" if self.passed else f"FAIL: {', '.join(failed)}"
+        failed = [c.name for c in self.checks if c.status == "fail"]
+        unsure = [c.name for c in self.checks if c.status == "inconclusive"]
+        if failed:
+            status = f"FAIL: {', '.join(failed)}"
+        elif unsure and not self.passed:
+            status = f"INCONCLUSIVE: {', '.join(unsure)} (--accept-inconclusive to pass on the other checks)"
+        else:
+            status = "PASS: the deletion passed every check" + (
+                f" (inconclusive: {', '.join(unsure)})" if unsure else ""
+            )
         ids = self.ids
         notes = [
             f"{ids['audited']} audited id(s) against {self.model.mia.non_members} held-out test rows "
@@ -276,6 +296,7 @@ def model_figures(
         accuracy={"forget": forget.accuracy, "retain": retain.accuracy, "test": test.accuracy},
         loss={"forget": forget.loss, "retain": retain.loss, "test": test.loss},
         mia=mia,
+        test_rows=len(evaluation),
     )
     return figures, forget, nonmember
 
@@ -369,6 +390,7 @@ def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditRe
         }
     progress("audit", 1, 3)
     if request.original:
+        _check_ancestor(request.original, restored)
         orig = _other(request.original, restored, request, "original")
         original, _, _ = model_figures(restored, orig, rows, request)
         lira_targets.append((original, orig))
@@ -376,7 +398,8 @@ def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditRe
         _lira(restored, rows, request, lira_targets, progress)
     progress("audit", 3, 3)
     checks += verdict_checks(scored, reference, original, request.thresholds)
-    passed = all(c.passed is not False for c in checks)
+    inconclusive = any(c.status == "inconclusive" for c in checks)
+    passed = all(c.passed is not False for c in checks) and (request.accept_inconclusive or not inconclusive)
     per_sample = [
         {
             "id": restored.data.train.ids[row],
@@ -404,6 +427,23 @@ def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditRe
     )
 
 
+def _check_ancestor(path: str, restored: Restored) -> None:
+    """``--original`` must be a checkpoint this one descends from (its file's sha256 is a parent in
+    the lineage); anything else would make the before/after comparison meaningless."""
+    from iau_cli.checkpoint import file_sha256
+
+    try:
+        digest = file_sha256(path)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read the --original checkpoint ({exc.strerror})") from None
+    parents = {event.get("parent_sha256") for event in restored.meta.lineage}
+    if digest not in parents:
+        raise CheckpointError(
+            f"{path}: --original is not an ancestor of {restored.checkpoint.path} (its sha256 {digest[:12]}… is no "
+            "parent in the lineage); pass the checkpoint the deletion started from"
+        )
+
+
 def _other(path: str, restored: Restored, request: AuditRequest, role: str) -> torch.nn.Module:
     """Load a comparison model; it must be the same architecture on the same data."""
     other = restore(
@@ -417,41 +457,52 @@ def _other(path: str, restored: Restored, request: AuditRequest, role: str) -> t
 def verdict_checks(
     model: ModelFigures, reference: ModelFigures | None, original: ModelFigures | None, thresholds: Thresholds
 ) -> list[Check]:
-    """Removal and utility checks. Margins default to two standard errors of the figure at hand."""
-    checks = []
+    """Removal and utility checks. Margins default to two standard errors of the figure at hand.
+
+    The removal checks are two-sided (rows *less* member-like than rows the model never saw are
+    over-forgotten, which is detectable too), and inconclusive when they could not have failed: the
+    upper limit reaches 100%, or (with ``--original``) the original model passes them as well.
+    """
     mia = model.mia
     se = auc_null_se(mia.members, mia.non_members)
     margin = thresholds.mia_margin if thresholds.mia_margin is not None else max(0.02, 2 * se)
     target = reference.mia.loss_auc if reference is not None else 0.5
-    gap = mia.loss_auc - target
-    checks.append(
-        Check(
+    target_label = "retrained model" if reference else "chance"
+    checks = [
+        _two_sided(
             "membership (loss AUC)",
-            gap <= margin,
             mia.loss_auc,
-            f"≤ {target + margin:.3f}",
-            f"{'retrained model' if reference else 'chance'} {target:.3f} + margin {margin:.3f}; "
-            + ("ok" if gap <= margin else f"over by {gap - margin:.2g}"),
+            target,
+            margin,
+            f"{target_label} {target:.3f} ± {margin:.3f}",
+            original.mia.loss_auc if original is not None else None,
+            "the forget rows score as members less than rows the model never saw (over-forgotten)",
         )
-    )
-    n_forget = mia.members
+    ]
+    n_forget = max(mia.members, 1)
     if reference is not None:
         target_acc = reference.accuracy["forget"]
         label = "retrained model's forget accuracy"
+        # The same rows under two models: the forget rows' binomial error bounds the difference.
+        inverse_rows = 1 / n_forget
     else:
         target_acc = model.accuracy["test"]
-        label = "test accuracy (what a model that never saw the rows gets)"
-    acc_se = math.sqrt(max(target_acc * (1 - target_acc), 0.25 / max(n_forget, 1)) / max(n_forget, 1))
+        label = "held-out accuracy (what a model that never saw the rows gets)"
+        # Two samples (forget rows, held-out rows): the difference carries both errors.
+        inverse_rows = 1 / n_forget + 1 / max(model.test_rows, 1) if model.test_rows else 1 / n_forget
+    variance = max(target_acc * (1 - target_acc), 0.25 / n_forget)
+    acc_se = math.sqrt(variance * inverse_rows)
     acc_margin = thresholds.accuracy_margin if thresholds.accuracy_margin is not None else max(0.01, 2 * acc_se)
-    excess = model.accuracy["forget"] - target_acc
     checks.append(
-        Check(
+        _two_sided(
             "forget accuracy",
-            excess <= acc_margin,
             model.accuracy["forget"],
-            f"≤ {target_acc + acc_margin:.3f}",
-            f"{label} {target_acc:.3f} + margin {acc_margin:.3f}; "
-            + ("ok" if excess <= acc_margin else f"over by {excess - acc_margin:.2g}"),
+            target_acc,
+            acc_margin,
+            f"{label} {target_acc:.3f} ± {acc_margin:.3f}",
+            original.accuracy["forget"] if original is not None else None,
+            "the forget rows are predicted worse than rows the model never saw (over-forgotten)",
+            ceiling=1.0,
         )
     )
     baseline = original if original is not None else reference
@@ -484,6 +535,41 @@ def verdict_checks(
             )
         )
     return checks
+
+
+def _two_sided(
+    name: str,
+    value: float,
+    target: float,
+    margin: float,
+    where: str,
+    original: float | None,
+    below: str,
+    *,
+    ceiling: float | None = None,
+) -> Check:
+    """Pass when ``value`` is within ``margin`` of ``target``; inconclusive when the check could
+    not have failed: the upper limit reaches ``ceiling`` (even a model that kept every row would
+    pass), or the original model's ``original`` value passes it too."""
+    low, high = target - margin, target + margin
+    threshold = f"{low:.3f} … {high:.3f}"
+    if ceiling is not None and high >= ceiling:
+        detail = (
+            f"{where}: the upper limit reaches {ceiling:.0%}, so even a model that kept every row passes; "
+            "audit against --reference, or with more rows"
+        )
+        return Check(name, None, value, threshold, detail, status="inconclusive")
+    if original is not None and low <= original <= high:
+        detail = (
+            f"{where}: the original model ({original:.3f}) passes it too, so passing it is no evidence of "
+            f"forgetting (the smallest effect it could detect is {margin:.3f})"
+        )
+        return Check(name, None, value, threshold, detail, status="inconclusive")
+    if value > high:
+        return Check(name, False, value, threshold, f"{where}; over by {value - high:.2g}")
+    if value < low:
+        return Check(name, False, value, threshold, f"{where}; under by {low - value:.2g}: {below}")
+    return Check(name, True, value, threshold, f"{where}; ok")
 
 
 def _lira(

@@ -131,3 +131,63 @@ def test_lira_score_is_exact_where_the_confidence_rounds_to_one() -> None:
     p = torch.exp(-torch.nn.functional.cross_entropy(logits.float(), labels, reduction="none")).double()
     rebuilt = torch.log(p + 1e-30) - torch.log1p(-torch.clamp(p, max=1 - 1e-12))
     assert rebuilt[0] == rebuilt[1]
+
+
+def _figures(forget_accuracy: float, test_accuracy: float, loss_auc: float, members: int = 72):
+    from iau_cli.audit import MiaFigures, ModelFigures
+
+    mia = MiaFigures(members, members, loss_auc, 0.5, 1.0, {"0.01": 0.0, "0.001": 0.0})
+    accuracy = {"forget": forget_accuracy, "retain": 1.0, "test": test_accuracy}
+    return ModelFigures(accuracy, {"forget": 0.1, "retain": 0.1, "test": 0.5}, mia)
+
+
+def _status(checks: list, name: str) -> str:
+    return next(c.status for c in checks if c.name == name)
+
+
+def test_removal_checks_are_two_sided_and_fail_an_over_forgotten_model() -> None:
+    from iau_cli.audit import Thresholds, verdict_checks
+
+    retrained = _figures(0.75, 0.74, 0.50)
+    # Forget rows that score far *less* member-like than held-out rows, and are predicted far worse.
+    over = verdict_checks(_figures(0.30, 0.73, 0.20), retrained, None, Thresholds())
+    assert _status(over, "membership (loss AUC)") == "fail"
+    assert "over-forgotten" in next(c.detail for c in over if c.name == "membership (loss AUC)")
+    assert _status(over, "forget accuracy") == "fail"
+    close = verdict_checks(_figures(0.76, 0.73, 0.52), retrained, None, Thresholds())
+    assert _status(close, "membership (loss AUC)") == "pass" and _status(close, "forget accuracy") == "pass"
+
+
+def test_a_check_that_could_not_have_failed_is_inconclusive_not_a_pass() -> None:
+    from iau_cli.audit import Thresholds, verdict_checks
+
+    # No reference: the forget-accuracy target is the held-out accuracy, 0.98; with 72 rows the upper
+    # limit passes 100%, so a model that kept every row would pass: the check cannot tell.
+    checks = verdict_checks(_figures(1.0, 0.98, 0.50), None, None, Thresholds())
+    assert _status(checks, "forget accuracy") == "inconclusive"
+    # With --original: an original that passes a check makes passing it no evidence of forgetting.
+    checks = verdict_checks(_figures(0.80, 0.75, 0.51), None, _figures(0.80, 0.75, 0.52), Thresholds())
+    membership = next(c for c in checks if c.name == "membership (loss AUC)")
+    assert membership.status == "inconclusive" and "original model" in membership.detail
+
+
+def test_cli_inconclusive_exits_1_unless_accepted(memorized: Path, train_ids: list[str], tmp_path: Path) -> None:
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(train_ids[:40:2]) + "\n")
+    assert run_cli("unlearn", memorized, "-f", ids, "-o", tmp_path / "u.safetensors", "-q").exit_code == 0
+    plain = run_cli("audit", tmp_path / "u.safetensors", "-f", ids, "--json", "-", "-q")
+    assert plain.exit_code == 1, plain.stderr
+    payload = json.loads(plain.stdout)
+    statuses = {c["name"]: c["status"] for c in payload["checks"]}
+    assert statuses["forget accuracy"] == "inconclusive" and "fail" not in statuses.values()
+    accepted = run_cli("audit", tmp_path / "u.safetensors", "-f", ids, "--accept-inconclusive", "-q")
+    assert accepted.exit_code == 0, accepted.stdout
+
+
+def test_original_must_be_an_ancestor(memorizing_pair: dict, small_checkpoint: Path) -> None:
+    ids = memorizing_pair["ids"]
+    for original in (memorizing_pair["unlearned"], small_checkpoint):
+        result = run_cli("audit", memorizing_pair["unlearned"], "-f", ids, "--original", original)
+        assert_bad_input(result, "is not an ancestor")
+    ok = run_cli("audit", memorizing_pair["unlearned"], "-f", ids, "--original", memorizing_pair["original"], "-q")
+    assert ok.exit_code in (0, 1), ok.stderr

@@ -48,6 +48,13 @@ def command(
     ] = None,
     max_test_drop: Annotated[float, typer.Option("--max-test-drop", help="Allowed test accuracy drop.")] = 0.02,
     min_tow: Annotated[float, typer.Option("--min-tow", help="Minimum Tug-of-War against --reference.")] = 0.95,
+    accept_inconclusive: Annotated[
+        bool,
+        typer.Option(
+            "--accept-inconclusive",
+            help="Pass when the only checks that did not pass could not have failed (too few rows, a limit at 100%).",
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed for the non-member draw and the attacks.")] = 0,
     config: ConfigOpt = None,
     allow_data_change: AllowDataChangeOpt = False,
@@ -57,7 +64,7 @@ def command(
     report: ReportOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Check a deletion: utility, membership inference, lineage; exit 0 pass, 1 fail, 2 bad input."""
+    """Check a deletion: utility, membership inference, lineage; exit 0 pass, 1 fail or inconclusive, 2 bad input."""
     from iau_cli.config import load_run_config
     from iau_cli.ids import read_forget_ids
 
@@ -77,6 +84,7 @@ def command(
         allow_data_change=allow_data_change,
         device=device,
         thresholds=Thresholds(mia_margin, accuracy_margin, max_test_drop, min_tow),
+        accept_inconclusive=accept_inconclusive,
         shadow_models=shadow_models,
         seed=seed,
     )
