@@ -40,7 +40,7 @@ from iau_cli.methods import MethodName, get_method
 from iau_cli.methods.base import UnlearnContext
 from iau_cli.metrics import predict
 from iau_cli.progress import Progress, no_progress
-from iau_cli.report import Report, Table, fmt, pct
+from iau_cli.report import Report, Table, clean_json, fmt, pct
 from iau_cli.runs import Restored, restore
 
 UNKNOWN_EXAMPLES = 5
@@ -321,8 +321,19 @@ def unlearn(request: UnlearnRequest, *, progress: Progress = no_progress) -> Unl
         warnings = _utility_warnings(before, after, request.max_test_drop)
 
         write_started = time.perf_counter()
+        ran = output.details if output is not None else {}
         meta, ledger_tensors = _next_meta(
-            restored, request, spec.name.value, options, new_ids, model, model_before, context, ledger_info, progress
+            restored,
+            request,
+            spec.name.value,
+            options,
+            ran,
+            new_ids,
+            model,
+            model_before,
+            context,
+            ledger_info,
+            progress,
         )
         sha = ""
         if distributed.is_main():
@@ -457,6 +468,7 @@ def _next_meta(
     request: UnlearnRequest,
     method: str,
     options: Any,
+    ran: dict[str, Any],
     new_ids: list[str],
     model: torch.nn.Module,
     model_before: GradDict,
@@ -473,6 +485,7 @@ def _next_meta(
         "iau_version": __version__,
         "method": method,
         "options": to_dict(options),
+        "ran": clean_json(ran),  # what the method resolved and did: learning rate, steps taken, why it stopped
         "ids": len(new_ids),
         "ids_digest": forgotten.list_digest(new_ids),
         "parent_sha256": restored.checkpoint.sha256,

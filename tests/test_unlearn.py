@@ -377,3 +377,12 @@ def test_a_ledger_derived_from_a_stale_one_is_never_fresh(
     assert result.ledger["path"] == "stale-ledger" and not result.weights_moved
     assert "inexact" in result.ledger["next"]
     assert show_ledger(str(tmp_path / "2.safetensors")).status == "stale"
+
+
+def test_the_lineage_records_what_ran(small_checkpoint: Path, train_ids: list[str], tmp_path: Path) -> None:
+    """Defaults left unset (None) in the options are recorded as the values that ran."""
+    unlearn(request(small_checkpoint, sample_ids(train_ids, 10), tmp_path / "u.safetensors", options={"steps": 7}))
+    event = restore(tmp_path / "u.safetensors").meta.lineage[-1]
+    assert event["options"]["step_size"] is None and event["options"]["steps"] == 7
+    assert event["ran"]["lr"] == 2e-3 and event["ran"]["correction"] == 0.03 and event["ran"]["purpose"] == "erase"
+    assert event["ran"]["steps"] <= 7
