@@ -548,11 +548,16 @@ def _two_sided(
     *,
     ceiling: float | None = None,
 ) -> Check:
-    """Pass when ``value`` is within ``margin`` of ``target``; inconclusive when the check could
-    not have failed: the upper limit reaches ``ceiling`` (even a model that kept every row would
-    pass), or the original model's ``original`` value passes it too."""
+    """Fail when ``value`` lies more than ``margin`` from ``target``, on either side. A value inside
+    the range passes, unless the check could not have failed on the side that matters: the upper
+    limit reaches ``ceiling`` (even a model that kept every row would pass), or the original
+    model's ``original`` value passes it too; then it is inconclusive."""
     low, high = target - margin, target + margin
     threshold = f"{low:.3f} … {high:.3f}"
+    if value > high:
+        return Check(name, False, value, threshold, f"{where}; over by {value - high:.2g}")
+    if value < low:
+        return Check(name, False, value, threshold, f"{where}; under by {low - value:.2g}: {below}")
     if ceiling is not None and high >= ceiling:
         detail = (
             f"{where}: the upper limit reaches {ceiling:.0%}, so even a model that kept every row passes; "
@@ -565,10 +570,6 @@ def _two_sided(
             f"forgetting (the smallest effect it could detect is {margin:.3f})"
         )
         return Check(name, None, value, threshold, detail, status="inconclusive")
-    if value > high:
-        return Check(name, False, value, threshold, f"{where}; over by {value - high:.2g}")
-    if value < low:
-        return Check(name, False, value, threshold, f"{where}; under by {low - value:.2g}: {below}")
     return Check(name, True, value, threshold, f"{where}; ok")
 
 

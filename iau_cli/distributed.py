@@ -94,6 +94,23 @@ def sum_count(count: int, device: torch.device) -> int:
     return int(total.item())
 
 
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every rank when ``flag`` is True on any: a decision (stop now) all ranks must share,
+    or the next collective call would wait forever for the rank that left."""
+    if not active():
+        return flag
+    value = torch.tensor([int(flag)], dtype=torch.int64, device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def broadcast_(tensors: list[torch.Tensor]) -> None:
+    """Give every rank rank 0's values, in place (rank 0 is the one that writes)."""
+    if active():
+        for tensor in tensors:
+            dist.broadcast(tensor, src=0)
+
+
 def gather_arrays(arrays: list[np.ndarray | None]) -> list[np.ndarray | None]:
     """Concatenate per-rank arrays in rank order (each position of the list separately)."""
     if not active():

@@ -8,8 +8,8 @@ that array.
 
 Where the array lives:
 
-- in memory, when the splits fit the memory budget (``IAU_MEMORY_BUDGET``, e.g. ``2G``; default a
-  quarter of physical RAM);
+- in memory, when the splits fit the memory budget (``IAU_MEMORY_BUDGET``, e.g. ``2G``, per
+  process; default a quarter of physical RAM, shared by the processes torchrun starts on a machine);
 - otherwise memory-mapped from a ``.npy`` file, so resident memory stays bounded whatever the
   size of the data; only the rows a batch needs are read.
 
@@ -58,7 +58,8 @@ def parse_size(text: str) -> int:
 
 
 def memory_budget() -> int:
-    """Bytes of encoded features that may be held in memory (``IAU_MEMORY_BUDGET``, default RAM/4)."""
+    """Bytes of encoded features one process may hold in memory (``IAU_MEMORY_BUDGET``; default a
+    quarter of RAM shared by the processes torchrun starts on this machine)."""
     from iau_cli.errors import ConfigError
 
     raw = os.environ.get("IAU_MEMORY_BUDGET")
@@ -67,7 +68,8 @@ def memory_budget() -> int:
             return parse_size(raw)
         except ValueError as exc:
             raise ConfigError(f"IAU_MEMORY_BUDGET: {exc}") from None
-    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4
+    local_processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4 // local_processes
 
 
 def cache_root() -> Path | None:
@@ -92,7 +94,7 @@ class FeatureStore:
     otherwise an index-select (from memory) or a read of just those rows (from a memory map).
 
     uint8 image stores keep pixels as bytes and return ``(pixels / 255 − mean) / std`` as float32.
-    On a CUDA device the store is copied to the GPU once (when it fits a quarter of the card's
+    On a CUDA device the store is copied to the GPU once (when it fits a quarter of the card's free
     memory), so a batch never crosses the bus.
     """
 
@@ -126,7 +128,11 @@ class FeatureStore:
         source, scale = self._source(device)
         if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and (len(rows) < 3 or np.all(np.diff(rows) == 1)):
             start, stop = int(rows[0]), int(rows[-1]) + 1
-            batch = source[start:stop] if source is not None else torch.from_numpy(np.array(self.array[start:stop]))
+            if source is None:
+                batch = torch.from_numpy(np.array(self.array[start:stop]))
+            else:
+                # A view would let a model that edits its input in place edit the store itself.
+                batch = source[start:stop] if scale is not None else source[start:stop].clone()
         elif source is not None:
             batch = source.index_select(0, torch.as_tensor(rows, device=source.device))
         else:
@@ -194,7 +200,12 @@ class Staging:
         if in_memory:
             return np.empty(shape, dtype=dtype)
         path = self.spill_folder() / f"{name}.features.npy"
-        return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        if not self.cached:
+            # Nothing will ever read it by name: unlink it now (the map stays valid), so a run killed
+            # while encoding leaves no multi-gigabyte file behind.
+            path.unlink()
+        return array
 
     def write(self, name: str, split: EncodedSplit) -> None:
         """Put a finished split's ids, labels and (in-memory) features into the staging folder."""
@@ -266,10 +277,12 @@ def load_entry(key: str, budget: int) -> tuple[dict[str, Any], dict[str, Encoded
     if root is None:
         return None
     folder = root / key
+    if not folder.is_dir():
+        return None
     try:
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
         if meta.get("format") != STORE_FORMAT:
-            return None
+            raise ValueError("another store format")
         splits = {}
         for name in ("train", "test"):
             mapped = np.load(folder / f"{name}.features.npy", mmap_mode="r")
@@ -279,11 +292,17 @@ def load_entry(key: str, budget: int) -> tuple[dict[str, Any], dict[str, Encoded
             labels = np.load(folder / f"{name}.labels.npy")
             ids = json.loads((folder / f"{name}.ids.json").read_text(encoding="utf-8"))
             if not (len(ids) == len(labels) == len(features)):
-                return None
+                raise ValueError("splits of different lengths")
             splits[name] = EncodedSplit(ids, labels, FeatureStore(features, mean=meta["mean"], std=meta["std"]))
         return meta, splits
     except (OSError, ValueError, KeyError, TypeError):
-        return None  # a damaged entry is re-encoded (and replaced on the next publish)
+        # A damaged (or outdated) entry is moved aside and removed, so that this run's encoding
+        # can take its place; entries are only ever published whole, so this is never a half-written one.
+        trash = root / f".{key}.{os.getpid()}.{secrets.token_hex(4)}.trash"
+        with contextlib.suppress(OSError):
+            os.rename(folder, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+        return None
 
 
 @contextlib.contextmanager

@@ -92,3 +92,20 @@ def test_a_bench_config_that_cannot_be_read_is_one_line(tmp_path: Path, content:
     else:
         path.write_bytes(content)
     assert_bad_input(run_cli("bench", path, "--out", tmp_path / "out"), message, str(path))
+
+
+def test_gaps_of_opposite_signs_do_not_cancel_in_the_targets() -> None:
+    from iau_cli.bench import summarize, targets
+
+    def run(label: str, method: str, seed: int, mia_gap: float, test_gap: float) -> dict:
+        return {
+            "workload": "w", "ratio": 0.05, "label": label, "method": method, "seed": seed, "status": "ok",
+            "forget_rows": 100, "reference_forget_accuracy": 0.75, "forget_gap": 0.01, "tow": 0.97, "rte": 50.0,
+            "seconds": 0.1, "mia_gap": mia_gap, "test_gap": test_gap,
+        }  # fmt: skip
+
+    runs = [run("original (no unlearning)", "original", s, 0.2, 0.0) for s in (0, 1)]
+    runs += [run("iau", "iau", 0, 0.15, 0.03), run("iau", "iau", 1, -0.15, -0.03)]
+    found = {t["target"]: t for t in targets(summarize(runs))}
+    assert not found["≥ 80% of the AUC gap closed"]["met"]  # each seed closes only 25%
+    assert not found["test acc within 1 pt"]["met"]  # each seed is 3 points off

@@ -59,6 +59,16 @@ def test_rows_are_the_raw_columns_scaled_and_normalized(tmp_path: Path, cache: P
     assert torch.equal(picked, x[rows]) and torch.equal(labels, y[rows])
 
 
+def test_a_batch_never_aliases_the_store() -> None:
+    """A model that edits its input in place must not edit the rows every later batch is cut from."""
+    from iau_cli.store import FeatureStore
+
+    store = FeatureStore(np.arange(12, dtype=np.float32).reshape(6, 2))
+    store.gather(np.array([1, 2, 3])).mul_(0)  # consecutive rows: a slice
+    store.gather(np.array([4, 0])).mul_(0)  # scattered rows: an index-select
+    assert store.gather(np.arange(6)).flatten().tolist() == list(range(12))
+
+
 def test_a_cached_or_memory_mapped_store_gives_the_same_rows(
     tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -116,6 +126,9 @@ def test_a_damaged_cache_entry_is_encoded_again(tmp_path: Path, cache: Path) -> 
     (entry / "train.features.npy").write_bytes(b"truncated")
     again = load_data(config)
     assert torch.equal(all_rows(again.train)[0], all_rows(good.train)[0])
+    # ... and replaced: the next command finds a healthy entry instead of encoding every time.
+    assert [p.name for p in cache.iterdir()] == [entry.name]
+    assert (entry / "train.features.npy").read_bytes() != b"truncated"
 
 
 def test_image_pixels_are_stored_as_bytes_and_normalized_per_batch(tmp_path: Path, cache: Path) -> None:

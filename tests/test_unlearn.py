@@ -386,3 +386,16 @@ def test_the_lineage_records_what_ran(small_checkpoint: Path, train_ids: list[st
     assert event["options"]["step_size"] is None and event["options"]["steps"] == 7
     assert event["ran"]["lr"] == 2e-3 and event["ran"]["correction"] == 0.03 and event["ran"]["purpose"] == "erase"
     assert event["ran"]["steps"] <= 7
+
+
+def test_calibration_rows_are_a_sample_not_the_head_of_a_sorted_file(small_checkpoint: Path) -> None:
+    from iau_cli.unlearning import build_context, plan_rows
+
+    restored = restore(small_checkpoint)
+    context = build_context(restored, plan_rows(restored, [0]), 0.0, {})
+    split, rows = context.calibration_rows(limit=60)
+    assert len(rows) == 60 and set(rows) <= set(split.halves()[0])
+    labels = split.labels[rows]
+    # The digits test file is sorted by id, not by label; a head cut would still be a poor sample of a
+    # label-sorted file: the sample spans the half rather than its first rows.
+    assert rows.max() > np.sort(split.halves()[0])[60] and len(set(labels.tolist())) >= 8

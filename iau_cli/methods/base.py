@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from iau_cli.config import RunConfig, from_dict
-from iau_cli.data import DataBundle
+from iau_cli.data import DataBundle, unit_hash
 from iau_cli.gradients import GradDict, loss_grad_sum
 from iau_cli.methods import MethodName
 from iau_cli.progress import Progress, no_progress
@@ -88,9 +88,13 @@ class UnlearnContext:
 
     def calibration_rows(self, limit: int = 2000) -> tuple[Any, np.ndarray]:
         """Held-out rows a method may calibrate on: the calibration half of the test split (the
-        other half is what audits and reports measure on), at most ``limit`` of them (the half is
-        chosen by id hash, so its first rows are as good a sample as any)."""
-        return self.data.test, self.data.test.halves()[0][:limit]
+        other half is what audits and reports measure on), at most ``limit`` of them — a sample by
+        id hash, not the first rows of a file that may be sorted by label or time."""
+        rows = self.data.test.halves()[0]
+        if len(rows) > limit:
+            order = np.argsort([unit_hash("iau-calibration-sample", self.data.test.ids[r]) for r in rows])
+            rows = np.sort(rows[order[:limit]])
+        return self.data.test, rows
 
 
 @dataclass

@@ -25,8 +25,9 @@ step on mean losses, cannot move it without moving everything else. So:
   held-out loss distribution is the wrong target for rows whose labels are wrong, so every forget
   row is pushed, one-sided, until its loss reaches a high held-out quantile (``target_level``) and
   is then left alone; the correction is the paper's cross-entropy descent on sampled retained rows
-  (it re-fits what the bad rows distorted), and the run keeps the state with the best held-out
-  accuracy, stopping after ``patience`` checks without a one-point gain.
+  (it re-fits what the bad rows distorted). Every ``retarget_every`` steps it checks the held-out
+  accuracy and keeps the best state that beat θ*'s (the last state when none did), stopping after
+  ``patience`` checks without a one-point gain.
 
 Only per-row losses are needed (no per-sample gradients, no Hessian, no pass over the retained
 rows): forget rows are drawn in batches of ``forget_batch``, retained rows are sampled, and the
@@ -47,6 +48,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from iau_cli import distributed
 from iau_cli.config import help_field
 from iau_cli.gradients import GradDict, trainable
 from iau_cli.methods import MethodName
@@ -239,7 +241,7 @@ def _matched(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
                     best_state = [p.detach().clone() for p in params]
                 since_best = 0 if heldout_accuracy >= best_accuracy + 0.01 else since_best + 1
                 best_accuracy = max(best_accuracy, heldout_accuracy)
-                if since_best >= options.patience:
+                if distributed.any_rank(since_best >= options.patience, device):
                     stopped = "held-out accuracy stopped improving"
                     break
         positions = _forget_positions(
@@ -256,11 +258,13 @@ def _matched(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
         correct[positions] = (forget_logits.detach().argmax(1) == yf).cpu()
         gap = measured - targets[positions]
         if erase:
+            looks_heldout = False
             if not bool(torch.isnan(log_loss).any()):
                 member_auc, forget_accuracy = attack_auc(log_loss, heldout_log), float(correct.float().mean())
-                if member_auc - 0.5 <= auc_tolerance and forget_accuracy - heldout_accuracy <= tolerance:
-                    stopped = "the forget rows look held-out"
-                    break
+                looks_heldout = member_auc - 0.5 <= auc_tolerance and forget_accuracy - heldout_accuracy <= tolerance
+            if distributed.any_rank(looks_heldout, device):  # under torchrun every rank stops together
+                stopped = "the forget rows look held-out"
+                break
             direction = torch.where(gap < -options.band, 1.0, torch.where(gap > options.band, -1.0, 0.0))
         else:
             reached[positions] |= gap >= -options.band
@@ -283,6 +287,8 @@ def _matched(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
         with torch.no_grad():
             for param, best in zip(params, best_state):
                 param.copy_(best)
+    # Every rank ran the same steps; rank 0's weights are the ones written, so all ranks hold them.
+    distributed.broadcast_([p.data for p in params])
     details: dict[str, Any] = {
         "rule": "matched",
         "purpose": options.purpose,
