@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from iau_cli import distributed
+from iau_cli import __version__, distributed
 from iau_cli.audit import AuditRequest, AuditRows, balanced_nonmembers, model_figures
 from iau_cli.config import (
     BUILTIN_PREFIX,
@@ -322,6 +322,11 @@ def _key(workload: str, run_config: RunConfig, entry: MethodEntry, ratio: float,
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
+def _recipe_digest(config: RunConfig) -> str:
+    text = json.dumps([to_dict(config), __version__], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def _with_seed(config: RunConfig, seed: int, plain: bool = False) -> RunConfig:
     train_config = dataclasses.replace(config.train, seed=seed, gr_alpha=0.0 if plain else config.train.gr_alpha)
     return dataclasses.replace(config, train=train_config)
@@ -442,14 +447,13 @@ class _SeedGrid:
     def original(self, kind: str) -> Restored:
         if kind not in self._restored:
             self.folder.mkdir(parents=True, exist_ok=True)
-            path = self.folder / f"original-{kind}.safetensors"
+            config = _with_seed(self.config, self.seed, plain=kind == "plain")
+            # Named by what made it (recipe, data config, seed, iau version): a changed workload
+            # trains a new original instead of reusing a stale one; a changed data file is refused
+            # by the fingerprint check when the cached model is restored.
+            path = self.folder / f"original-{kind}-{_recipe_digest(config)}.safetensors"
             if not path.exists():
-                train(
-                    _with_seed(self.config, self.seed, plain=kind == "plain"),
-                    path,
-                    device=self.device,
-                    progress=self.progress,
-                )
+                train(config, path, device=self.device, progress=self.progress)
             self._restored[kind] = restore(path, device=self.device)
         return self._restored[kind]
 

@@ -109,3 +109,16 @@ def test_gaps_of_opposite_signs_do_not_cancel_in_the_targets() -> None:
     found = {t["target"]: t for t in targets(summarize(runs))}
     assert not found["≥ 80% of the AUC gap closed"]["met"]  # each seed closes only 25%
     assert not found["test acc within 1 pt"]["met"]  # each seed is 3 points off
+
+
+def test_a_changed_workload_trains_a_new_original_instead_of_reusing_the_cached_one(tmp_path: Path) -> None:
+    config = tiny_bench(tmp_path)
+    out = tmp_path / "out"
+    methods = ["--methods", "original"]
+    assert run_cli("bench", config, "--out", out, *methods, "-q").exit_code == 0
+    write_yaml(tmp_path / "run.yaml", digits_config(epochs=3, gr_alpha=0.005))  # the recipe changed
+    result = run_cli("bench", config, "--out", out, *methods, "--json", "-", "-q")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["skipped"] == 0  # the cell is new too
+    originals = sorted(p.name for p in (out / "tiny" / "seed-0").glob("original-gr-*.safetensors"))
+    assert len(originals) == 2
