@@ -527,6 +527,7 @@ class _SeedGrid:
                     output = spec.run(context, options)
                     seconds = time.perf_counter() - started
                 model, peak = output.model, memory.peak_bytes / 2**20
+                run["details"] = clean_json(output.details)  # e.g. a solver's residual, the rule's steps
         except IauError as exc:
             run.update(status=f"refused: {exc}")
             return run

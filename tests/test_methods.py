@@ -135,7 +135,7 @@ def test_influence_lands_near_the_retrained_optimum_and_solvers_agree(convex_pro
     for solver, extra in (
         ("exact", {}),
         ("cg", {"iterations": 200, "tolerance": 1e-8}),
-        ("lissa", {"iterations": 400, "lissa_scale": 5.0, "lissa_batch": 0}),
+        ("lissa", {"iterations": 400, "lissa_scale": 5.0, "lissa_batch": 0, "lissa_tolerance": 1e-9}),
     ):
         path = tmp_path / f"{solver}.safetensors"
         unlearn(request(checkpoint, forget, path, "influence", solver=solver, damping=0.0, hessian_rows=0, **extra))
@@ -155,6 +155,31 @@ def test_influence_lands_near_the_retrained_optimum_and_solvers_agree(convex_pro
     step = np.linalg.norm(outputs["exact"] - original)
     for solver in ("cg", "lissa"):
         assert np.linalg.norm(outputs[solver] - outputs["exact"]) < 0.02 * step, solver
+
+
+def test_cg_stops_at_negative_curvature_instead_of_climbing() -> None:
+    from iau_cli.methods.influence import conjugate_gradient
+
+    indefinite = torch.tensor([1.0, -3.0])
+    x, used, why = conjugate_gradient(lambda v: indefinite * v, torch.tensor([1.0, 1.0]), 50, 1e-8)
+    assert why == "negative curvature" and used == 0 and torch.equal(x, torch.zeros(2))
+    definite = torch.tensor([1.0, 3.0])
+    x, used, why = conjugate_gradient(lambda v: definite * v, torch.tensor([1.0, 1.0]), 50, 1e-8)
+    assert why == "converged" and torch.allclose(x, torch.tensor([1.0, 1 / 3]))
+
+
+def test_every_influence_solver_reports_its_residual(convex_problem, tmp_path: Path) -> None:
+    from iau_cli.runs import restore
+
+    checkpoint, _ = convex_problem
+    forget = restore(checkpoint).data.train.ids[10:22]
+    residuals = {}
+    for solver, extra in (("exact", {}), ("cg", {"iterations": 200, "tolerance": 1e-8}), ("lissa", {"iterations": 25})):
+        path = tmp_path / f"{solver}.safetensors"
+        result = unlearn(request(checkpoint, forget, path, "influence", solver=solver, hessian_rows=0, **extra))
+        residuals[solver] = result.details["residual"]
+    assert residuals["exact"] < 1e-4 and residuals["cg"] < 1e-4
+    assert residuals["lissa"] > 10 * residuals["cg"]  # 25 steps of the series: reported, not hidden
 
 
 def test_exact_influence_refuses_big_models(small_checkpoint: Path, train_ids: list[str], tmp_path: Path) -> None:

@@ -41,6 +41,10 @@ class InfluenceOptions:
     hessian_rows: int = help_field("Rows the Hessian is averaged over (a seeded sample; 0 = all).", default=2048)
     lissa_scale: float = help_field("lissa: scale; must exceed the Hessian's largest eigenvalue.", default=10.0)
     lissa_batch: int = help_field("lissa: rows per recursion step (0 = all hessian rows).", default=256)
+    lissa_tolerance: float = help_field(
+        "lissa: stop once the relative residual ‖H·x − b‖/‖b‖ (checked every 25 steps) is at most this.",
+        default=0.05,
+    )
     max_parameters: int = help_field("exact: refuse models with more parameters than this.", default=5000)
 
     def check(self) -> list[str]:
@@ -105,8 +109,13 @@ class Objective:
 
 def conjugate_gradient(
     apply: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, iterations: int, tolerance: float
-) -> tuple[torch.Tensor, int]:
-    """Solve A·x = b for symmetric positive-definite A given only x ↦ A·x."""
+) -> tuple[torch.Tensor, int, str]:
+    """Solve A·x = b given only x ↦ A·x, for symmetric A; (x, iterations, why it stopped).
+
+    CG assumes A positive definite. A network's Hessian need not be: at the first direction of
+    zero or negative curvature CG stops and returns the iterate it has (the Steihaug rule), instead
+    of stepping along a direction that *raises* the quadratic model — which is how plain CG diverged
+    on LeNet-5."""
     x = torch.zeros_like(b)
     residual = b.clone()
     direction = residual.clone()
@@ -114,29 +123,44 @@ def conjugate_gradient(
     target = (tolerance * b.norm()) ** 2
     for step in range(1, iterations + 1):
         a_direction = apply(direction)
-        alpha = rs_old / (direction @ a_direction)
+        curvature = direction @ a_direction
+        if curvature <= 0:
+            return x, step - 1, "negative curvature"
+        alpha = rs_old / curvature
         x += alpha * direction
         residual -= alpha * a_direction
         rs_new = residual @ residual
         if rs_new <= target:
-            return x, step
+            return x, step, "converged"
         direction = residual + (rs_new / rs_old) * direction
         rs_old = rs_new
-    return x, iterations
+    return x, iterations, "iteration limit"
 
 
-def lissa(objective: Objective, b: torch.Tensor, options: InfluenceOptions, seed: int) -> torch.Tensor:
-    """H⁻¹b ≈ (1/s)·Σ_j (I − H/s)^j b, with H estimated on a fresh minibatch at every step."""
+def relative_residual(objective: Objective, x: torch.Tensor, b: torch.Tensor) -> float:
+    """‖(H + shift)·x − b‖ / ‖b‖ over all the Hessian rows: how well a solver solved."""
+    norm = float(b.norm())
+    return float((objective.hvp(x) - b).norm()) / norm if norm > 0 else 0.0
+
+
+def lissa(objective: Objective, b: torch.Tensor, options: InfluenceOptions, seed: int) -> tuple[torch.Tensor, int]:
+    """H⁻¹b ≈ (1/s)·Σ_j (I − H/s)^j b, with H estimated on a fresh minibatch at every step; stops
+    early once the relative residual (checked every 25 steps) is at most ``lissa_tolerance``."""
     rng = np.random.default_rng(seed)
     estimate = b.clone()
-    for _ in range(options.iterations):
+    for step in range(1, options.iterations + 1):
         rows = objective.rows
         if options.lissa_batch and options.lissa_batch < len(rows):
             rows = np.sort(rng.choice(rows, size=options.lissa_batch, replace=False))
         estimate = b + estimate - objective.hvp(estimate, rows) / options.lissa_scale
         if not torch.isfinite(estimate).all():
             raise UnlearningError("lissa diverged; raise -O lissa_scale above the Hessian's largest eigenvalue")
-    return estimate / options.lissa_scale
+        if (
+            step % 25 == 0
+            and relative_residual(objective, estimate / options.lissa_scale, b) <= options.lissa_tolerance
+        ):
+            return estimate / options.lissa_scale, step
+    return estimate / options.lissa_scale, options.iterations
 
 
 def run(ctx: UnlearnContext, options: InfluenceOptions) -> MethodOutput:
@@ -168,10 +192,13 @@ def run(ctx: UnlearnContext, options: InfluenceOptions) -> MethodOutput:
     if options.solver == "exact":
         step = torch.linalg.solve(objective.matrix(), b)
     elif options.solver == "cg":
-        step, used = conjugate_gradient(objective.hvp, b, options.iterations, options.tolerance)
-        details["cg_iterations"] = used
+        step, used, why = conjugate_gradient(objective.hvp, b, options.iterations, options.tolerance)
+        details.update(iterations=used, stopped=why)
     else:
-        step = lissa(objective, b, options, ctx.config.train.seed)
+        step, used = lissa(objective, b, options, ctx.config.train.seed)
+        details["iterations"] = used
+    # Every solver reports how well it solved: a step far from H⁻¹b is not the influence step.
+    details["residual"] = relative_residual(objective, step, b)
     with torch.no_grad():
         offset = 0
         for p in params.values():
