@@ -3,9 +3,12 @@ boundary prints its message as one line on stderr and exits with code 2. Anythin
 
 
 class IauError(Exception):
-    """Bad input the user can fix. The message says what, where and how to fix it."""
+    """Bad input the user can fix. The message says what, where and how to fix it.
+
+    ``kind`` is the stable name a script branches on (``--json`` writes it as ``error.kind``)."""
 
     exit_code = 2
+    kind = "bad_input"
 
 
 class ConfigError(IauError):
@@ -15,9 +18,19 @@ class ConfigError(IauError):
 class DataError(IauError):
     """A dataset cannot be read, or its rows break the data contract."""
 
+    kind = "data"
+
+
+class DataChangedError(DataError):
+    """The training data differs from what the checkpoint was trained on."""
+
+    kind = "data_changed"
+
 
 class CheckpointError(IauError):
     """A checkpoint is missing, corrupt, of an unknown format, or inconsistent with its data."""
+
+    kind = "checkpoint"
 
 
 class IdsError(IauError):
@@ -34,3 +47,5 @@ class UnlearningError(IauError):
 
 class OutputError(IauError):
     """An output cannot be written: it exists, the folder is read-only or full, or it is locked."""
+
+    kind = "output"

@@ -24,7 +24,7 @@ from iau_cli.checkpoint import (
 )
 from iau_cli.config import ModelConfig, RunConfig, TrainConfig, from_dict, to_dict
 from iau_cli.data import DataBundle, builtin_config, load_data
-from iau_cli.errors import CheckpointError, ConfigError, DataError
+from iau_cli.errors import CheckpointError, ConfigError, DataChangedError
 from iau_cli.metrics import predict
 from iau_cli.models import build_model, parameter_count
 from iau_cli.progress import Progress, no_progress
@@ -129,7 +129,7 @@ def restore(
     else:
         recorded = meta.data.get("fingerprint", {}).get("sha256")
         if recorded and recorded != data.fingerprint["sha256"] and not allow_data_change:
-            raise DataError(
+            raise DataChangedError(
                 f"{path}: training data changed since this checkpoint was written (fingerprint "
                 f"{recorded[:12]}… ≠ {data.fingerprint['sha256'][:12]}…); pass --allow-data-change to proceed"
             )

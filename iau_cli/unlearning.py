@@ -174,17 +174,16 @@ def resolve_ids(
     if unknown and not allow_missing:
         shown = ", ".join(repr(i) for i in unknown[:UNKNOWN_EXAMPLES])
         more = f" and {len(unknown) - UNKNOWN_EXAMPLES} more" if len(unknown) > UNKNOWN_EXAMPLES else ""
+        hint = (
+            f"; check that the ids come from the id column {restored.config.data.id_column!r}"
+            if len(unknown) == len(request.ids)
+            else ""
+        )
         raise IdsError(
             f"{request.source}: {len(unknown)} of {len(request.ids)} id(s) are not training rows of this "
-            f"model: {shown}{more}; pass --allow-missing to skip them"
+            f"model: {shown}{more}{hint}; pass --allow-missing to skip them"
         )
     found = [i for i in request.ids if i in index]
-    if not found:
-        raise IdsError(
-            f"{request.source}: none of the {len(request.ids)} id(s) is a training row of this model "
-            f"(e.g. {request.ids[0]!r}); check that the ids come from the id column "
-            f"{restored.config.data.id_column!r}"
-        )
     forgotten = restored.meta.forgotten
     already = [i for i in found if forgotten.contains(i)]
     new_ids = [i for i in found if not forgotten.contains(i)]
@@ -434,8 +433,8 @@ def _unchanged(
         ledger={},
         details={},
         message=(
-            f"nothing to forget: {counts.already_forgotten} id(s) already forgotten, {counts.unknown} unknown; "
-            "the output is an unchanged copy"
+            f"nothing to forget: {counts.already_forgotten} id(s) already forgotten, {counts.unknown} not training "
+            "rows (skipped: --allow-missing); the output is an unchanged copy"
         ),
     )
 

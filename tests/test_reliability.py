@@ -1,6 +1,7 @@
 """Unattended use: bad input, injected faults, sequential requests, and no code run from a checkpoint."""
 
 import ast
+import json
 import os
 import subprocess
 import sys
@@ -59,14 +60,22 @@ def test_bad_ids_files_exit_2_and_write_nothing(
     assert snapshot(tmp_path) == before
 
 
-def test_ids_matching_nothing_are_refused_even_when_missing_ids_are_allowed(
+def test_ids_matching_nothing_are_refused_unless_missing_ids_are_allowed(
     small_checkpoint: Path, tmp_path: Path
 ) -> None:
+    """A retention job's day whose ids match no training row (users never in the data) is a normal
+    day with --allow-missing: exit 0, nothing changed, a byte-identical copy to chain on."""
     path = ids_file(tmp_path, ["nobody", "nothing"])
-    result = run_cli(
-        "unlearn", small_checkpoint, "--forget", path, "--out", tmp_path / "u.safetensors", "--allow-missing"
-    )
-    assert_bad_input(result, "none of the 2 id(s)", "id column 'id'")
+    refused = run_cli("unlearn", small_checkpoint, "--forget", path, "--out", tmp_path / "u.safetensors")
+    assert_bad_input(refused, "2 of 2 id(s) are not training rows", "id column 'id'", "--allow-missing")
+    allowed = run_cli(
+        "unlearn", small_checkpoint, "--forget", path, "--out", tmp_path / "u.safetensors", "--allow-missing",
+        "--json", "-", "-q",
+    )  # fmt: skip
+    assert allowed.exit_code == 0, allowed.stderr
+    payload = json.loads(allowed.stdout)
+    assert payload["changed"] is False and payload["ids"]["unknown"] == 2 and payload["ids"]["forgotten_now"] == 0
+    assert (tmp_path / "u.safetensors").read_bytes() == small_checkpoint.read_bytes()
 
 
 def test_a_million_ids_work_and_fast(small_checkpoint: Path, train_ids: list[str], tmp_path: Path) -> None:
@@ -132,9 +141,34 @@ def test_changed_training_data_is_refused_unless_allowed(tmp_path: Path) -> None
     assert_bad_input(
         run_cli("unlearn", model, "-f", ids, "-o", tmp_path / "u.safetensors"), "data changed", "--allow-data-change"
     )
+    refused = run_cli("unlearn", model, "-f", ids, "-o", tmp_path / "u.safetensors", "--json", "-")
+    assert json.loads(refused.stdout)["error"]["kind"] == "data_changed"
     assert not (tmp_path / "u.safetensors").exists()
     allowed = run_cli("unlearn", model, "-f", ids, "-o", tmp_path / "u.safetensors", "--allow-data-change", "-q")
     assert allowed.exit_code == 0, allowed.stderr
+
+
+def test_every_failure_still_writes_json_with_a_stable_kind(
+    tmp_path: Path, small_checkpoint: Path, train_ids: list[str]
+) -> None:
+    ids = ids_file(tmp_path, train_ids[:3])
+    (tmp_path / "taken.safetensors").write_bytes(b"x")
+    cases = [
+        (["unlearn", tmp_path / "missing.safetensors", "-f", ids], "checkpoint"),
+        (["unlearn", small_checkpoint, "-f", ids_file(tmp_path, ["nobody"], "n.txt")], "bad_input"),
+        (["unlearn", small_checkpoint, "-f", ids, "-o", tmp_path / "taken.safetensors"], "output"),
+        (["audit", tmp_path / "missing.safetensors", "-f", ids], "checkpoint"),
+    ]
+    for args, kind in cases:
+        result = run_cli(*args, "--json", "-")
+        assert result.exit_code == 2, (args, result.stderr)
+        error = json.loads(result.stdout)["error"]
+        assert error["kind"] == kind and error["message"] in result.stderr
+    # To a file as well, and nothing else is written.
+    result = run_cli(
+        "unlearn", small_checkpoint, "-f", ids_file(tmp_path, ["nobody"], "n.txt"), "--json", tmp_path / "e.json"
+    )
+    assert result.exit_code == 2 and json.loads((tmp_path / "e.json").read_text())["error"]["kind"] == "bad_input"
 
 
 def test_unlearn_config_errors_are_reported_together(

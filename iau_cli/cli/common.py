@@ -56,12 +56,32 @@ def boundary(command: Callable[..., Any]) -> Callable[..., Any]:
         except IauError as exc:
             message = " ".join(str(exc).split())
             sys.stderr.write(f"iau: error: {message}\n")
+            _json_error(kwargs.get("json_target"), exc.kind, message)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             sys.stderr.write("iau: interrupted\n")
+            _json_error(kwargs.get("json_target"), "interrupted", "interrupted (Ctrl-C)")
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def _json_error(target: str | None, kind: str, message: str) -> None:
+    """Under ``--json`` a failure still writes JSON, ``{"error": {"kind", "message"}}``, so a script
+    can branch on ``error.kind`` instead of reading English from stderr."""
+    if target is None:
+        return
+    from iau_cli.report import to_json
+
+    text = to_json({"error": {"kind": kind, "message": message}})
+    if target == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    try:
+        write_text_atomic(Path(target), text)
+    except OutputError:
+        pass  # the JSON file itself cannot be written: stderr already says what failed
 
 
 def err_console() -> Any:
