@@ -184,6 +184,15 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
             return dict(handle.metadata() or {})
 
 
+def recorded_data_paths(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The data files a checkpoint's metadata names (for the output guard; empty when unreadable)."""
+    try:
+        config = json.loads(read_metadata(path).get("iau.data", "{}")).get("config", {})
+        return {f"{split} data": str(config[split]) for split in ("train", "test") if config.get(split)}
+    except (CheckpointError, ValueError, AttributeError, TypeError):
+        return {}
+
+
 def load_checkpoint(path: str | os.PathLike[str], *, require_meta: bool = True) -> Checkpoint:
     """Load tensors and metadata; ``require_meta=False`` accepts a plain state dict (meta is None)."""
     from safetensors.torch import load_file

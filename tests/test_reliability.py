@@ -505,7 +505,8 @@ def test_ledger_refresh_never_modifies_its_input(small_checkpoint: Path, tmp_pat
     before = small_checkpoint.read_bytes()
     assert run_cli("ledger", "refresh", small_checkpoint).exit_code == 2  # --out is required
     assert_bad_input(
-        run_cli("ledger", "refresh", small_checkpoint, "--out", small_checkpoint, "--overwrite"), "replace the input"
+        run_cli("ledger", "refresh", small_checkpoint, "--out", small_checkpoint, "--overwrite"),
+        "would overwrite the checkpoint",
     )
     assert small_checkpoint.read_bytes() == before
     result = run_cli("ledger", "refresh", small_checkpoint, "--out", tmp_path / "fresh.safetensors", "-q")

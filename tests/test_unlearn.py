@@ -297,16 +297,41 @@ def test_cli_plain_state_dict_needs_a_config(tmp_path: Path, train_ids: list[str
 
 
 def test_cli_output_may_not_replace_input(small_checkpoint: Path, train_ids: list[str], tmp_path: Path) -> None:
-    result = run_cli(
-        "unlearn",
-        small_checkpoint,
-        "--forget",
-        forget_file(tmp_path, train_ids[:2]),
-        "--out",
-        small_checkpoint,
-        "--overwrite",
-    )
-    assert_bad_input(result, "replace the input")
+    import os
+
+    ids = forget_file(tmp_path, train_ids[:2])
+    link = tmp_path / "link.safetensors"
+    link.symlink_to(small_checkpoint)
+    hard = tmp_path / "hard.txt"
+    os.link(ids, hard)
+    before = {p: p.read_bytes() for p in (small_checkpoint, ids)}
+    out = ["--out", tmp_path / "u.safetensors"]
+    cases = [
+        (["--out", small_checkpoint, "--overwrite"], "--out would overwrite the checkpoint"),
+        ([*out, "--json", small_checkpoint], "--json would overwrite the checkpoint"),
+        ([*out, "--json", link], "--json would overwrite the checkpoint"),  # through a symlink
+        ([*out, "--report", hard], "--report would overwrite the ids file"),  # a hard link, by inode
+        ([*out, "--json", tmp_path / "u.safetensors"], "name the same file"),
+        ([*out, "--json", tmp_path], "names a folder"),
+    ]
+    for extra, fragment in cases:
+        assert_bad_input(run_cli("unlearn", small_checkpoint, "--forget", ids, *extra), fragment)
+        assert not (tmp_path / "u.safetensors").exists()
+    assert all(p.read_bytes() == content for p, content in before.items())
+
+
+def test_cli_train_json_may_not_replace_its_data(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = tmp_path / "rows.parquet"
+    pq.write_table(pa.table({"id": ["a", "b", "c", "d"], "label": [0, 1, 0, 1], "x": [0.0, 1.0, 2.0, 3.0]}), data)
+    config = tmp_path / "run.yaml"
+    config.write_text(f"data:\n  train: {data}\n  test_fraction: 0.5\nmodel:\n  name: logreg\n")
+    content = data.read_bytes()
+    result = run_cli("train", config, "--out", tmp_path / "m.safetensors", "--json", data)
+    assert_bad_input(result, "--json would overwrite the train data")
+    assert data.read_bytes() == content and not (tmp_path / "m.safetensors").exists()
 
 
 def test_rows_that_already_look_held_out_are_recorded_and_the_report_says_the_weights_did_not_move(

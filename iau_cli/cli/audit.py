@@ -68,9 +68,15 @@ def command(
     from iau_cli.config import load_run_config
     from iau_cli.ids import read_forget_ids
 
+    outputs = {"--json": json_target, "--report": report, "--per-sample": per_sample}
+    others = {"--reference checkpoint": reference, "--original checkpoint": original}
+    check_output_paths(outputs, checkpoint=checkpoint, ids=forget, config=config, others=others)
     forget_request = read_forget_ids(forget)  # bad ids and config fail before torch is imported
     run_config = load_run_config(config) if config else None
-    check_output_paths(json_target, report, per_sample)
+    if run_config is not None:
+        check_output_paths(
+            outputs, checkpoint=checkpoint, ids=forget, config=config, run_config=run_config, others=others
+        )
 
     from iau_cli.audit import AuditRequest, Thresholds, audit, write_per_sample_csv
 

@@ -65,7 +65,9 @@ def command(
     problems = bench_config.check()
     if problems:
         raise ConfigError("bench config: " + "; ".join(problems))
-    check_output_paths(json_target, report, markdown, plot)
+    check_output_paths(
+        {"--json": json_target, "--report": report, "--markdown": markdown, "--plot": plot}, config=config
+    )
     with progress_sink(not quiet) as progress:
         result = run_bench(bench_config, out, base=base, device=device, progress=progress)
     emit(result.report(), result.to_dict(), json_target=json_target, report_path=report, quiet=quiet)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
-import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -51,6 +50,7 @@ def boundary(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from iau_cli.errors import IauError
 
+        _CHECKED_OUTPUTS.clear()
         try:
             return command(*args, **kwargs)
         except IauError as exc:
@@ -66,9 +66,15 @@ def boundary(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+_CHECKED_OUTPUTS: set[Path] = set()
+"""Output files this command's guard found safe to write (see ``check_output_paths``)."""
+
+
 def _json_error(target: str | None, kind: str, message: str) -> None:
     """Under ``--json`` a failure still writes JSON, ``{"error": {"kind", "message"}}``, so a script
-    can branch on ``error.kind`` instead of reading English from stderr."""
+    can branch on ``error.kind`` instead of reading English from stderr. A file is written only if
+    the output guard passed it (each command runs the guard first): an error report must never
+    replace an input or another output, and the guard may be what failed."""
     if target is None:
         return
     from iau_cli.report import to_json
@@ -78,8 +84,11 @@ def _json_error(target: str | None, kind: str, message: str) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
         return
+    path = Path(target).expanduser()
+    if path.resolve() not in _CHECKED_OUTPUTS:
+        return
     try:
-        write_text_atomic(Path(target), text)
+        write_text_atomic(path, text)
     except OutputError:
         pass  # the JSON file itself cannot be written: stderr already says what failed
 
@@ -90,16 +99,32 @@ def err_console() -> Any:
     return Console(stderr=True)
 
 
-def check_output_paths(*paths: Any) -> None:
-    """Fail before any work if a report or JSON output cannot be written."""
-    for path in paths:
-        if path is None or str(path) == "-":
-            continue
-        parent = Path(path).expanduser().resolve().parent
-        if not parent.is_dir():
-            raise OutputError(f"{path}: folder {parent} does not exist")
-        if not os.access(parent, os.W_OK):
-            raise OutputError(f"{path}: folder {parent} is not writable")
+def check_output_paths(
+    outputs: dict[str, Any],
+    *,
+    checkpoint: Any = None,
+    ids: Any = None,
+    config: Any = None,
+    run_config: Any = None,
+    others: dict[str, Any] | None = None,
+) -> None:
+    """Fail before any work if an output is a folder, cannot be written, is another output, or
+    would replace an input: the checkpoint(s), the ids file, the config, or the data they name."""
+    from iau_cli.checkpoint import recorded_data_paths
+    from iau_cli.config import BUILTIN_PREFIX
+    from iau_cli.files import check_outputs
+
+    inputs: dict[str, Any] = {"checkpoint": checkpoint, "ids file": ids, "config": config, **(others or {})}
+    if run_config is not None:
+        inputs.update({"train data": run_config.data.train, "test data": run_config.data.test})
+    for label, path in {"checkpoint": checkpoint, **(others or {})}.items():
+        if path is not None and Path(path).is_file():
+            inputs.update({f"{label}'s {k}": v for k, v in recorded_data_paths(path).items()})
+    inputs = {k: v for k, v in inputs.items() if v is not None and not str(v).startswith(BUILTIN_PREFIX)}
+    files = {Path(v).expanduser().resolve() for v in outputs.values() if v not in (None, "-")}
+    _CHECKED_OUTPUTS.difference_update(files)  # a later, fuller check that fails withdraws an earlier pass
+    check_outputs(outputs, inputs)
+    _CHECKED_OUTPUTS.update(files)
 
 
 def emit(report: Any, data: dict[str, Any], *, json_target: str | None, report_path: Path | None, quiet: bool) -> None:

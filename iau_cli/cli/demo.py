@@ -26,7 +26,7 @@ def command(
     retrained for comparison and audited, with the commands that reproduce every step."""
     from iau_cli.demo import run_demo
 
-    check_output_paths(json_target, report)
+    check_output_paths({"--json": json_target, "--report": report})
     with progress_sink(not quiet) as progress:
         result = run_demo(workdir, device=device, progress=progress)
     emit(result.report(), result.to_dict(), json_target=json_target, report_path=report, quiet=quiet)

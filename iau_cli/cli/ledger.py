@@ -34,7 +34,7 @@ def show(
     """Say whether the checkpoint's ledger is fresh, stale (and how far) or absent."""
     from iau_cli.ledger import show_ledger
 
-    check_output_paths(json_target)
+    check_output_paths({"--json": json_target}, checkpoint=checkpoint)
     result = show_ledger(str(checkpoint), trust_code=trust_checkpoint_code)
     emit(result.report(), result.to_dict(), json_target=json_target, report_path=None, quiet=quiet)
 
@@ -51,7 +51,7 @@ def refresh(
     """Recompute the ledger at the checkpoint's parameters (one pass over its training rows) into a new file."""
     from iau_cli.ledger import refresh_ledger
 
-    check_output_paths(json_target)
+    check_output_paths({"--out": out, "--json": json_target}, checkpoint=checkpoint)
     with progress_sink(not quiet) as progress:
         result = refresh_ledger(
             str(checkpoint),

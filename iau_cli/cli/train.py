@@ -33,8 +33,10 @@ def command(
     """Train a model from a YAML config and write a self-describing checkpoint."""
     from iau_cli.config import load_run_config
 
+    outputs = {"--out": out, "--json": json_target}
+    check_output_paths(outputs, config=config)
     run_config = load_run_config(config, overrides)  # config errors fail before torch is imported
-    check_output_paths(json_target)
+    check_output_paths(outputs, config=config, run_config=run_config)  # its data files are inputs too
 
     from iau_cli.runs import train
 

@@ -82,7 +82,9 @@ def command(
     from iau_cli.config import load_run_config, parse_key_values
     from iau_cli.ids import read_forget_ids
 
-    # Bad ids, options or config fail here, before torch is imported.
+    # Outputs, then bad ids, options or config fail here, before torch is imported.
+    outputs = {"--out": out, "--json": json_target, "--report": report}
+    check_output_paths(outputs, checkpoint=checkpoint, ids=forget, config=config)
     forget_request = read_forget_ids(forget)
     options = parse_key_values(option or [], source="--option")
     if purpose is not None:
@@ -94,7 +96,8 @@ def command(
             raise ConfigError(f"--purpose {purpose!r}: expected erase or cleanup")
         options["purpose"] = purpose
     run_config = load_run_config(config) if config else None
-    check_output_paths(json_target, report)
+    if run_config is not None:  # now its data files are known inputs too
+        check_output_paths(outputs, checkpoint=checkpoint, ids=forget, config=config, run_config=run_config)
 
     from iau_cli.unlearning import UnlearnRequest, unlearn
 
