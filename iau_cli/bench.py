@@ -37,7 +37,7 @@ from iau_cli.config import (
     to_dict,
 )
 from iau_cli.data import NOISY_FLIPPED_IDS, builtin_config
-from iau_cli.errors import ConfigError, IauError
+from iau_cli.errors import ConfigError, IauError, OutputError
 from iau_cli.ids import ForgetRequest, read_forget_ids
 from iau_cli.methods import MethodName, get_method
 from iau_cli.metrics import tug_of_war
@@ -176,6 +176,24 @@ def workload_config(workload: Workload, base: Path) -> RunConfig:
         return BUILTIN_WORKLOADS[name]()
     path = Path(workload.config)
     return load_run_config(path if path.is_absolute() else base / path)
+
+
+def workload_inputs(config: BenchConfig, base: Path) -> dict[str, str]:
+    """Every file a bench reads (workload configs, their data, forget lists): outputs must spare them."""
+    inputs: dict[str, str] = {}
+    for workload in config.workloads:
+        if not workload.config.startswith(BUILTIN_PREFIX):
+            path = Path(workload.config)
+            inputs[f"workload {workload.name}'s config"] = str(path if path.is_absolute() else base / path)
+        run_config = workload_config(workload, base)
+        for split in ("train", "test"):
+            value = getattr(run_config.data, split)
+            if value and not value.startswith(BUILTIN_PREFIX):
+                inputs[f"workload {workload.name}'s {split} data"] = value
+        if workload.forget and workload.forget not in BUILTIN_FORGET:
+            path = Path(workload.forget)
+            inputs[f"workload {workload.name}'s forget list"] = str(path if path.is_absolute() else base / path)
+    return inputs
 
 
 class PeakMemory:
@@ -357,10 +375,16 @@ def run_bench(
     log_path = out / "runs.jsonl"
     done: dict[str, dict[str, Any]] = {}
     if log_path.exists():
-        for line in log_path.read_text(encoding="utf-8").splitlines():
+        for number, line in enumerate(log_path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
             if line.strip():
-                run = json.loads(line)
-                done[run["key"]] = run
+                try:
+                    run = json.loads(line)
+                    done[run["key"]] = run
+                except (ValueError, KeyError, TypeError):
+                    raise OutputError(
+                        f"{log_path}: line {number} is not a bench run; this is not a bench folder of iau's "
+                        "(delete runs.jsonl to start over, or choose another --out)"
+                    ) from None
     base = base or Path.cwd()
     plans = [(w, workload_config(w, base)) for w in config.workloads]
     _warm_up()

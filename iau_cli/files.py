@@ -10,6 +10,12 @@ from typing import Any
 from iau_cli.errors import OutputError
 
 
+def default_output(checkpoint: str | os.PathLike[str]) -> Path:
+    """``model.safetensors`` → ``model.unlearned.safetensors`` (deterministic, next to the input)."""
+    path = Path(checkpoint)
+    return path.with_name(f"{path.stem}.unlearned{path.suffix or '.safetensors'}")
+
+
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write a text file via a temporary file and rename, so readers never see half of it."""
     path = Path(path)

@@ -33,6 +33,7 @@ from iau_cli.checkpoint import (
 )
 from iau_cli.config import RunConfig, to_dict
 from iau_cli.errors import IdsError, OutputError, UnlearningError
+from iau_cli.files import default_output
 from iau_cli.gradients import GradDict, trainable
 from iau_cli.ids import ForgetRequest
 from iau_cli.ledger import carried_ledger, compute_ledger, ledger_state, relative_drift
@@ -44,12 +45,6 @@ from iau_cli.report import Report, Table, clean_json, fmt, pct
 from iau_cli.runs import Restored, restore
 
 UNKNOWN_EXAMPLES = 5
-
-
-def default_output(checkpoint: str | os.PathLike[str]) -> Path:
-    """``model.safetensors`` → ``model.unlearned.safetensors`` (deterministic, next to the input)."""
-    path = Path(checkpoint)
-    return path.with_name(f"{path.stem}.unlearned{path.suffix or '.safetensors'}")
 
 
 @dataclass

@@ -122,3 +122,21 @@ def test_a_changed_workload_trains_a_new_original_instead_of_reusing_the_cached_
     assert json.loads(result.stdout)["skipped"] == 0  # the cell is new too
     originals = sorted(p.name for p in (out / "tiny" / "seed-0").glob("original-gr-*.safetensors"))
     assert len(originals) == 2
+
+
+def test_bench_outputs_spare_the_workloads_files_and_its_own_folder(tmp_path: Path) -> None:
+    config = tiny_bench(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "runs.jsonl").write_text("")
+    before = {p: p.read_bytes() for p in (config, tmp_path / "run.yaml", out / "runs.jsonl")}
+    for flag, target, fragment in (
+        ("--markdown", tmp_path / "run.yaml", "workload tiny's config"),
+        ("--json", out / "runs.jsonl", "bench folder"),
+        ("--report", config, "the config"),
+    ):
+        assert_bad_input(run_cli("bench", config, "--out", out, flag, target, "-q"), fragment)
+    assert all(p.read_bytes() == content for p, content in before.items())
+    assert_bad_input(run_cli("bench", config, "--out", tmp_path / "run.yaml", "-q"), "--out is a file")
+    (out / "runs.jsonl").write_text("not json\n")
+    assert_bad_input(run_cli("bench", config, "--out", out, "-q"), "line 1 is not a bench run")

@@ -424,3 +424,19 @@ def test_calibration_rows_are_a_sample_not_the_head_of_a_sorted_file(small_check
     # The digits test file is sorted by id, not by label; a head cut would still be a poor sample of a
     # label-sorted file: the sample spans the half rather than its first rows.
     assert rows.max() > np.sort(split.halves()[0])[60] and len(set(labels.tolist())) >= 8
+
+
+def test_the_default_out_is_guarded_like_any_other(
+    small_checkpoint: Path, train_ids: list[str], tmp_path: Path
+) -> None:
+    import shutil
+
+    model = tmp_path / "m.safetensors"
+    shutil.copy(small_checkpoint, model)
+    default = tmp_path / "m.unlearned.safetensors"
+    default.write_text("\n".join(train_ids[:3]) + "\n")  # an ids file that happens to have the default name
+    assert_bad_input(run_cli("unlearn", model, "-f", default, "--overwrite", "-q"), "would overwrite the ids file")
+    default.unlink()
+    ids = forget_file(tmp_path, train_ids[:3])
+    assert_bad_input(run_cli("unlearn", model, "-f", ids, "--report", default, "-q"), "name the same file")
+    assert not default.exists()

@@ -65,8 +65,15 @@ def command(
     problems = bench_config.check()
     if problems:
         raise ConfigError("bench config: " + "; ".join(problems))
+    from iau_cli.bench import workload_inputs
+    from iau_cli.errors import OutputError
+
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: --out is a file; the bench needs a folder for its models and runs.jsonl")
     check_output_paths(
-        {"--json": json_target, "--report": report, "--markdown": markdown, "--plot": plot}, config=config
+        {"--json": json_target, "--report": report, "--markdown": markdown, "--plot": plot},
+        config=config,
+        others={"bench folder (--out)": out, **workload_inputs(bench_config, base)},
     )
     with progress_sink(not quiet) as progress:
         result = run_bench(bench_config, out, base=base, device=device, progress=progress)

@@ -80,10 +80,13 @@ def command(
 ) -> None:
     """Forget the listed sample ids and write a new checkpoint with the event in its lineage."""
     from iau_cli.config import load_run_config, parse_key_values
-    from iau_cli.ids import read_forget_ids
 
     # Outputs, then bad ids, options or config fail here, before torch is imported.
-    outputs = {"--out": out, "--json": json_target, "--report": report}
+    from iau_cli.files import default_output
+    from iau_cli.ids import read_forget_ids
+
+    # The default --out is an output like any other: guard it too.
+    outputs = {"--out": out or default_output(checkpoint), "--json": json_target, "--report": report}
     check_output_paths(outputs, checkpoint=checkpoint, ids=forget, config=config)
     forget_request = read_forget_ids(forget)
     options = parse_key_values(option or [], source="--option")
