@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from iau_cli.config import BUILTIN_PREFIX, DataConfig
 from iau_cli.errors import DataError
@@ -223,8 +224,6 @@ class Encoder:
     input_shape: list[int] = field(default_factory=list)
 
     def encode(self, chunk: Any, ids: list[str], source: str) -> np.ndarray:
-        import torch
-
         if self.config.image_column:
             return self._decode_images(chunk.column(self.config.image_column).to_pylist(), ids, source)
         columns = [chunk.column(name).to_numpy(zero_copy_only=False) for name in self.feature_columns]

@@ -74,28 +74,6 @@ def per_sample_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Grad
         model.train(was_training)
 
 
-def empirical_fisher(
-    model: nn.Module, split: Split, rows: Sequence[int] | np.ndarray, device: torch.device, *, batch_size: int = 256
-) -> GradDict:
-    """Mean over ``rows`` of the squared per-sample gradient (the empirical Fisher's diagonal)."""
-    from iau_cli import distributed
-
-    rows = distributed.shard(rows)
-    params = trainable(model)
-    total = {name: torch.zeros_like(p) for name, p in params.items()}
-    # Per-sample gradients hold batch × parameters numbers: keep a chunk near 32M of them.
-    size = sum(p.numel() for p in params.values())
-    chunk = max(1, min(batch_size, (1 << 25) // max(size, 1)))
-    count = 0
-    for x, y in split.batches(rows, chunk, device):
-        grads = per_sample_grads(model, x, y)
-        for name, g in grads.items():
-            total[name] += (g.detach() ** 2).sum(0)
-        count += len(y)
-    count = distributed.sum_count(count, device)
-    return {name: value / max(count, 1) for name, value in distributed.all_reduce_sum(total).items()}
-
-
 def per_sample_grad_norms(
     model: nn.Module, split: Split, rows: Sequence[int] | np.ndarray, device: torch.device, *, batch_size: int = 256
 ) -> np.ndarray:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import subprocess
@@ -186,4 +185,4 @@ def test_a_bad_memory_budget_is_a_config_error(monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setenv("IAU_MEMORY_BUDGET", "plenty")
     with pytest.raises(ConfigError, match="IAU_MEMORY_BUDGET"):
-        load_data(dataclasses.replace(builtin_config("digits")))
+        load_data(builtin_config("digits"))

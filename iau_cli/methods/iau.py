@@ -50,7 +50,7 @@ from torch.nn import functional as F
 
 from iau_cli import distributed
 from iau_cli.config import help_field
-from iau_cli.gradients import GradDict, trainable
+from iau_cli.gradients import trainable
 from iau_cli.methods import MethodName
 from iau_cli.methods.base import MethodOutput, MethodSpec, UnlearnContext
 from iau_cli.metrics import predict
@@ -173,11 +173,6 @@ def _adam_sign(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
             grad_retain = {k: v / max(n_r, 1) for k, v in retain_sum.items()}
         adam.step([correction * grad_retain[k] - grad_forget[k] for k in params], lr)
     return MethodOutput(ctx.model, {"rule": "adam-sign", "lr": lr, "steps": steps, "correction": correction})
-
-
-def adam_sign_update(params: dict[str, torch.nn.Parameter], direction: GradDict, lr: float) -> None:
-    """One step of a fresh Adam on ``direction``: θ ← θ − lr·g/(|g| + ε) (bias-corrected moments)."""
-    Adam(list(params.values())).step([direction[k] for k in params], lr)
 
 
 def attack_auc(member_losses: torch.Tensor, nonmember_losses: torch.Tensor) -> float:
