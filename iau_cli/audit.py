@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,12 +21,11 @@ import torch
 from iau_cli.config import RunConfig
 from iau_cli.data import Split
 from iau_cli.errors import CheckpointError, IdsError
-from iau_cli.files import write_text_atomic
 from iau_cli.gradients import per_sample_grad_norms
-from iau_cli.ids import ForgetRequest
+from iau_cli.ids import ForgetRequest, short_id
 from iau_cli.metrics import Predictions, auc, mean_kl_js, predict, tpr_at_fpr, tug_of_war
 from iau_cli.progress import Progress, no_progress
-from iau_cli.report import Report, Table, fmt, pct
+from iau_cli.report import Histogram, Report, Table, fmt, pct
 from iau_cli.runs import Restored, restore
 from iau_cli.training import RowPartition, train_model
 
@@ -53,6 +51,7 @@ class AuditRequest:
     config: RunConfig | None = None
     trust_code: bool = False
     allow_data_change: bool = False
+    allow_missing: bool = False
     device: str = "auto"
     thresholds: Thresholds = field(default_factory=Thresholds)
     accept_inconclusive: bool = False
@@ -106,6 +105,19 @@ class Check:
             self.status = {True: "pass", False: "fail", None: "not checked"}[self.passed]
 
 
+_READINGS = {
+    "forget": "should match the retrained model's (lower than the original's when rows were memorized)",
+    "retain": "utility on the rows kept: higher is better",
+    "test": "utility on rows never trained on: higher is better",
+    "auc": "can loss tell forget rows from unseen rows? 0.5 = cannot tell (the goal); 1 = always",
+    "grad": "the same, from per-row gradient size; 0.5 = cannot tell",
+    "challenge": "an attacker guessing member/non-member pairs; 50% = coin toss (the goal)",
+    "indiscern": "1 = forget rows look exactly like unseen rows; 0 = fully told apart",
+    "tpr": "share of forget rows an attacker flags at that false-alarm rate; lower is better",
+    "lira": "likelihood-ratio attack with shadow models; 0.5 = cannot tell",
+}
+
+
 @dataclass
 class AuditResult:
     checkpoint: str
@@ -120,10 +132,13 @@ class AuditResult:
     seconds: float
     passed: bool
     per_sample: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    ids_digest: str = ""  # the audited ids, digested with the checkpoint's salt (as its lineage events are)
+    figures: list[Histogram] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data.pop("per_sample")
+        data.pop("figures")
         return data
 
     def report(self) -> Report:
@@ -135,20 +150,30 @@ class AuditResult:
         names = [n for n, _ in models]
         rows = []
         for split in ("forget", "retain", "test"):
-            rows.append([f"{split} accuracy"] + [pct(m.accuracy[split]) for _, m in models])
+            rows.append([f"{split} accuracy"] + [pct(m.accuracy[split]) for _, m in models] + [_READINGS[split]])
         for split in ("forget", "test"):
-            rows.append([f"{split} loss"] + [fmt(m.loss[split]) for _, m in models])
-        rows.append(["MIA loss AUC"] + [fmt(m.mia.loss_auc, 3) for _, m in models])
-        rows.append(["MIA gradient-norm AUC"] + [fmt(m.mia.grad_norm_auc, 3) for _, m in models])
-        rows.append(["MIA challenge acc."] + [pct(m.mia.challenge_accuracy) for _, m in models])
-        rows.append(["indiscernibility"] + [fmt(m.mia.indiscernibility, 3) for _, m in models])
+            rows.append([f"{split} loss"] + [fmt(m.loss[split]) for _, m in models] + [""])
+        rows.append(["MIA loss AUC"] + [fmt(m.mia.loss_auc, 3) for _, m in models] + [_READINGS["auc"]])
+        rows.append(["MIA gradient-norm AUC"] + [fmt(m.mia.grad_norm_auc, 3) for _, m in models] + [_READINGS["grad"]])
+        rows.append(
+            ["MIA challenge accuracy"] + [pct(m.mia.challenge_accuracy) for _, m in models] + [_READINGS["challenge"]]
+        )
+        rows.append(
+            ["indiscernibility"] + [fmt(m.mia.indiscernibility, 3) for _, m in models] + [_READINGS["indiscern"]]
+        )
         for key in self.model.mia.tpr_at_fpr:
-            rows.append([f"TPR @ {key} FPR"] + [pct(m.mia.tpr_at_fpr[key]) for _, m in models])
+            rows.append(
+                [f"members caught at {pct(float(key))} false alarms"]
+                + [pct(m.mia.tpr_at_fpr[key]) for _, m in models]
+                + [_READINGS["tpr"]]
+            )
         if self.model.mia.lira_auc is not None:
             rows.append(
-                ["LiRA AUC"] + [fmt(m.mia.lira_auc, 3) if m.mia.lira_auc is not None else "—" for _, m in models]
+                ["LiRA AUC"]
+                + [fmt(m.mia.lira_auc, 3) if m.mia.lira_auc is not None else "—" for _, m in models]
+                + [_READINGS["lira"]]
             )
-        tables = [Table("Figures", ["", *names], rows)]
+        tables = [Table("Figures", ["", *names, "how to read it"], rows, align="l" + "r" * len(names) + "l")]
         if self.comparison:
             tables.append(
                 Table("Against the retrained reference", ["", ""], [[k, fmt(v)] for k, v in self.comparison.items()])
@@ -185,7 +210,9 @@ class AuditResult:
             f"(class-balanced); {self.seconds:.1f} s",
             *self.notes,
         ]
-        return Report(title=f"iau audit {self.checkpoint}", tables=tables, notes=notes, status=status)
+        return Report(
+            title=f"iau audit {self.checkpoint}", tables=tables, notes=notes, status=status, figures=self.figures
+        )
 
 
 def balanced_nonmembers(member_labels: np.ndarray, test: Split, seed: int) -> np.ndarray:
@@ -352,18 +379,38 @@ def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditRe
     )
     index = restored.data.train.row_index()
     unknown = [i for i in request.forget.ids if i not in index]
-    if unknown:
+    if unknown and (not request.allow_missing or len(unknown) == len(request.forget.ids)):
+        why = "; pass --allow-missing to audit the others" if len(unknown) < len(request.forget.ids) else ""
+        test_index = restored.data.test.row_index()
+        gone = [i for i in unknown if i not in test_index and restored.meta.forgotten.contains(i)]
+        held_out = [i for i in unknown if i in test_index]
+        detail = ""
+        if gone:
+            detail += (
+                f"; {len(gone)} were forgotten and their rows are no longer in the data (audit before deleting "
+                "forgotten rows from the data store)"
+            )
+        if held_out:
+            detail += f"; {len(held_out)} are test rows, which the model never learned"
         raise IdsError(
             f"{request.forget.source}: {len(unknown)} id(s) are not training rows of this model's data, "
-            f"e.g. {', '.join(repr(i) for i in unknown[:5])}"
+            f"e.g. {', '.join(repr(short_id(i)) for i in unknown[:5])}{detail}{why}"
         )
-    audited = list(request.forget.ids)
+    audited = [i for i in request.forget.ids if i in index]
     forget_rows = np.array(sorted(index[i] for i in audited), dtype=np.int64)
     learn = restored.partition(exclude=set(audited)).learn
     nonmember = balanced_nonmembers(restored.data.train.labels[forget_rows], restored.data.test, request.seed)
     rows = AuditRows(forget=forget_rows, retain=learn, nonmember=nonmember)
-    progress("audit", 0, 3)
+    progress("audit: the audited model", 0, 1)
     scored, model_forget, model_nonmember = model_figures(restored, restored.model, rows, request, probs=True)
+    progress("audit: the audited model", 1, 1)
+    figures = [
+        Histogram(
+            "Loss of forget rows vs held-out rows (audited model)",
+            "cross-entropy loss (log scale: log10(loss + 1e-6))",
+            {"forget rows": _log_losses(model_forget.losses), "held-out rows": _log_losses(model_nonmember.losses)},
+        )
+    ]
     checks = lineage_checks(restored, audited)
     notes: list[str] = []
     if len(nonmember) < 100:
@@ -377,8 +424,10 @@ def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditRe
     comparison: dict[str, float] = {}
     lira_targets = [(scored, restored.model)]
     if request.reference:
+        progress("audit: the retrained reference", 0, 1)
         ref = _other(request.reference, restored, request, "reference")
         reference, ref_forget, _ = model_figures(restored, ref, rows, request, probs=True)
+        progress("audit: the retrained reference", 1, 1)
         lira_targets.append((reference, ref))
         kl, js = mean_kl_js(model_forget.probs, ref_forget.probs)  # type: ignore[arg-type]
         comparison = {
@@ -388,15 +437,23 @@ def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditRe
             "forget_kl": kl,
             "forget_js": js,
         }
-    progress("audit", 1, 3)
     if request.original:
+        progress("audit: the original", 0, 1)
         _check_ancestor(request.original, restored)
         orig = _other(request.original, restored, request, "original")
-        original, _, _ = model_figures(restored, orig, rows, request)
+        original, orig_forget, orig_nonmember = model_figures(restored, orig, rows, request)
         lira_targets.append((original, orig))
+        figures.insert(
+            0,
+            Histogram(
+                "Loss of forget rows vs held-out rows (original, before the deletion)",
+                "cross-entropy loss (log scale: log10(loss + 1e-6))",
+                {"forget rows": _log_losses(orig_forget.losses), "held-out rows": _log_losses(orig_nonmember.losses)},
+            ),
+        )
+        progress("audit: the original", 1, 1)
     if request.shadow_models:
         _lira(restored, rows, request, lira_targets, progress)
-    progress("audit", 3, 3)
     checks += verdict_checks(scored, reference, original, request.thresholds)
     inconclusive = any(c.status == "inconclusive" for c in checks)
     passed = all(c.passed is not False for c in checks) and (request.accept_inconclusive or not inconclusive)
@@ -413,7 +470,13 @@ def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditRe
     ]
     return AuditResult(
         checkpoint=str(request.checkpoint),
-        ids={"audited": len(audited), "duplicates": request.forget.duplicates},
+        ids={
+            "audited": len(audited),
+            "duplicates": request.forget.duplicates,
+            "unknown_skipped": len(unknown),
+        },
+        ids_digest=restored.meta.forgotten.list_digest(audited),
+        figures=figures,
         model=scored,
         reference=reference,
         original=original,
@@ -557,6 +620,16 @@ def _two_sided(
     if value > high:
         return Check(name, False, value, threshold, f"{where}; over by {value - high:.2g}")
     if value < low:
+        if original is not None and original < low and value >= original - margin:
+            # The rows were already there before the deletion: harder than the average held-out
+            # row (for example rows the original never fit), which this check cannot tell apart
+            # from over-forgetting. Only a drop below the original would be the deletion's doing.
+            detail = (
+                f"{where}; under by {low - value:.2g}, but the original model was as low ({original:.3f}): these rows "
+                "are harder than the average held-out row, not over-forgotten by the deletion; audit against "
+                "--reference to compare with a retrained model"
+            )
+            return Check(name, None, value, threshold, detail, status="inconclusive")
         return Check(name, False, value, threshold, f"{where}; under by {low - value:.2g}: {below}")
     if ceiling is not None and high >= ceiling:
         detail = (
@@ -619,7 +692,7 @@ def _phi(model: torch.nn.Module, restored: Restored, split: Any, rows: np.ndarra
     return predictions.margins  # type: ignore[return-value]
 
 
-def write_per_sample_csv(result: AuditResult, path: str | os.PathLike[str]) -> None:
+def per_sample_csv(result: AuditResult) -> str:
     """One row per audited id: id, label, loss, correct, membership score, non-member rank."""
     import csv
     import io
@@ -628,4 +701,8 @@ def write_per_sample_csv(result: AuditResult, path: str | os.PathLike[str]) -> N
     writer = csv.DictWriter(buffer, fieldnames=["id", "label", "loss", "correct", "membership_score", "nonmember_rank"])
     writer.writeheader()
     writer.writerows(result.per_sample)
-    write_text_atomic(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def _log_losses(losses: np.ndarray) -> list[float]:
+    return np.log10(np.asarray(losses, dtype=np.float64) + 1e-6).tolist()

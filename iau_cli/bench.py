@@ -723,14 +723,8 @@ def validate_shape(data: Any, shape: Any = JSON_SHAPE, where: str = "$") -> list
     return [] if ok else [f"{where}: expected {shape.__name__}, got {type(data).__name__}"]
 
 
-def write_markdown(result: BenchResult, path: str | os.PathLike[str]) -> None:
-    from iau_cli.files import write_text_atomic
-
-    write_text_atomic(path, result.report().to_markdown())
-
-
-def plot(result: BenchResult, path: str | os.PathLike[str]) -> None:
-    """A PNG: removal (ToW, forget-accuracy gap) against utility (test accuracy) and time."""
+def require_matplotlib() -> Any:
+    """pyplot (Agg), or a one-line error: checked before the bench runs, not after."""
     try:
         import matplotlib
 
@@ -738,6 +732,12 @@ def plot(result: BenchResult, path: str | os.PathLike[str]) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise ConfigError("--plot needs matplotlib: pip install 'iau-cli[plot]'") from None
+    return plt
+
+
+def plot(result: BenchResult, path: str | os.PathLike[str]) -> None:
+    """A PNG: removal (ToW, forget-accuracy gap) against utility (test accuracy) and time."""
+    plt = require_matplotlib()
     ok = [
         s
         for s in result.summary
@@ -770,5 +770,5 @@ def plot(result: BenchResult, path: str | os.PathLike[str]) -> None:
     figure.legend(unique.values(), unique.keys(), loc="lower center", ncol=min(6, len(unique)), fontsize=8)
     figure.text(0.99, 0.01, "marker size: forget ratio", ha="right", fontsize=8)
     figure.tight_layout(rect=(0, 0.06, 1, 1))
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=110, format="png")
     plt.close(figure)

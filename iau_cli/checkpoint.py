@@ -10,70 +10,29 @@ Loading never unpickles: only safetensors and JSON are parsed.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import datetime as _dt
-import errno
 import hashlib
 import json
 import os
-import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from iau_cli import __version__
-from iau_cli.errors import CheckpointError, OutputError
+from iau_cli.errors import CheckpointError
+from iau_cli.files import Outputs, file_sha256
+from iau_cli.forgotten import ForgottenIds
 
 FORMAT_VERSION = 1
 LEDGER_PREFIX = "__iau_ledger__."
-_HASH_BYTES = 16
 META_KEYS = ("iau.format", "iau.version", "iau.model", "iau.data", "iau.train", "iau.lineage", "iau.forgotten")
 
 
 def utc_now() -> str:
     """The current time as an ISO 8601 UTC string (seconds)."""
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
-
-
-@dataclass
-class ForgottenIds:
-    """The ids a lineage has forgotten, as salted sha256 prefixes (the clear ids are never stored)."""
-
-    salt: str = field(default_factory=lambda: secrets.token_hex(16))
-    hashes: set[bytes] = field(default_factory=set)
-
-    def digest(self, sample_id: str) -> bytes:
-        return hashlib.sha256(bytes.fromhex(self.salt) + sample_id.encode()).digest()[:_HASH_BYTES]
-
-    def contains(self, sample_id: str) -> bool:
-        return bool(self.hashes) and self.digest(sample_id) in self.hashes
-
-    def add(self, ids: Iterable[str]) -> None:
-        self.hashes.update(self.digest(i) for i in ids)
-
-    def list_digest(self, ids: Iterable[str]) -> str:
-        """A salted digest of an id list (order and duplicates do not matter)."""
-        digest = hashlib.sha256(bytes.fromhex(self.salt))
-        for sample_id in sorted(set(ids)):
-            digest.update(sample_id.encode() + b"\n")
-        return digest.hexdigest()
-
-    def __len__(self) -> int:
-        return len(self.hashes)
-
-    def to_json(self) -> dict[str, Any]:
-        packed = b"".join(sorted(self.hashes))
-        return {"salt": self.salt, "count": len(self.hashes), "hashes": base64.b64encode(packed).decode()}
-
-    @classmethod
-    def from_json(cls, value: dict[str, Any]) -> ForgottenIds:
-        packed = base64.b64decode(value.get("hashes", ""))
-        if len(packed) % _HASH_BYTES:
-            raise ValueError("forgotten-id hashes have a bad length")
-        hashes = {packed[i : i + _HASH_BYTES] for i in range(0, len(packed), _HASH_BYTES)}
-        return cls(salt=value["salt"], hashes=hashes)
 
 
 @dataclass
@@ -121,19 +80,79 @@ class CheckpointMeta:
             )
         if missing:
             raise CheckpointError(f"{source}: metadata is incomplete (missing {', '.join(missing)})")
+        if fmt < 1:
+            raise CheckpointError(f"{source}: iau.format {fmt} is not a version number (a positive integer)")
+        size = sum(len(v) for v in metadata.values())
+        if size > MAX_METADATA_CHARS:
+            raise CheckpointError(
+                f"{source}: iau metadata is {size:,} characters, over the {MAX_METADATA_CHARS:,} limit"
+            )
         try:
+            decoded = {key: json.loads(metadata[key]) for key in META_KEYS[2:] + ("iau.ledger",) if key in metadata}
+            check_schema(decoded)
             return cls(
                 format=fmt,
                 version=metadata["iau.version"],
-                model=json.loads(metadata["iau.model"]),
-                data=json.loads(metadata["iau.data"]),
-                train=json.loads(metadata["iau.train"]),
-                lineage=json.loads(metadata["iau.lineage"]),
-                forgotten=ForgottenIds.from_json(json.loads(metadata["iau.forgotten"])),
-                ledger=json.loads(metadata["iau.ledger"]) if "iau.ledger" in metadata else None,
+                model=decoded["iau.model"],
+                data=decoded["iau.data"],
+                train=decoded["iau.train"],
+                lineage=decoded["iau.lineage"],
+                forgotten=ForgottenIds.from_json(decoded["iau.forgotten"]),
+                ledger=decoded.get("iau.ledger"),
             )
+        except RecursionError:
+            raise CheckpointError(f"{source}: iau metadata is nested too deeply to be real") from None
         except (ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(f"{source}: iau metadata is corrupt ({exc})") from None
+        except CheckpointError as exc:
+            raise CheckpointError(f"{source}: {exc}") from None
+
+
+MAX_METADATA_CHARS = 64 << 20  # a million forgotten ids take about 22 MB
+
+
+def _need(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+def _is_int(value: Any, low: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def check_schema(decoded: dict[str, Any]) -> None:
+    """Each ``iau.*`` value has the type and shape iau writes; ``ValueError`` names the first that
+    does not (called before anything is built from the metadata)."""
+    model = decoded["iau.model"]
+    _need(isinstance(model, dict), "iau.model is not a mapping")
+    _need(isinstance(model.get("name"), str) and model["name"], "iau.model.name is not a model name")
+    _need(isinstance(model.get("args", {}), dict), "iau.model.args is not a mapping")
+    shape = model.get("input_shape")
+    _need(isinstance(shape, list) and all(_is_int(v, 1) for v in shape), "iau.model.input_shape is not a shape")
+    _need(_is_int(model.get("num_classes"), 2), "iau.model.num_classes is not a class count")
+    data = decoded["iau.data"]
+    _need(isinstance(data, dict) and isinstance(data.get("config", {}), dict), "iau.data is not a mapping")
+    _need(isinstance(data.get("fingerprint", {}), dict), "iau.data.fingerprint is not a mapping")
+    _need(isinstance(decoded["iau.train"], dict), "iau.train is not a mapping")
+    lineage = decoded["iau.lineage"]
+    _need(isinstance(lineage, list) and bool(lineage), "iau.lineage is not a list of events")
+    _need(all(isinstance(e, dict) and isinstance(e.get("event"), str) for e in lineage), "a lineage event is malformed")
+    _need(lineage[0]["event"] in ("train", "import"), "the lineage does not start with train or import")
+    _need(all(_is_int(e.get("ids", 0)) for e in lineage), "a lineage event's id count is not an integer")
+    forgotten = decoded["iau.forgotten"]
+    _need(isinstance(forgotten, dict), "iau.forgotten is not a mapping")
+    salt = forgotten.get("salt")
+    _need(isinstance(salt, str) and len(salt) >= 16 and len(salt) % 2 == 0, "iau.forgotten.salt is not hex")
+    bytes.fromhex(salt)
+    _need(isinstance(forgotten.get("hashes", ""), str), "iau.forgotten.hashes is not base64 text")
+    _need(_is_int(forgotten.get("count", 0)), "iau.forgotten.count is not an integer")
+    ledger = decoded.get("iau.ledger")
+    if ledger is not None:
+        _need(isinstance(ledger, dict), "iau.ledger is not a mapping")
+        _need(_is_int(ledger.get("count")), "iau.ledger.count is not an integer")
+        _need(isinstance(ledger.get("params_sha256"), str), "iau.ledger.params_sha256 is not a digest")
+        drift = ledger.get("drift", 0.0)
+        _need(isinstance(drift, (int, float)) and not isinstance(drift, bool), "iau.ledger.drift is not a number")
 
 
 @dataclass
@@ -152,15 +171,6 @@ class Checkpoint:
         if self._params_digest is None:
             self._params_digest = params_sha256(self.state_dict)
         return self._params_digest
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """sha256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def params_sha256(state_dict: dict[str, Any]) -> str:
@@ -233,139 +243,27 @@ def save_checkpoint(
     *,
     ledger_tensors: dict[str, Any] | None = None,
     overwrite: bool = False,
+    outputs: Outputs | None = None,
 ) -> str:
-    """Write a checkpoint atomically (temp file, fsync, rename) and return its sha256.
+    """Write a checkpoint atomically and return its sha256.
 
-    Without ``overwrite`` an existing file is never replaced, even by a concurrent writer: the final
-    step is a hard link, which fails if the name exists.
+    With ``outputs`` the file is only staged there, published with the run's other outputs by
+    :meth:`Outputs.publish`; without, it is published at once. Without ``overwrite`` an existing
+    file is never replaced, even by a concurrent writer (see :class:`iau_cli.files.Outputs`).
     """
     from safetensors.torch import save_file
 
-    path = Path(path)
-    check_writable(path, overwrite=overwrite)
-    remove_stale_temps(path)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}
     for name, value in (ledger_tensors or {}).items():
         tensors[LEDGER_PREFIX + name] = value.detach().cpu().contiguous().clone()
-    temp = temp_path(path)
-    try:
-        save_file(tensors, str(temp), metadata=meta.to_metadata())
-        # safetensors creates files 0600; give the checkpoint the permissions any new file gets.
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(temp, 0o666 & ~mask)
-        with open(temp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        digest = file_sha256(temp)
-        publish(temp, path, overwrite=overwrite)
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write ({_os_reason(exc)})") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
+    metadata = meta.to_metadata()
+
+    def write(temp: Path) -> None:
+        save_file(tensors, str(temp), metadata=metadata)
+
+    if outputs is not None:
+        return outputs.stage(Path(path), write, overwrite=overwrite, primary=True)
+    with Outputs() as own:
+        digest = own.stage(Path(path), write, overwrite=overwrite, primary=True)
+        own.publish()
     return digest
-
-
-def _writer_tag() -> str:
-    """This process's mark in a temp file's name: host and PID. A PID means nothing on another
-    host (a shared file system), so only this host's temps are ever judged stale."""
-    import socket
-
-    host = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
-    return f"{host}-{os.getpid()}"
-
-
-def temp_path(path: Path, kind: str = "") -> Path:
-    """A temporary name beside ``path`` that :func:`remove_stale_temps` can attribute to its writer."""
-    return path.parent / f".{path.name}.{_writer_tag()}.{kind or secrets.token_hex(4)}.tmp"
-
-
-def remove_stale_temps(path: Path) -> None:
-    """Delete temp files that a killed run on this host left beside ``path`` (their PID is gone)."""
-    host = _writer_tag().split("-")[0]
-    for temp in path.parent.glob(f".{path.name}.*.tmp"):
-        tag = temp.name[len(path.name) + 2 :].split(".")[0]
-        writer_host, _, pid = tag.partition("-")
-        if writer_host != host or not pid.isdigit():
-            continue  # another host's (its PID is not ours to check), or not ours at all
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            with contextlib.suppress(OSError):
-                temp.unlink()
-        except PermissionError:
-            pass  # alive, owned by someone else
-
-
-def publish(temp: Path, path: Path, *, overwrite: bool) -> None:
-    """Move a finished temp file into place atomically, then fsync the folder."""
-    if overwrite:
-        os.replace(temp, path)
-    else:
-        try:
-            os.link(temp, path)
-        except FileExistsError:
-            raise OutputError(f"{path}: already exists; pass --overwrite to replace it") from None
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def check_writable(path: Path, *, overwrite: bool) -> None:
-    """Fail early (before any work) if ``path`` cannot be written."""
-    if path.is_dir():
-        raise OutputError(f"{path}: is a folder; give a file name for the output")
-    if path.exists() and not overwrite:
-        raise OutputError(f"{path}: already exists; pass --overwrite to replace it")
-    if not path.parent.is_dir():
-        raise OutputError(f"{path.parent}: output folder does not exist")
-    if not os.access(path.parent, os.W_OK):
-        raise OutputError(f"{path.parent}: output folder is not writable")
-
-
-def _os_reason(exc: OSError) -> str:
-    if exc.errno == errno.ENOSPC:
-        return "no space left on device"
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return "permission denied or read-only file system"
-    return exc.strerror or str(exc)
-
-
-@contextlib.contextmanager
-def output_lock(path: str | os.PathLike[str]) -> Iterator[None]:
-    """An exclusive, non-blocking lock on an output path: a concurrent run to it fails cleanly.
-
-    flock on a hidden ``.NAME.iau-lock`` beside the output (a user's own ``NAME.lock`` is never
-    touched), removed *while still held* when the run ends, so a failed run leaves nothing behind.
-    A run that locked a file which a finishing run had just unlinked notices that the path no longer
-    names its file and starts over, so two runs never hold the lock at once. (``filelock`` leaves
-    its lock files in place, which a run that must write nothing on bad input cannot do.)
-    """
-    import fcntl
-
-    path = Path(path)
-    lock_path = path.parent / f".{path.name}.iau-lock"
-    while True:
-        try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise OutputError(f"{path}: cannot create lock file ({_os_reason(exc)})") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise OutputError(f"{path}: another iau run is writing this output; try again when it ends") from None
-        try:
-            if os.stat(lock_path).st_ino == os.fstat(fd).st_ino:
-                break
-        except FileNotFoundError:
-            pass
-        os.close(fd)  # the file was unlinked (and maybe replaced) by a run that just finished
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            lock_path.unlink()
-        os.close(fd)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -55,8 +56,16 @@ class DataConfig:
     resize: list[int] | None = help_field("Resize images to [height, width].", default=None)
     grayscale: bool = help_field("Decode images as one channel instead of RGB.", default=False)
     scale: float = help_field("Multiply raw tabular features by this before normalizing.", default=1.0)
-    mean: float | list[float] = help_field("Subtract this (per channel or feature) after scaling.", default=0.0)
-    std: float | list[float] = help_field("Divide by this (per channel or feature) after centring.", default=1.0)
+    mean: float | list[float] | Literal["auto"] = help_field(
+        "Subtract this (per channel or feature) after scaling; auto: each feature's mean over the learned rows, "
+        "computed by iau train and stored in the checkpoint.",
+        default=0.0,
+    )
+    std: float | list[float] | Literal["auto"] = help_field(
+        "Divide by this (per channel or feature) after centring; auto: each feature's standard deviation over "
+        "the learned rows (as for mean).",
+        default=1.0,
+    )
     num_classes: int | None = help_field("Number of classes; default max label + 1.", default=None)
 
     def check(self) -> list[str]:
@@ -69,9 +78,13 @@ class DataConfig:
             problems.append(f"resize: {self.resize} must be [height, width] with positive sizes")
         if self.shape is not None and (not self.shape or min(self.shape) < 1):
             problems.append(f"shape: {self.shape} must be a list of positive sizes")
-        std = self.std if isinstance(self.std, list) else [self.std]
+        std = [] if self.std == "auto" else self.std if isinstance(self.std, list) else [self.std]
         if any(s <= 0 for s in std):
             problems.append("std: every value must be positive")
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if isinstance(value, list) and not value:
+                problems.append(f"{name}: an empty list; give one value per channel or feature")
         if self.num_classes is not None and self.num_classes < 2:
             problems.append("num_classes: must be at least 2")
         return problems
@@ -87,6 +100,10 @@ class ModelConfig:
     def check(self) -> list[str]:
         if not self.name:
             return ["name: must not be empty"]
+        hidden = self.args.get("hidden") if self.name == "mlp" else None
+        sizes = hidden if isinstance(hidden, list) else [hidden] if hidden is not None else []
+        if any(isinstance(h, bool) or not isinstance(h, int) or not 1 <= h <= 1 << 20 for h in sizes):
+            return [f"args.hidden: {hidden!r} must be positive integers (at most 1,048,576)"]
         return []
 
 
@@ -317,12 +334,14 @@ def _build(tp: Any, value: Any, where: str, problems: list[str]) -> Any:
         # PyYAML reads 1e-3 (no dot) as a string; accept numeric strings for float fields.
         if isinstance(value, str):
             try:
-                return float(value)
+                value = float(value)
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             problems.append(f"{label}: expected a number, got {_describe(value)}")
             return value
+        if not math.isfinite(value):
+            problems.append(f"{label}: {value} is not a finite number")
         return float(value)
     if tp is str:
         if not isinstance(value, str):

@@ -21,6 +21,7 @@ import torch
 from iau_cli.config import BUILTIN_PREFIX, DataConfig
 from iau_cli.errors import DataError
 from iau_cli.progress import Progress, no_progress
+from iau_cli.rowprint import RowDigest, digest_rows
 from iau_cli.store import (
     STORE_FORMAT,
     EncodedSplit,
@@ -191,6 +192,10 @@ class Split:
                 self._halves = (np.flatnonzero(calibration), np.flatnonzero(~calibration))
         return self._halves
 
+    def row_digest(self, rows: Sequence[int] | np.ndarray | None = None) -> RowDigest:
+        """The order-independent digest of ``rows`` (default: all), see :mod:`iau_cli.rowprint`."""
+        return digest_rows(self.ids, self.labels, self.features.array, rows)
+
     def row_index(self) -> dict[str, int]:
         """id → row number (built on first use, then kept)."""
         if self._row_index is None:
@@ -292,13 +297,27 @@ class DataBundle:
     fingerprint: dict[str, Any]
     class_names: list[str] | None = None
 
-    def describe(self) -> dict[str, Any]:
+    _row_digests: dict[str, RowDigest] | None = field(default=None, repr=False)
+
+    def row_digests(self) -> dict[str, RowDigest]:
+        """Each split's row digest (computed once): what lets forgotten rows be deleted later."""
+        if self._row_digests is None:
+            self._row_digests = {"train": self.train.row_digest(), "test": self.test.row_digest()}
+        return self._row_digests
+
+    def full_fingerprint(self, since_event: int) -> dict[str, Any]:
+        """The files' digest and the rows' digests; deletions recorded in lineage events from
+        ``since_event`` on are measured against these rows."""
+        rows = {name: digest.to_json() for name, digest in self.row_digests().items()}
+        return {**self.fingerprint, "rows": rows, "since_event": since_event}
+
+    def describe(self, since_event: int = 1) -> dict[str, Any]:
         """What the checkpoint records about the data (``iau.data``)."""
         from iau_cli.config import to_dict
 
         return {
             "config": to_dict(self.config),
-            "fingerprint": self.fingerprint,
+            "fingerprint": self.full_fingerprint(since_event),
             "num_classes": self.num_classes,
             "input_shape": self.input_shape,
             "rows": {"train": len(self.train), "test": len(self.test)},
@@ -316,6 +335,8 @@ def load_data(config: DataConfig, *, progress: Progress = no_progress) -> DataBu
 
     from iau_cli.config import to_dict
 
+    if config.mean == "auto" or config.std == "auto":
+        return _with_feature_statistics(config, progress)
     train_path = _resolve_source(config.train, "train")
     if not train_path.exists():
         raise DataError(f"{train_path}: data file not found; check data.train")
@@ -341,6 +362,45 @@ def load_data(config: DataConfig, *, progress: Progress = no_progress) -> DataBu
     if meta["config"]["image_column"] != config.image_column:
         config = dataclasses.replace(config, image_column=meta["config"]["image_column"])
     return _bundle(config, splits, meta, fingerprint, _sources(train_path, test_path, meta["test_origin"]))
+
+
+def _with_feature_statistics(config: DataConfig, progress: Progress) -> DataBundle:
+    """``mean: auto`` / ``std: auto``: each feature's (or image channel's) mean and standard
+    deviation over the training split, computed on the encoded rows and then written into the
+    config as numbers — so the checkpoint records them, and later commands (after rows are
+    forgotten and deleted) normalize exactly as training did."""
+    import dataclasses
+
+    raw = load_data(
+        dataclasses.replace(
+            config,
+            mean=0.0 if config.mean == "auto" else config.mean,
+            std=1.0 if config.std == "auto" else config.std,
+        ),
+        progress=progress,
+    )
+    array = raw.train.features.array
+    per_channel = array.ndim > 2
+    total = sumsq = 0.0
+    count = 0
+    for start in range(0, len(array), 4096):
+        block = np.asarray(array[start : start + 4096], dtype=np.float64)
+        if array.dtype == np.uint8:
+            block = block / 255.0
+        if per_channel:
+            block = np.moveaxis(block, 1, -1).reshape(-1, block.shape[1])
+        total = total + block.sum(axis=0)
+        sumsq = sumsq + (block * block).sum(axis=0)
+        count += len(block)
+    mean = total / max(count, 1)
+    std = np.sqrt(np.maximum(sumsq / max(count, 1) - mean * mean, 0.0))
+    std = np.where(std > 1e-8, std, 1.0)  # a constant feature is centred, not blown up
+    changes = {}
+    if config.mean == "auto":
+        changes["mean"] = [round(float(v), 7) for v in np.atleast_1d(mean)]
+    if config.std == "auto":
+        changes["std"] = [round(float(v), 7) for v in np.atleast_1d(std)]
+    return load_data(dataclasses.replace(config, **changes), progress=progress)
 
 
 def _sources(train_path: Path, test_path: Path | None, test_origin: str) -> dict[str, str]:
@@ -433,6 +493,12 @@ def _read_and_encode(
     train_labels = _labels(train_table, config.label_column, label_source)
     test_labels = _labels(test_table, config.label_column, test_source)
     num_classes = config.num_classes or int(max(train_labels.max(initial=0), test_labels.max(initial=0)) + 1)
+    distinct = len(np.union1d(np.unique(train_labels), np.unique(test_labels)))
+    if config.num_classes is None and num_classes > max(2 * distinct, 100):
+        raise DataError(
+            f"{label_source}: the largest label is {num_classes - 1:,} but there are only {distinct} distinct labels "
+            f"(a typo?); a {num_classes:,}-class model would be built. Fix the label, or set data.num_classes"
+        )
     for labels, source in ((train_labels, label_source), (test_labels, test_source)):
         if len(labels) and labels.max() >= num_classes:
             raise DataError(f"{source}: label {int(labels.max())} is out of range for num_classes={num_classes}")
@@ -446,6 +512,7 @@ def _read_and_encode(
         _check_finite(train_table, feature_columns, train_ids, label_source)
         _check_finite(test_table, feature_columns, test_ids, test_source)
 
+    _check_shapes(config, feature_columns, label_source)
     encoder = Encoder(config, feature_columns)
     images = bool(config.image_column)
     # Images keep their pixels as bytes; the store normalizes them batch by batch.
@@ -489,6 +556,33 @@ def _read_and_encode(
         }
         staging.publish(meta)
     return _bundle(config, splits, meta, fingerprint, _sources(train_path, test_path, test_origin))
+
+
+def _check_shapes(config: DataConfig, feature_columns: list[str], source: str) -> None:
+    """What the config says about the features must fit the features: data.shape holds exactly
+    the feature count, resize applies to images (or reshaped features), and a per-feature or
+    per-channel mean/std list has one value each."""
+    import math
+
+    images = bool(config.image_column)
+    if not images and config.shape and math.prod(config.shape) != len(feature_columns):
+        raise DataError(
+            f"{source}: data.shape {config.shape} holds {math.prod(config.shape)} values but there are "
+            f"{len(feature_columns)} feature columns"
+        )
+    if config.resize and not images and not config.shape:
+        raise DataError(f"{source}: data.resize applies to images (or features given a data.shape); remove it")
+    if images:
+        width = 1 if config.grayscale else 3
+        what = "channel"
+    elif config.shape:
+        width, what = config.shape[0], "channel (data.shape[0])"
+    else:
+        width, what = len(feature_columns), "feature column"
+    for name in ("mean", "std"):
+        value = getattr(config, name)
+        if isinstance(value, list) and len(value) not in (1, width):
+            raise DataError(f"{source}: data.{name} has {len(value)} values; give one per {what} ({width}) or one")
 
 
 def _split_dict(dataset_dict: Any, test_table: Any, path: Path) -> tuple[Any, Any]:

@@ -22,9 +22,11 @@ class DataError(IauError):
 
 
 class DataChangedError(DataError):
-    """The training data differs from what the checkpoint was trained on."""
+    """The training data differs from what the checkpoint was trained on (``data``: the data as
+    read, so a caller can say which requested rows are gone)."""
 
     kind = "data_changed"
+    data: object = None
 
 
 class CheckpointError(IauError):

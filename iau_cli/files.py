@@ -1,9 +1,21 @@
-"""Small file helpers shared by the library and the CLI."""
+"""Writing files safely: the output guard, the one atomic writer, and the output lock.
+
+Every file a command writes goes through :class:`Outputs`: each is staged as a temporary file
+beside its target (written, chmod'ed like any new file, fsynced), and all are published together
+at the end — side outputs first, the checkpoint last — so a run that fails at any point publishes
+nothing, and one whose publication fails half-way takes back what it had published.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import os
+import secrets
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +28,8 @@ def default_output(checkpoint: str | os.PathLike[str]) -> Path:
     return path.with_name(f"{path.stem}.unlearned{path.suffix or '.safetensors'}")
 
 
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write a text file via a temporary file and rename, so readers never see half of it."""
-    path = Path(path)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temp.write_text(text, encoding="utf-8")
-        os.replace(temp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        raise OutputError(f"{path}: cannot write ({exc.strerror})") from None
+# --------------------------------------------------------------------------------------------
+# The output guard
 
 
 def _same_or_inside(output: Path, source: Path) -> bool:
@@ -40,10 +43,11 @@ def _same_or_inside(output: Path, source: Path) -> bool:
     return resolved == target or (source.is_dir() and target in resolved.parents)
 
 
-def check_outputs(outputs: dict[str, Any], inputs: dict[str, Any]) -> None:
+def check_outputs(outputs: dict[str, Any], inputs: dict[str, Any], *, overwrite: bool = False) -> None:
     """Before any work: no output may be a folder, replace an input (checkpoint, ids file, config,
-    data — after symlinks, hard links by inode), land inside a data folder, or be another output;
-    its folder must exist and be writable. ``None`` and ``-`` (stdout/stdin) are skipped."""
+    data — after symlinks, hard links by inode), land inside a data folder, be another output, or
+    exist already (unless ``overwrite``); its folder must exist and be writable. ``None`` and ``-``
+    (stdout/stdin) are skipped."""
     sources = [(label, Path(value).expanduser()) for label, value in inputs.items() if value not in (None, "-")]
     taken: list[tuple[str, Path]] = []
     for label, value in outputs.items():
@@ -59,8 +63,261 @@ def check_outputs(outputs: dict[str, Any], inputs: dict[str, Any]) -> None:
             if _same_or_inside(path, other):
                 raise OutputError(f"{path}: {label} and {other_label} name the same file; give each its own")
         taken.append((label, path))
-        parent = path.resolve().parent
-        if not parent.is_dir():
-            raise OutputError(f"{path}: folder {parent} does not exist")
-        if not os.access(parent, os.W_OK):
-            raise OutputError(f"{path}: folder {parent} is not writable")
+        check_writable(path, overwrite=overwrite, label=label)
+
+
+def check_writable(path: Path, *, overwrite: bool, label: str = "output") -> None:
+    """Fail early (before any work) if ``path`` cannot be written."""
+    if path.is_dir():
+        raise OutputError(f"{path}: {label} names a folder; give a file name")
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise OutputError(f"{path}: {label} already exists; pass --overwrite to replace it")
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        raise OutputError(f"{path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"{path}: folder {parent} is not writable")
+
+
+# --------------------------------------------------------------------------------------------
+# The atomic writer
+
+
+def _writer_tag() -> str:
+    """This process's mark in a temp file's name: host and PID. A PID means nothing on another
+    host (a shared file system), so only this host's temps are ever judged stale."""
+    import socket
+
+    host = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+    return f"{host}-{os.getpid()}"
+
+
+def temp_path(path: Path, kind: str = "") -> Path:
+    """A temporary name beside ``path`` that :func:`remove_stale_temps` can attribute to its writer."""
+    return path.parent / f".{path.name}.{_writer_tag()}.{kind or secrets.token_hex(4)}.tmp"
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Delete temp files that a killed run on this host left beside ``path`` (their PID is gone)."""
+    host = _writer_tag().split("-")[0]
+    for temp in path.parent.glob(f".{path.name}.*.tmp"):
+        tag = temp.name[len(path.name) + 2 :].split(".")[0]
+        writer_host, _, pid = tag.partition("-")
+        if writer_host != host or not pid.isdigit():
+            continue  # another host's (its PID is not ours to check), or not ours at all
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+        except PermissionError:
+            pass  # alive, owned by someone else
+
+
+def os_reason(exc: BaseException) -> str:
+    """A short reason for a failed write: full disk and read-only file systems named plainly
+    (safetensors reports them as ``SafetensorError`` with the OS error inside its message)."""
+    code = getattr(exc, "errno", None)
+    text = str(exc)
+    if code == errno.ENOSPC or "No space left" in text or "StorageFull" in text:
+        return "no space left on device"
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS) or "Read-only file system" in text:
+        return "permission denied or read-only file system"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def _write_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from safetensors import SafetensorError
+    except ImportError:  # pragma: no cover - safetensors is a dependency
+        return (OSError,)
+    return (OSError, SafetensorError)
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class _Staged:
+    temp: Path
+    path: Path
+    overwrite: bool
+    primary: bool
+    backup: Path | None = None
+    published: bool = False
+    sha256: str = ""
+
+
+class Outputs:
+    """The files one run writes, staged as temporaries and published together.
+
+    ``stage(path, write)`` calls ``write(temp)`` on a temporary beside ``path``, fsyncs it and
+    returns its sha256. ``publish()`` moves every staged file into place — side outputs first,
+    ``primary`` ones (the checkpoint) last — a new file by hard link (so a name that appeared
+    meanwhile is never replaced) and, with ``overwrite``, by rename after keeping the old file
+    aside. If any step fails, the files already published are taken back (new ones removed,
+    replaced ones restored) and :class:`OutputError` names the failure. Leaving the ``with`` block
+    without publishing removes every temporary. ``lock(path)`` holds :func:`output_lock` until then.
+    """
+
+    def __init__(self) -> None:
+        self._staged: list[_Staged] = []
+        self._locks = contextlib.ExitStack()
+
+    def __enter__(self) -> Outputs:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for item in self._staged:
+            with contextlib.suppress(OSError):
+                item.temp.unlink()
+            if item.backup is not None:
+                with contextlib.suppress(OSError):
+                    item.backup.unlink()
+        self._staged.clear()
+        self._locks.close()
+
+    def lock(self, path: str | os.PathLike[str]) -> None:
+        self._locks.enter_context(output_lock(path))
+
+    def stage(
+        self, path: Path, write: Callable[[Path], None], *, overwrite: bool = False, primary: bool = False
+    ) -> str:
+        path = Path(path).expanduser()
+        check_writable(path, overwrite=overwrite)
+        remove_stale_temps(path)
+        temp = temp_path(path)
+        self._staged.append(_Staged(temp, path, overwrite, primary))
+        try:
+            write(temp)
+            # Writers (safetensors) may create files 0600: give outputs the permissions any new file gets.
+            mask = os.umask(0)
+            os.umask(mask)
+            os.chmod(temp, 0o666 & ~mask)
+            with open(temp, "rb+") as handle:
+                os.fsync(handle.fileno())
+            self._staged[-1].sha256 = file_sha256(temp)
+            return self._staged[-1].sha256
+        except _write_errors() as exc:
+            raise OutputError(f"{path}: cannot write ({os_reason(exc)})") from None
+
+    def digests(self) -> dict[str, str]:
+        """path → sha256 of every file staged so far."""
+        return {str(item.path): item.sha256 for item in self._staged}
+
+    def stage_text(self, path: Path, text: str, *, overwrite: bool = False) -> str:
+        return self.stage(path, lambda temp: temp.write_text(text, encoding="utf-8"), overwrite=overwrite)
+
+    def stage_copy(self, source: Path, path: Path, *, overwrite: bool = False, primary: bool = True) -> str:
+        return self.stage(path, lambda temp: shutil.copyfile(source, temp), overwrite=overwrite, primary=primary)
+
+    def publish(self) -> None:
+        order = [s for s in self._staged if not s.primary] + [s for s in self._staged if s.primary]
+        try:
+            for item in order:
+                self._publish_one(item)
+            for folder in {item.path.parent for item in order}:
+                _fsync_folder(folder)
+        except BaseException as exc:
+            self._take_back(order)
+            if isinstance(exc, OutputError):
+                raise
+            if isinstance(exc, OSError):
+                raise OutputError(f"cannot publish the outputs ({os_reason(exc)}); nothing was written") from None
+            raise
+        for item in order:
+            if item.backup is not None:
+                with contextlib.suppress(OSError):
+                    item.backup.unlink()
+        self._staged.clear()
+
+    def _publish_one(self, item: _Staged) -> None:
+        if item.overwrite:
+            if item.path.exists():
+                item.backup = temp_path(item.path, "backup")
+                os.link(item.path, item.backup)
+            os.replace(item.temp, item.path)
+        else:
+            try:
+                os.link(item.temp, item.path)
+            except FileExistsError:
+                raise OutputError(f"{item.path}: already exists; pass --overwrite to replace it") from None
+            os.unlink(item.temp)
+        item.published = True
+
+    @staticmethod
+    def _take_back(order: list[_Staged]) -> None:
+        for item in reversed(order):
+            if not item.published:
+                continue
+            with contextlib.suppress(OSError):
+                if item.backup is not None:
+                    os.replace(item.backup, item.path)
+                    item.backup = None
+                else:
+                    item.path.unlink()
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str, *, overwrite: bool = True) -> None:
+    """Write one text file atomically (see :class:`Outputs`)."""
+    with Outputs() as outputs:
+        outputs.stage_text(Path(path), text, overwrite=overwrite)
+        outputs.publish()
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# The output lock
+
+
+@contextlib.contextmanager
+def output_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """An exclusive, non-blocking lock on an output path: a concurrent run to it fails cleanly.
+
+    flock on a hidden ``.NAME.iau-lock`` beside the output (a user's own ``NAME.lock`` is never
+    touched), removed *while still held* when the run ends, so a failed run leaves nothing behind.
+    A run that locked a file which a finishing run had just unlinked notices that the path no longer
+    names its file and starts over, so two runs never hold the lock at once. (``filelock`` leaves
+    its lock files in place, which a run that must write nothing on bad input cannot do.)
+    """
+    import fcntl
+
+    path = Path(path)
+    lock_path = path.parent / f".{path.name}.iau-lock"
+    while True:
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot create lock file ({os_reason(exc)})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputError(f"{path}: another iau run is writing this output; try again when it ends") from None
+        try:
+            if os.stat(lock_path).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the file was unlinked (and maybe replaced) by a run that just finished
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            lock_path.unlink()
+        os.close(fd)

@@ -1,13 +1,20 @@
-"""Forget-id files: one id per line, blank lines and ``#`` comments ignored, ``-`` for stdin.
+"""Forget-id files: one id per line, ``-`` for stdin.
+
+Blank lines and lines starting with ``#`` are ignored and surrounding spaces stripped. A line
+starting with ``"`` is one JSON string literal, so that any id a dataset can hold — one with
+spaces at its ends, a leading ``#`` or ``"``, or a line break inside — can be requested:
+``"  #padded id"`` or ``"two\nlines"``. :func:`format_ids` writes ids this way (quoting only
+those that need it). Reads are capped at ``IAU_MAX_IDS_BYTES`` (default 256 MiB).
 
 Kept apart from the data module so the CLI can check an ids file before importing torch.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from iau_cli.errors import IdsError
@@ -20,10 +27,38 @@ class ForgetRequest:
     ids: list[str]
     duplicates: int
     source: str
+    sha256: str = ""  # of the bytes read (the record names the input by it, stdin included)
+
+
+MAX_IDS_BYTES = 256 << 20
+_SHOWN_ID_CHARS = 60
+
+
+def short_id(sample_id: str) -> str:
+    """An id as messages show it: whole when short, else its start, an ellipsis and its length."""
+    if len(sample_id) <= _SHOWN_ID_CHARS:
+        return sample_id
+    return f"{sample_id[:_SHOWN_ID_CHARS]}… ({len(sample_id):,} characters)"
+
+
+def needs_quoting(sample_id: str) -> bool:
+    """Whether an id must be written as a JSON string to survive the plain one-per-line format."""
+    return (
+        not sample_id
+        or sample_id != sample_id.strip()
+        or sample_id[0] in '#"'
+        or len(sample_id.splitlines()) != 1
+        or "\x00" in sample_id
+    )
+
+
+def format_ids(ids: list[str]) -> str:
+    """An ids file that :func:`parse_forget_ids` reads back as exactly ``ids``."""
+    return "".join((json.dumps(i) if needs_quoting(i) else i) + "\n" for i in ids)
 
 
 def parse_forget_ids(raw: bytes, source: str) -> ForgetRequest:
-    """Parse a forget-id file: one id per line, blank lines and ``#`` comments ignored."""
+    """Parse a forget-id file (the format is in the module docstring)."""
     if b"\x00" in raw[:65536]:
         raise IdsError(f"{source}: looks like a binary file, not a text file of ids (one per line)")
     try:
@@ -33,27 +68,62 @@ def parse_forget_ids(raw: bytes, source: str) -> ForgetRequest:
         raise IdsError(f"{source}: not UTF-8 text (bad byte at line {line}); save the id list as UTF-8") from None
     seen: dict[str, None] = {}
     total = 0
-    for line in text.splitlines():
+    for number, line in enumerate(text.split("\n"), start=1):
         item = line.strip()
         if not item or item.startswith("#"):
             continue
+        if item.startswith('"'):
+            item = _quoted(item, source, number)
         total += 1
         seen[item] = None
     if not seen:
         raise IdsError(f"{source}: no ids found (one id per line; blank lines and # comments are ignored)")
-    return ForgetRequest(ids=list(seen), duplicates=total - len(seen), source=source)
+    digest = hashlib.sha256(raw).hexdigest()
+    return ForgetRequest(ids=list(seen), duplicates=total - len(seen), source=source, sha256=digest)
+
+
+def _quoted(item: str, source: str, number: int) -> str:
+    try:
+        value = json.loads(item)
+    except ValueError:
+        value = None
+    if not isinstance(value, str):
+        raise IdsError(
+            f'{source}: line {number} starts with " but is not one JSON string (write "id with \\"quotes\\"")'
+        )
+    return value
+
+
+def max_ids_bytes() -> int:
+    """The cap on an ids file's size (``IAU_MAX_IDS_BYTES``)."""
+    value = os.environ.get("IAU_MAX_IDS_BYTES", "")
+    try:
+        return int(value) if value else MAX_IDS_BYTES
+    except ValueError:
+        raise IdsError(f"IAU_MAX_IDS_BYTES={value!r}: expected a number of bytes") from None
+
+
+def _read_capped(stream: Any, source: str) -> bytes:
+    cap = max_ids_bytes()
+    raw = stream.read(cap + 1)
+    raw = raw if isinstance(raw, bytes) else raw.encode()
+    if len(raw) > cap:
+        raise IdsError(
+            f"{source}: more than {cap:,} bytes of ids; split the request, or raise the cap with IAU_MAX_IDS_BYTES"
+        )
+    return raw
 
 
 def read_forget_ids(path: str | os.PathLike[str], stdin: Any = None) -> ForgetRequest:
-    """Read a forget-id file, or standard input when ``path`` is ``-``."""
+    """Read a forget-id file, or standard input when ``path`` is ``-`` (at most ``max_ids_bytes``)."""
     import sys
 
     if str(path) == "-":
         stream = stdin if stdin is not None else sys.stdin.buffer
-        raw = stream.read()
-        return parse_forget_ids(raw if isinstance(raw, bytes) else raw.encode(), "<stdin>")
+        return parse_forget_ids(_read_capped(stream, "<stdin>"), "<stdin>")
     try:
-        raw = Path(path).read_bytes()
+        with open(path, "rb") as handle:
+            raw = _read_capped(handle, str(path))
     except FileNotFoundError:
         raise IdsError(f"{path}: ids file not found") from None
     except IsADirectoryError:

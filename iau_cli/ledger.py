@@ -63,8 +63,8 @@ def ledger_state(checkpoint: Checkpoint, model: nn.Module, rows: int) -> LedgerS
     meta, tensors = checkpoint.meta.ledger if checkpoint.meta else None, checkpoint.ledger_tensors
     if not meta or not tensors:
         return LedgerState("absent", float("inf"), "the checkpoint has no gradient ledger")
-    params = {name for name, p in model.named_parameters() if p.requires_grad}
-    if set(tensors) != params:
+    params = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    if set(tensors) != set(params) or any(tensors[n].shape != p.shape for n, p in params.items()):
         return LedgerState("mismatch", float("inf"), "the ledger's tensors do not match the model's parameters")
     if int(meta.get("count", -1)) != rows:
         return LedgerState(
@@ -136,11 +136,13 @@ class LedgerResult:
         return Report(title="iau ledger", tables=[Table("Gradient ledger", ["", ""], rows)])
 
 
-def show_ledger(path: str, *, device: str = "cpu", trust_code: bool = False) -> LedgerResult:
+def show_ledger(
+    path: str, *, device: str = "cpu", trust_code: bool = False, allow_data_change: bool = False
+) -> LedgerResult:
     """Whether a checkpoint's ledger is fresh, stale (and by how much) or absent."""
     from iau_cli.runs import restore
 
-    restored = restore(path, device=device, trust_code=trust_code)
+    restored = restore(path, device=device, trust_code=trust_code, allow_data_change=allow_data_change)
     learn = restored.partition().learn
     state = ledger_state(restored.checkpoint, restored.model, len(learn))
     return LedgerResult(str(path), state.status, state.reason, len(learn), state.drift)
@@ -153,42 +155,62 @@ def refresh_ledger(
     overwrite: bool = False,
     device: str = "auto",
     trust_code: bool = False,
+    allow_data_change: bool = False,
     progress: Progress = no_progress,
+    outputs: Any = None,
 ) -> LedgerResult:
     """Recompute the ledger at the checkpoint's parameters (one pass over its rows) and write it to
-    ``out``, which may not be ``path``: an input is never modified."""
+    ``out``, which may not be ``path``: an input is never modified. With ``outputs``
+    (:class:`iau_cli.files.Outputs`) the file is staged there for the caller to publish."""
     import dataclasses
     import time
     from pathlib import Path
 
-    from iau_cli import __version__
-    from iau_cli.checkpoint import check_writable, output_lock, save_checkpoint
+    from iau_cli import __version__, distributed
+    from iau_cli.checkpoint import save_checkpoint
     from iau_cli.errors import OutputError
+    from iau_cli.files import Outputs, check_writable
     from iau_cli.runs import restore
 
     started = time.perf_counter()
     if Path(out).resolve() == Path(path).resolve():
         raise OutputError(f"{out}: the output would replace the input checkpoint; choose another --out")
     check_writable(Path(out), overwrite=overwrite)
-    import contextlib
-
-    from iau_cli import distributed
-
-    with output_lock(out) if distributed.is_main() else contextlib.nullcontext():
-        restored = restore(path, device=device, trust_code=trust_code, progress=progress)
-        learn = restored.partition().learn
-        meta, tensors = compute_ledger(restored.model, restored.data, learn, restored.device, progress=progress)
-        event = {
-            "event": "ledger-refresh",
-            "time": utc_now(),
-            "iau_version": __version__,
-            "parent_sha256": restored.checkpoint.sha256,
-            "params_sha256": meta["params_sha256"],
-        }
-        new_meta = dataclasses.replace(restored.meta, ledger=meta, lineage=[*restored.meta.lineage, event])
-        if distributed.is_main():
-            save_checkpoint(out, restored.model.state_dict(), new_meta, ledger_tensors=tensors, overwrite=overwrite)
-        distributed.barrier()
+    if outputs is None:
+        with Outputs() as own:
+            result = refresh_ledger(
+                path,
+                out,
+                overwrite=overwrite,
+                device=device,
+                trust_code=trust_code,
+                allow_data_change=allow_data_change,
+                progress=progress,
+                outputs=own,
+            )
+            if distributed.is_main():
+                own.publish()
+        return result
+    if distributed.is_main():
+        outputs.lock(out)
+    restored = restore(
+        path, device=device, trust_code=trust_code, allow_data_change=allow_data_change, progress=progress
+    )
+    learn = restored.partition().learn
+    meta, tensors = compute_ledger(restored.model, restored.data, learn, restored.device, progress=progress)
+    event = {
+        "event": "ledger-refresh",
+        "time": utc_now(),
+        "iau_version": __version__,
+        "parent_sha256": restored.checkpoint.sha256,
+        "params_sha256": meta["params_sha256"],
+    }
+    new_meta = dataclasses.replace(restored.meta, ledger=meta, lineage=[*restored.meta.lineage, event])
+    if distributed.is_main():
+        save_checkpoint(
+            out, restored.model.state_dict(), new_meta, ledger_tensors=tensors, overwrite=overwrite, outputs=outputs
+        )
+    distributed.barrier()
     return LedgerResult(
         str(path),
         "fresh",

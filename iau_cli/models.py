@@ -35,6 +35,8 @@ class MLP(nn.Module):
     def __init__(self, input_shape: list[int], num_classes: int, hidden: list[int] | int = 128) -> None:
         super().__init__()
         sizes = [math.prod(input_shape)] + ([hidden] if isinstance(hidden, int) else list(hidden))
+        if any(isinstance(size, bool) or not isinstance(size, int) or size < 1 for size in sizes[1:]):
+            raise ModelError(f"mlp: hidden sizes must be positive integers, got {hidden!r}")
         layers: list[nn.Module] = []
         for fan_in, fan_out in zip(sizes, sizes[1:]):
             layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
@@ -160,6 +162,9 @@ def build_model(
         if name not in BUILTIN_MODELS:
             raise ModelError(f"unknown model {name!r}; built-in: {', '.join(BUILTIN_MODELS)}, or package.module:Class")
         cls = BUILTIN_MODELS[name]
+    if not (inspect.isclass(cls) and issubclass(cls, nn.Module)):
+        # Checked before calling: a checkpoint must not get any callable (os:system) called.
+        raise ModelError(f"model {name!r} is not a torch.nn.Module class (got {type(cls).__name__})")
     kwargs = dict(args)
     params = inspect.signature(cls).parameters
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
@@ -171,10 +176,9 @@ def build_model(
         model = cls(**kwargs)
     except ModelError:
         raise
-    except TypeError as exc:
-        raise ModelError(f"model {name!r}: bad arguments {sorted(args)}: {exc}") from None
-    if not isinstance(model, nn.Module):
-        raise ModelError(f"model {name!r} did not build a torch.nn.Module (got {type(model).__name__})")
+    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"model {name!r}: bad arguments {sorted(args)}: {message}") from None
     return model
 
 

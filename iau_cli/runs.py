@@ -16,7 +16,6 @@ from iau_cli.checkpoint import (
     Checkpoint,
     CheckpointMeta,
     ForgottenIds,
-    check_writable,
     load_checkpoint,
     params_sha256,
     save_checkpoint,
@@ -24,7 +23,8 @@ from iau_cli.checkpoint import (
 )
 from iau_cli.config import ModelConfig, RunConfig, TrainConfig, from_dict, to_dict
 from iau_cli.data import DataBundle, builtin_config, load_data
-from iau_cli.errors import CheckpointError, ConfigError, DataChangedError
+from iau_cli.errors import CheckpointError, ConfigError, DataChangedError, ModelError
+from iau_cli.files import Outputs, check_writable
 from iau_cli.metrics import predict
 from iau_cli.models import build_model, parameter_count
 from iau_cli.progress import Progress, no_progress
@@ -127,21 +127,13 @@ def restore(
             ],
         )
     else:
-        recorded = meta.data.get("fingerprint", {}).get("sha256")
-        if recorded and recorded != data.fingerprint["sha256"] and not allow_data_change:
-            raise DataChangedError(
-                f"{path}: training data changed since this checkpoint was written (fingerprint "
-                f"{recorded[:12]}… ≠ {data.fingerprint['sha256'][:12]}…); pass --allow-data-change to proceed"
-            )
-        if config is not None:
-            meta = dataclasses.replace(meta, data={**data.describe(), "fingerprint": data.fingerprint})
-    model = build_model(
-        run_config.model.name,
-        run_config.model.args,
-        data.input_shape,
-        data.num_classes,
-        allow_import=trust_code or config is not None,
-    )
+        meta = verify_data(meta, data, str(path), allow_data_change=allow_data_change)
+        if config is not None:  # the user's config describes the data now; its fingerprint stays
+            meta = dataclasses.replace(meta, data={**data.describe(), "fingerprint": meta.data["fingerprint"]})
+    allow_import = trust_code or config is not None
+    build = (run_config.model.name, run_config.model.args, data.input_shape, data.num_classes)
+    check_weights_fit(checkpoint, build, allow_import, str(path))
+    model = build_model(*build, allow_import=allow_import)
     try:
         model.load_state_dict(checkpoint.state_dict, strict=True)
     except RuntimeError as exc:
@@ -150,6 +142,107 @@ def restore(
         raise CheckpointError(f"{path}: weights do not fit model {run_config.model.name!r}: {detail}") from None
     model.to(device).eval()
     return Restored(checkpoint=checkpoint, meta=meta, config=run_config, data=data, model=model, device=device)
+
+
+def verify_data(meta: CheckpointMeta, data: DataBundle, source: str, *, allow_data_change: bool) -> CheckpointMeta:
+    """Check that ``data`` is the data the checkpoint was made from — the same files, or the same
+    rows less the rows of requests it has since forgotten (a retention job deletes those; see
+    :mod:`iau_cli.rowprint`). Anything else raises :class:`DataChangedError` unless
+    ``allow_data_change``, which records the data as it is now (the child's fingerprint is new,
+    never the stale one)."""
+    recorded = meta.data.get("fingerprint")
+    if isinstance(recorded, dict) and recorded.get("sha256") == data.fingerprint["sha256"]:
+        return meta
+    if allow_data_change:
+        fingerprint = data.full_fingerprint(since_event=len(meta.lineage))
+        return dataclasses.replace(meta, data={**meta.data, "fingerprint": fingerprint})
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("sha256"), str):
+        raise DataChangedError(
+            f"{source}: records no data fingerprint, so iau cannot tell whether this is its training data; "
+            "pass --allow-data-change to proceed (the output then records the data as it is now)"
+        )
+    try:
+        deleted = _deleted_requests(meta, recorded, data)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise CheckpointError(f"{source}: iau.data fingerprint is corrupt ({exc})") from None
+    if deleted is not None:
+        return meta
+    error = DataChangedError(
+        f"{source}: training data changed since this checkpoint was written (fingerprint {recorded['sha256'][:12]}… "
+        f"≠ {data.fingerprint['sha256'][:12]}…), and not only by deleting rows it has forgotten; pass "
+        "--allow-data-change to proceed"
+    )
+    error.data = data
+    raise error
+
+
+def _deleted_requests(meta: CheckpointMeta, recorded: dict[str, Any], data: DataBundle) -> int | None:
+    """How many of the forgetting requests since the fingerprint have had their rows deleted from
+    the data (the first k, in order), or None when the data is not the recorded rows less those."""
+    from iau_cli.rowprint import RowDigest
+
+    rows = recorded.get("rows")
+    if rows is None:
+        return None  # written before row digests were recorded: only the same files are accepted
+    now = data.row_digests()
+    expected = {split: RowDigest.from_json(rows[split]) for split in ("train", "test")}
+    since = recorded.get("since_event", 1)
+    if not isinstance(since, int) or since < 0:
+        raise ValueError(f"since_event {since!r} is not an event index")
+    requests = 0
+    for event in meta.lineage[since:]:
+        if now == expected:
+            return requests
+        if not isinstance(event, dict) or "rows_removed" not in event:
+            continue
+        context = str(event.get("ids_digest", ""))
+        expected["train"] = expected["train"] - _removed(meta, event["rows_removed"], context)
+        if "test_rows_removed" in event:
+            expected["test"] = expected["test"] - _removed(meta, event["test_rows_removed"], context + "/test")
+        requests += 1
+    return requests if now == expected else None
+
+
+def check_weights_fit(checkpoint: Checkpoint, build: tuple[Any, ...], allow_import: bool, source: str) -> None:
+    """Compare the tensors the recorded model would have (built on the ``meta`` device: shapes
+    only, nothing allocated) with the file's, before the real model is built: metadata declaring a
+    model far larger than the file is refused without allocating it, and weights of the wrong
+    dtype (integer weights where the model has floats) are refused rather than cast."""
+    try:
+        with torch.device("meta"):
+            skeleton = build_model(*build, allow_import=allow_import)
+    except (ModelError, ConfigError):
+        raise
+    except Exception:  # noqa: BLE001 - a user model that cannot be built on "meta": the real build checks it
+        return
+    expected = skeleton.state_dict()
+    stored = checkpoint.state_dict
+    missing = sorted(set(expected) - set(stored))
+    extra = sorted(set(stored) - set(expected))
+    if missing or extra:
+        what = f"missing {', '.join(missing[:3])}" if missing else f"unexpected {', '.join(extra[:3])}"
+        raise CheckpointError(f"{source}: weights do not fit model {build[0]!r}: {what}")
+    for name, tensor in expected.items():
+        if tuple(stored[name].shape) != tuple(tensor.shape):
+            raise CheckpointError(
+                f"{source}: weights do not fit model {build[0]!r}: {name} is {tuple(stored[name].shape)} in the file, "
+                f"{tuple(tensor.shape)} in the model its metadata describes"
+            )
+        if stored[name].dtype != tensor.dtype and not (stored[name].is_floating_point() and tensor.is_floating_point()):
+            raise CheckpointError(
+                f"{source}: {name} is stored as {stored[name].dtype}, the model needs {tensor.dtype}; not cast"
+            )
+
+
+def _removed(meta: CheckpointMeta, recorded: Any, context: str) -> Any:
+    """A recorded removal's row digest, unmasked with the operator key it names (if any)."""
+    from iau_cli.rowprint import RowDigest
+
+    digest = RowDigest.from_json(recorded)
+    kid = recorded.get("key")
+    if kid is not None and kid not in meta.forgotten.keys:
+        raise ValueError(f"a row removal is masked with operator key {kid}, which the key file does not hold")
+    return RowDigest(digest.count, meta.forgotten.unmask(digest.total, kid, context))
 
 
 @dataclass
@@ -225,8 +318,10 @@ def train(
     overwrite: bool = False,
     device: str = "auto",
     progress: Progress = no_progress,
+    outputs: Outputs | None = None,
 ) -> TrainResult:
-    """Train the configured model on its data and write a self-describing checkpoint to ``out``."""
+    """Train the configured model on its data and write a self-describing checkpoint to ``out``
+    (with ``outputs``: staged there, for the caller to publish with its other outputs)."""
     from iau_cli import distributed
 
     out = Path(out)
@@ -245,7 +340,9 @@ def train(
     meta.ledger = ledger_meta
     sha = ""
     if distributed.is_main():
-        sha = save_checkpoint(out, model.state_dict(), meta, ledger_tensors=ledger_tensors, overwrite=overwrite)
+        sha = save_checkpoint(
+            out, model.state_dict(), meta, ledger_tensors=ledger_tensors, overwrite=overwrite, outputs=outputs
+        )
     distributed.barrier()
     return TrainResult(
         out=str(out),

@@ -7,10 +7,7 @@ resolved (unknown ids are an error unless allowed), the update finite, the outpu
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,28 +17,20 @@ import numpy as np
 import torch
 
 from iau_cli import __version__, distributed
-from iau_cli.checkpoint import (
-    CheckpointMeta,
-    check_writable,
-    output_lock,
-    params_sha256,
-    publish,
-    remove_stale_temps,
-    save_checkpoint,
-    temp_path,
-    utc_now,
-)
+from iau_cli.checkpoint import CheckpointMeta, params_sha256, save_checkpoint, utc_now
 from iau_cli.config import RunConfig, to_dict
-from iau_cli.errors import IdsError, OutputError, UnlearningError
-from iau_cli.files import default_output
+from iau_cli.errors import DataChangedError, IdsError, UnlearningError
+from iau_cli.files import Outputs, check_writable, default_output
+from iau_cli.forgotten import ENUMERABLE_WARNING, ForgottenIds
 from iau_cli.gradients import GradDict, trainable
-from iau_cli.ids import ForgetRequest
+from iau_cli.ids import ForgetRequest, short_id
 from iau_cli.ledger import carried_ledger, compute_ledger, ledger_state, relative_drift
 from iau_cli.methods import MethodName, get_method
 from iau_cli.methods.base import UnlearnContext
 from iau_cli.metrics import predict
 from iau_cli.progress import Progress, no_progress
 from iau_cli.report import Report, Table, clean_json, fmt, pct
+from iau_cli.rowprint import RowDigest
 from iau_cli.runs import Restored, restore
 
 UNKNOWN_EXAMPLES = 5
@@ -80,6 +69,7 @@ class IdCounts:
     already_forgotten: int
     validation_only: int
     forgotten_now: int
+    test_rows: int = 0  # held-out test rows requested: never learned, recorded so they may be deleted
 
 
 @dataclass
@@ -111,9 +101,13 @@ class UnlearnResult:
     message: str
     weights_moved: bool = False
     warnings: list[str] = field(default_factory=list)
+    ids_digest: str = ""  # salted digest of the ids forgotten now (as in the lineage event)
+    forgotten_ids: list[str] = field(default_factory=list, repr=False)  # clear ids: --forgotten-ids only
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        del data["forgotten_ids"]  # the JSON may travel further than the ids file it was asked for
+        return data
 
     def report(self) -> Report:
         ids = self.ids
@@ -127,6 +121,8 @@ class UnlearnResult:
         ]
         if ids.validation_only:
             id_rows.insert(5, ["held out for validation (no update)", fmt(ids.validation_only)])
+        if ids.test_rows:
+            id_rows.insert(5, ["test rows, never learned (recorded, no update)", fmt(ids.test_rows)])
         tables = [Table("Ids", ["", ""], id_rows)]
         if self.before is not None and self.after is not None:
             b, a = self.before, self.after
@@ -162,12 +158,23 @@ class UnlearnResult:
 
 def resolve_ids(
     restored: Restored, request: ForgetRequest, allow_missing: bool
-) -> tuple[list[str], IdCounts, list[int]]:
-    """(ids to forget now, counts, their row indices); unknown ids raise unless ``allow_missing``."""
+) -> tuple[list[str], IdCounts, list[int], list[str]]:
+    """(training ids to forget now, counts, their row indices, test-split ids to record).
+
+    An id forgotten before is skipped whether or not its row is still in the data (a retention job
+    deletes forgotten rows; the same request repeated after that is not an unknown id). An id of a
+    held-out test row was never learned: it is recorded (so that its row may be deleted from the
+    data too) and nothing is updated for it. Any other id is unknown: an error unless
+    ``allow_missing``.
+    """
     index = restored.data.train.row_index()
-    unknown = [i for i in request.ids if i not in index]
+    test_index = restored.data.test.row_index()
+    forgotten = restored.meta.forgotten
+    already = [i for i in request.ids if forgotten.contains(i)]
+    fresh = [i for i in request.ids if not forgotten.contains(i)]
+    unknown = [i for i in fresh if i not in index and i not in test_index]
     if unknown and not allow_missing:
-        shown = ", ".join(repr(i) for i in unknown[:UNKNOWN_EXAMPLES])
+        shown = ", ".join(repr(short_id(i)) for i in unknown[:UNKNOWN_EXAMPLES])
         more = f" and {len(unknown) - UNKNOWN_EXAMPLES} more" if len(unknown) > UNKNOWN_EXAMPLES else ""
         hint = (
             f"; check that the ids come from the id column {restored.config.data.id_column!r}"
@@ -175,25 +182,23 @@ def resolve_ids(
             else ""
         )
         raise IdsError(
-            f"{request.source}: {len(unknown)} of {len(request.ids)} id(s) are not training rows of this "
-            f"model: {shown}{more}{hint}; pass --allow-missing to skip them"
+            f"{request.source}: {len(unknown)} of {len(request.ids)} id(s) are not rows of this model's data "
+            f"(neither training nor test rows): {shown}{more}{hint}; pass --allow-missing to skip them"
         )
-    found = [i for i in request.ids if i in index]
-    forgotten = restored.meta.forgotten
-    already = [i for i in found if forgotten.contains(i)]
-    new_ids = [i for i in found if not forgotten.contains(i)]
-    rows = [index[i] for i in new_ids]
+    new_ids = [i for i in fresh if i in index]
+    test_ids = [i for i in fresh if i in test_index]
     counts = IdCounts(
         requested=len(request.ids),
         duplicates=request.duplicates,
-        found=len(found),
+        found=len([i for i in request.ids if i in index]),
         unknown=len(unknown),
-        unknown_examples=unknown[:UNKNOWN_EXAMPLES],
+        unknown_examples=[short_id(i) for i in unknown[:UNKNOWN_EXAMPLES]],
         already_forgotten=len(already),
         validation_only=0,
         forgotten_now=len(new_ids),
+        test_rows=len(test_ids),
     )
-    return new_ids, counts, rows
+    return new_ids, counts, [index[i] for i in new_ids], test_ids
 
 
 def _figures(restored: Restored, model: torch.nn.Module, forget_rows: np.ndarray, batch_size: int) -> Figures:
@@ -251,8 +256,20 @@ def build_context(
     )
 
 
-def unlearn(request: UnlearnRequest, *, progress: Progress = no_progress) -> UnlearnResult:
-    """Forget ``request.forget`` from ``request.checkpoint`` and write the result to ``request.out``."""
+def unlearn(
+    request: UnlearnRequest, *, progress: Progress = no_progress, outputs: Outputs | None = None
+) -> UnlearnResult:
+    """Forget ``request.forget`` from ``request.checkpoint`` and write the result to ``request.out``.
+
+    With ``outputs`` the checkpoint is only staged there (its output lock held) for the caller to
+    publish together with its other outputs; without, it is published before this returns.
+    """
+    if outputs is None:
+        with Outputs() as own:
+            result = unlearn(request, progress=progress, outputs=own)
+            if distributed.is_main():
+                own.publish()
+        return result
     started = time.perf_counter()
     seconds: dict[str, float] = {}
     spec = get_method(request.method)
@@ -264,7 +281,9 @@ def unlearn(request: UnlearnRequest, *, progress: Progress = no_progress) -> Unl
     if request.ledger_refresh not in ("later", "now"):
         raise UnlearningError(f"--ledger-refresh {request.ledger_refresh!r}: expected later or now")
 
-    with output_lock(out) if distributed.is_main() else contextlib.nullcontext():
+    if distributed.is_main():
+        outputs.lock(out)
+    try:
         restored = restore(
             request.checkpoint,
             config=request.config,
@@ -273,72 +292,80 @@ def unlearn(request: UnlearnRequest, *, progress: Progress = no_progress) -> Unl
             device=request.device,
             progress=progress,
         )
-        new_ids, counts, new_rows = resolve_ids(restored, request.forget, request.allow_missing)
-        rows = plan_rows(restored, new_rows)
-        counts.validation_only = len(new_rows) - len(rows.forget)
-        if len(new_ids) and len(rows.retain) == 0:
-            raise IdsError(
-                f"{request.forget.source}: the request would forget every training row; nothing would be "
-                "left to learn from (train a new model instead)"
-            )
-        seconds["load"] = time.perf_counter() - started
-
-        if not new_ids:
-            return _unchanged(request, restored, out, counts, seconds, started, rows.retain)
-
-        model_before = {k: p.detach().clone() for k, p in trainable(restored.model).items()}
-        evaluate_started = time.perf_counter()
-        before = _figures(restored, restored.model, rows.forget, request.batch_size)
-        seconds["evaluate"] = time.perf_counter() - evaluate_started
-        ledger_info: dict[str, Any] = {}
-        context = build_context(
-            restored, rows, request.max_ledger_drift, ledger_info, batch_size=request.batch_size, progress=progress
+    except DataChangedError as exc:
+        raise _deleted_too_early(exc, request.forget) from None
+    new_ids, counts, new_rows, test_ids = resolve_ids(restored, request.forget, request.allow_missing)
+    rows = plan_rows(restored, new_rows)
+    counts.validation_only = len(new_rows) - len(rows.forget)
+    if len(new_ids) and len(rows.retain) == 0:
+        raise IdsError(
+            f"{request.forget.source}: the request would forget every training row; nothing would be "
+            "left to learn from (train a new model instead)"
         )
-        update_started = time.perf_counter()
-        if len(rows.forget) and ledger_info["usable"] and request.ledger_refresh == "later":
-            # Snapshot at θ*, before the method moves anything: the child's ledger is the retain sum
-            # *at these parameters* (ledger − forget rows: one pass over the forget rows).
-            context.retain_grad_sum()
-        output = spec.run(context, options) if len(rows.forget) else None
-        model = output.model if output is not None else restored.model
-        seconds["gradients"] = context.seconds_gradients
-        seconds["update"] = time.perf_counter() - update_started - context.seconds_gradients
-        if not all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point()):
-            raise UnlearningError(
-                f"{request.checkpoint}: method {spec.name.value} produced NaN or infinite parameters; "
-                "nothing written (try a smaller step_size)"
-            )
-        evaluate_started = time.perf_counter()
-        after = _figures(restored, model, rows.forget, request.batch_size)
-        seconds["evaluate"] += time.perf_counter() - evaluate_started
-        moved = any(not torch.equal(model_before[k], p.detach()) for k, p in trainable(model).items())
-        warnings = _utility_warnings(before, after, request.max_test_drop)
+    seconds["load"] = time.perf_counter() - started
 
-        write_started = time.perf_counter()
-        ran = output.details if output is not None else {}
-        meta, ledger_tensors = _next_meta(
-            restored,
-            request,
-            spec.name.value,
-            options,
-            ran,
-            new_ids,
-            model,
-            model_before,
-            context,
-            ledger_info,
-            progress,
+    if not new_ids and not test_ids:
+        return _unchanged(request, restored, out, counts, seconds, started, rows.retain, outputs)
+
+    model_before = {k: p.detach().clone() for k, p in trainable(restored.model).items()}
+    evaluate_started = time.perf_counter()
+    before = _figures(restored, restored.model, rows.forget, request.batch_size)
+    seconds["evaluate"] = time.perf_counter() - evaluate_started
+    ledger_info: dict[str, Any] = {}
+    context = build_context(
+        restored, rows, request.max_ledger_drift, ledger_info, batch_size=request.batch_size, progress=progress
+    )
+    update_started = time.perf_counter()
+    if len(rows.forget) and ledger_info["usable"] and request.ledger_refresh == "later":
+        # Snapshot at θ*, before the method moves anything: the child's ledger is the retain sum
+        # *at these parameters* (ledger − forget rows: one pass over the forget rows).
+        context.retain_grad_sum()
+    output = spec.run(context, options) if len(rows.forget) else None
+    model = output.model if output is not None else restored.model
+    seconds["gradients"] = context.seconds_gradients
+    seconds["update"] = time.perf_counter() - update_started - context.seconds_gradients
+    if not all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point()):
+        raise UnlearningError(
+            f"{request.checkpoint}: method {spec.name.value} produced NaN or infinite parameters; "
+            "nothing written (try a smaller step_size)"
         )
-        sha = ""
-        if distributed.is_main():
-            sha = save_checkpoint(
-                out, model.state_dict(), meta, ledger_tensors=ledger_tensors, overwrite=request.overwrite
-            )
-        distributed.barrier()
-        seconds["write"] = time.perf_counter() - write_started
+    evaluate_started = time.perf_counter()
+    after = _figures(restored, model, rows.forget, request.batch_size)
+    seconds["evaluate"] += time.perf_counter() - evaluate_started
+    moved = any(not torch.equal(model_before[k], p.detach()) for k, p in trainable(model).items())
+    warnings = _utility_warnings(before, after, request.max_test_drop)
+    if not restored.meta.forgotten.private:
+        warnings.append(ENUMERABLE_WARNING)
+
+    write_started = time.perf_counter()
+    ran = output.details if output is not None else {}
+    meta, ledger_tensors = _next_meta(
+        restored,
+        request,
+        spec.name.value,
+        options,
+        ran,
+        new_ids,
+        test_ids,
+        model,
+        model_before,
+        context,
+        ledger_info,
+        progress,
+    )
+    sha = ""
+    if distributed.is_main():
+        sha = save_checkpoint(
+            out, model.state_dict(), meta, ledger_tensors=ledger_tensors, overwrite=request.overwrite, outputs=outputs
+        )
+    distributed.barrier()
+    seconds["write"] = time.perf_counter() - write_started
     seconds["total"] = time.perf_counter() - started
     if not len(rows.forget):
-        message = f"recorded {len(new_ids)} id(s) held out for validation as forgotten; no update needed"
+        message = (
+            f"recorded {len(new_ids) + len(test_ids)} id(s) of rows the model never learned from (validation or "
+            "test rows) as forgotten; no update needed"
+        )
     elif moved:
         message = f"forgot {len(new_ids)} id(s) with {spec.name.value}"
     else:
@@ -365,6 +392,26 @@ def unlearn(request: UnlearnRequest, *, progress: Progress = no_progress) -> Unl
         message=message,
         weights_moved=moved,
         warnings=warnings,
+        ids_digest=meta.lineage[-1]["ids_digest"],
+        forgotten_ids=new_ids,
+    )
+
+
+def _deleted_too_early(error: DataChangedError, request: ForgetRequest) -> DataChangedError:
+    """When requested ids are missing from changed data, the likely story is a row deleted from the
+    data store before it was unlearned: say so, and what to do."""
+    data = error.data
+    if data is None:
+        return error
+    index = data.train.row_index()  # type: ignore[attr-defined]
+    gone = [i for i in request.ids if i not in index]
+    if not gone:
+        return error
+    shown = ", ".join(repr(short_id(i)) for i in gone[:UNKNOWN_EXAMPLES])
+    return DataChangedError(
+        f"{error}; {len(gone)} requested id(s) are not in the data now ({shown}): a row deleted from the data "
+        "before it was unlearned cannot be forgotten or verified — restore it, run iau unlearn, and only then "
+        "delete the forgotten rows (README: Nightly retention job)"
     )
 
 
@@ -381,22 +428,6 @@ def _utility_warnings(before: Figures, after: Figures, max_drop: float) -> list[
     ]
 
 
-def copy_atomically(source: Path, out: Path, *, overwrite: bool) -> None:
-    """Copy a file into place via a temporary file, fsync and rename (or link)."""
-    remove_stale_temps(out)
-    temp = temp_path(out, "copy")
-    try:
-        shutil.copyfile(source, temp)
-        with open(temp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        publish(temp, out, overwrite=overwrite)
-    except OSError as exc:
-        raise OutputError(f"{out}: cannot write ({exc.strerror})") from None
-    finally:
-        if temp.exists():
-            temp.unlink()
-
-
 def _unchanged(
     request: UnlearnRequest,
     restored: Restored,
@@ -405,11 +436,12 @@ def _unchanged(
     seconds: dict[str, float],
     started: float,
     retain_rows: np.ndarray,
+    outputs: Outputs,
 ) -> UnlearnResult:
     """Nothing new to forget: the output is a byte-identical copy, so scripts can chain paths."""
     write_started = time.perf_counter()
     if distributed.is_main():
-        copy_atomically(restored.checkpoint.path, out, overwrite=request.overwrite)
+        outputs.stage_copy(restored.checkpoint.path, out, overwrite=request.overwrite)
     seconds["write"] = time.perf_counter() - write_started
     seconds["total"] = time.perf_counter() - started
     return UnlearnResult(
@@ -427,6 +459,7 @@ def _unchanged(
         seconds=seconds,
         ledger={},
         details={},
+        ids_digest=restored.meta.forgotten.list_digest([]),
         message=(
             f"nothing to forget: {counts.already_forgotten} id(s) already forgotten, {counts.unknown} not training "
             "rows (skipped: --allow-missing); the output is an unchanged copy"
@@ -457,6 +490,12 @@ def _ledger_source(restored: Restored, learn_rows: np.ndarray, max_drift: float,
     return source
 
 
+def _removal(forgotten: ForgottenIds, digest: RowDigest, context: str) -> dict[str, Any]:
+    total, kid = forgotten.mask(digest.total, context)
+    value = RowDigest(digest.count, total).to_json()
+    return {**value, "key": kid} if kid else value
+
+
 def _next_meta(
     restored: Restored,
     request: UnlearnRequest,
@@ -464,6 +503,7 @@ def _next_meta(
     options: Any,
     ran: dict[str, Any],
     new_ids: list[str],
+    test_ids: list[str],
     model: torch.nn.Module,
     model_before: GradDict,
     context: UnlearnContext,
@@ -472,7 +512,13 @@ def _next_meta(
 ) -> tuple[CheckpointMeta, GradDict | None]:
     """The child checkpoint's metadata (lineage event, forgotten hashes) and ledger."""
     meta = restored.meta
-    forgotten = dataclasses.replace(meta.forgotten, hashes=set(meta.forgotten.hashes))
+    index = restored.data.train.row_index()
+    forgotten = dataclasses.replace(
+        meta.forgotten,
+        hashes=set(meta.forgotten.hashes),
+        keyed={kid: set(group) for kid, group in meta.forgotten.keyed.items()},
+    )
+    ids_digest = forgotten.list_digest(new_ids)
     event = {
         "event": "unlearn",
         "time": utc_now(),
@@ -481,12 +527,20 @@ def _next_meta(
         "options": to_dict(options),
         "ran": clean_json(ran),  # what the method resolved and did: learning rate, steps taken, why it stopped
         "ids": len(new_ids),
-        "ids_digest": forgotten.list_digest(new_ids),
+        "ids_digest": ids_digest,
+        # What deleting these rows from the data store does to its row digest (iau_cli.rowprint);
+        # masked under the operator key when there is one.
+        "rows_removed": _removal(forgotten, restored.data.train.row_digest([index[i] for i in new_ids]), ids_digest),
         "parent_sha256": restored.checkpoint.sha256,
         "parent_params_sha256": restored.checkpoint.params_digest(),
         "params_sha256": params_sha256(model.state_dict()),
     }
-    forgotten.add(new_ids)
+    if test_ids:
+        test_index = restored.data.test.row_index()
+        event["test_ids"] = len(test_ids)
+        test_digest = restored.data.test.row_digest([test_index[i] for i in test_ids])
+        event["test_rows_removed"] = _removal(forgotten, test_digest, ids_digest + "/test")
+    forgotten.add(new_ids + test_ids)
     new_meta = dataclasses.replace(meta, lineage=[*meta.lineage, event], forgotten=forgotten, version=__version__)
     learn_rows = context.retain_rows  # the rows the child learns from
     if request.ledger_refresh == "now" or method == MethodName.RETRAIN.value:

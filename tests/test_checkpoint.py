@@ -18,7 +18,8 @@ from iau_cli.runs import restore
 
 
 def tiny_meta() -> CheckpointMeta:
-    return CheckpointMeta(model={"name": "mlp"}, data={"config": {}}, train={"seed": 0}, lineage=[{"event": "train"}])
+    model = {"name": "mlp", "args": {}, "input_shape": [4], "num_classes": 3}
+    return CheckpointMeta(model=model, data={"config": {}}, train={"seed": 0}, lineage=[{"event": "train"}])
 
 
 def test_round_trip_is_bit_exact_with_metadata(tmp_path: Path) -> None:

@@ -45,7 +45,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
         (b"\x00\x01binary\x00", "binary"),
         (b"digit-0001\n\xff\xfe\xfd\n", "not UTF-8"),
         (b"\n# only comments\n\n", "no ids found"),
-        (b"nobody\nnothing\n", "not training rows"),
+        (b"nobody\nnothing\n", "not rows of this model"),
     ],
 )
 def test_bad_ids_files_exit_2_and_write_nothing(
@@ -67,7 +67,7 @@ def test_ids_matching_nothing_are_refused_unless_missing_ids_are_allowed(
     day with --allow-missing: exit 0, nothing changed, a byte-identical copy to chain on."""
     path = ids_file(tmp_path, ["nobody", "nothing"])
     refused = run_cli("unlearn", small_checkpoint, "--forget", path, "--out", tmp_path / "u.safetensors")
-    assert_bad_input(refused, "2 of 2 id(s) are not training rows", "id column 'id'", "--allow-missing")
+    assert_bad_input(refused, "2 of 2 id(s) are not rows of this model's data", "id column 'id'", "--allow-missing")
     allowed = run_cli(
         "unlearn", small_checkpoint, "--forget", path, "--out", tmp_path / "u.safetensors", "--allow-missing",
         "--json", "-", "-q",
@@ -184,13 +184,13 @@ def test_unlearn_config_errors_are_reported_together(
 
 SLOW_PUBLISH = """
 import sys, time
-import iau_cli.checkpoint as checkpoint
-original = checkpoint.publish
-def slow_publish(*args, **kwargs):
+import iau_cli.files as files
+original = files.Outputs.publish
+def slow_publish(self):
     print("PUBLISHING", flush=True)
     time.sleep(30)
-    original(*args, **kwargs)
-checkpoint.publish = slow_publish
+    original(self)
+files.Outputs.publish = slow_publish
 from iau_cli.cli.app import app
 sys.argv = ["iau"] + sys.argv[1:]
 app(prog_name="iau")
@@ -260,7 +260,7 @@ def test_concurrent_runs_to_one_output_one_wins_the_other_exits_2(
 
 
 def test_the_output_lock_spares_a_users_own_lock_file_and_leaves_nothing(tmp_path: Path) -> None:
-    from iau_cli.checkpoint import output_lock
+    from iau_cli.files import output_lock
     from iau_cli.errors import OutputError
 
     out = tmp_path / "model.safetensors"
@@ -280,7 +280,7 @@ def test_a_run_that_locked_an_unlinked_lock_file_starts_over(tmp_path: Path, mon
     B's flock on the old file succeeds, but the path is no longer B's file: B must not proceed."""
     import fcntl
 
-    from iau_cli import checkpoint
+    from iau_cli import files
     from iau_cli.errors import OutputError
 
     out = tmp_path / "model.safetensors"
@@ -298,7 +298,7 @@ def test_a_run_that_locked_an_unlinked_lock_file_starts_over(tmp_path: Path, mon
     monkeypatch.setattr(fcntl, "flock", flock_after_a_swap)
     try:
         with pytest.raises(OutputError, match="another iau run"):
-            with checkpoint.output_lock(out):
+            with files.output_lock(out):
                 pass
     finally:
         os.close(holder[0])
@@ -450,6 +450,8 @@ def test_ids_parser_properties(ids: list[str], newline: str) -> None:
         if stripped and not stripped.startswith("#") and stripped not in expected:
             expected.append(stripped)
     raw = newline.join(ids).encode()
+    if any(i.strip().startswith('"') for i in ids):  # the quoting rule: tested below
+        return
     if not expected:
         with pytest.raises(IdsError):
             parse_forget_ids(raw, "ids")
@@ -457,6 +459,23 @@ def test_ids_parser_properties(ids: list[str], newline: str) -> None:
     request = parse_forget_ids(raw, "ids")
     assert request.ids == expected  # unique, stripped, in file order
     assert len(request.ids) + request.duplicates == sum(1 for i in ids if i.strip() and not i.strip().startswith("#"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(max_size=12), min_size=1, max_size=30))
+def test_every_id_can_be_written_and_read_back(ids: list[str]) -> None:
+    """Any id a dataset can hold — spaces at its ends, a leading # or quote, line breaks, control
+    characters — survives format_ids → parse_forget_ids (issue 14: every training row erasable)."""
+    from iau_cli.ids import format_ids
+
+    request = parse_forget_ids(format_ids(ids).encode(), "ids")
+    assert request.ids == list(dict.fromkeys(ids))
+
+
+def test_a_line_starting_with_a_quote_must_be_one_json_string() -> None:
+    assert parse_forget_ids(b'"  #padded"\n"two\\nlines"\nplain\n', "ids").ids == ["  #padded", "two\nlines", "plain"]
+    with pytest.raises(IdsError, match="line 2 starts with .* but is not one JSON string"):
+        parse_forget_ids(b'ok\n"unterminated\n', "ids")
 
 
 config_values = st.one_of(
@@ -486,7 +505,7 @@ def test_config_loader_never_crashes_and_reports_every_bad_key(mapping: dict) ->
 
 def test_only_this_hosts_dead_writers_temps_are_removed(tmp_path: Path) -> None:
     """On a shared file system a PID means nothing on another host: its temps are left alone."""
-    from iau_cli.checkpoint import _writer_tag, remove_stale_temps, temp_path
+    from iau_cli.files import _writer_tag, remove_stale_temps, temp_path
 
     out = tmp_path / "model.safetensors"
     dead = 2**22 + 12345  # above the default pid_max: no such process

@@ -330,7 +330,9 @@ def test_cli_train_json_may_not_replace_its_data(tmp_path: Path) -> None:
     config.write_text(f"data:\n  train: {data}\n  test_fraction: 0.5\nmodel:\n  name: logreg\n")
     content = data.read_bytes()
     result = run_cli("train", config, "--out", tmp_path / "m.safetensors", "--json", data)
-    assert_bad_input(result, "--json would overwrite the train data")
+    assert_bad_input(result, "--json already exists; pass --overwrite")  # any existing file needs --overwrite
+    result = run_cli("train", config, "--out", tmp_path / "m.safetensors", "--json", data, "--overwrite")
+    assert_bad_input(result, "--json would overwrite the train data")  # and an input is never one to replace
     assert data.read_bytes() == content and not (tmp_path / "m.safetensors").exists()
 
 

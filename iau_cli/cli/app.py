@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from iau_cli import __version__
-from iau_cli.cli import audit, bench, demo, ledger, train, unlearn
+from iau_cli.cli import audit, bench, demo, ledger, lineage, train, unlearn
 from iau_cli.cli.common import boundary
 
 app = typer.Typer(
@@ -35,7 +35,7 @@ def root(
     """Train, unlearn, audit and benchmark. Exit codes: 0 ok, 1 audit failed, 2 bad input."""
 
 
-for module in (train, unlearn, audit, bench, demo):
+for module in (train, unlearn, audit, bench, demo, lineage):
     app.command(module.NAME, help=module.command.__doc__, no_args_is_help=getattr(module, "NO_ARGS_HELP", True))(
         boundary(module.command)
     )

@@ -13,7 +13,9 @@ from iau_cli.cli.common import (
     ConfigOpt,
     DeviceOpt,
     JsonOpt,
+    OverwriteOpt,
     QuietOpt,
+    ReportFormatOpt,
     ReportOpt,
     TrustOpt,
     check_output_paths,
@@ -57,11 +59,16 @@ def command(
     ] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed for the non-member draw and the attacks.")] = 0,
     config: ConfigOpt = None,
+    allow_missing: Annotated[
+        bool, typer.Option("--allow-missing", help="Audit the ids that are training rows; skip the others.")
+    ] = False,
     allow_data_change: AllowDataChangeOpt = False,
     trust_checkpoint_code: TrustOpt = False,
     device: DeviceOpt = "auto",
     json_target: JsonOpt = None,
     report: ReportOpt = None,
+    report_format: ReportFormatOpt = None,
+    overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Check a deletion: utility, membership inference, lineage; exit 0 pass, 1 fail or inconclusive, 2 bad input."""
@@ -70,15 +77,14 @@ def command(
 
     outputs = {"--json": json_target, "--report": report, "--per-sample": per_sample}
     others = {"--reference checkpoint": reference, "--original checkpoint": original}
-    check_output_paths(outputs, checkpoint=checkpoint, ids=forget, config=config, others=others)
+    guard = {"checkpoint": checkpoint, "ids": forget, "config": config, "others": others, "overwrite": overwrite}
+    check_output_paths(outputs, **guard, report_format=report_format)
     forget_request = read_forget_ids(forget)  # bad ids and config fail before torch is imported
     run_config = load_run_config(config) if config else None
     if run_config is not None:
-        check_output_paths(
-            outputs, checkpoint=checkpoint, ids=forget, config=config, run_config=run_config, others=others
-        )
+        check_output_paths(outputs, **guard, run_config=run_config)
 
-    from iau_cli.audit import AuditRequest, Thresholds, audit, write_per_sample_csv
+    from iau_cli.audit import AuditRequest, Thresholds, audit, per_sample_csv
 
     request = AuditRequest(
         checkpoint=str(checkpoint),
@@ -88,6 +94,7 @@ def command(
         config=run_config,
         trust_code=trust_checkpoint_code,
         allow_data_change=allow_data_change,
+        allow_missing=allow_missing,
         device=device,
         thresholds=Thresholds(mia_margin, accuracy_margin, max_test_drop, min_tow),
         accept_inconclusive=accept_inconclusive,
@@ -96,10 +103,22 @@ def command(
     )
     with progress_sink(not quiet) as progress:
         result = audit(request, progress=progress)
-    emit(result.report(), result.to_dict(), json_target=json_target, report_path=report, quiet=quiet)
-    from iau_cli import distributed
-
-    if per_sample is not None and distributed.is_main():
-        write_per_sample_csv(result, per_sample)
+    emit(
+        result.report(),
+        result.to_dict(),
+        json_target=json_target,
+        report_path=report,
+        report_format=report_format,
+        quiet=quiet,
+        overwrite=overwrite,
+        inputs={
+            "checkpoint": checkpoint,
+            "ids": (forget_request.source, forget_request.sha256),
+            "config": config,
+            "reference": reference,
+            "original": original,
+        },
+        files={"--per-sample": (per_sample, per_sample_csv(result))} if per_sample else None,
+    )
     if not result.passed:
         raise typer.Exit(1)

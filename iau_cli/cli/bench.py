@@ -7,7 +7,17 @@ from typing import Annotated
 
 import typer
 
-from iau_cli.cli.common import DeviceOpt, JsonOpt, QuietOpt, ReportOpt, check_output_paths, emit, progress_sink
+from iau_cli.cli.common import (
+    DeviceOpt,
+    JsonOpt,
+    OverwriteOpt,
+    QuietOpt,
+    ReportFormatOpt,
+    ReportOpt,
+    check_output_paths,
+    emit,
+    progress_sink,
+)
 
 NAME = "bench"
 NO_ARGS_HELP = False
@@ -25,7 +35,10 @@ def command(
         str | None, typer.Option("--ratios", metavar="R1,R2", help="Forget ratios, e.g. 0.01,0.05 (overrides).")
     ] = None,
     methods: Annotated[
-        str | None, typer.Option("--methods", metavar="LABEL,…", help="Only these method labels (from the config).")
+        str | None,
+        typer.Option(
+            "--methods", metavar="LABEL|N,…", help="Only these methods: labels or 1-based positions in the config."
+        ),
     ] = None,
     markdown: Annotated[
         Path | None, typer.Option("--markdown", metavar="PATH", help="Write the tables as Markdown.")
@@ -36,12 +49,14 @@ def command(
     device: DeviceOpt = "auto",
     json_target: JsonOpt = None,
     report: ReportOpt = None,
+    report_format: ReportFormatOpt = None,
+    overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Compare unlearning methods on the same data and seeds: time, RTE, memory, accuracy, MIA, Tug-of-War."""
     import dataclasses
 
-    from iau_cli.bench import load_bench_config, run_bench, write_markdown
+    from iau_cli.bench import load_bench_config, require_matplotlib, run_bench
     from iau_cli.bench import plot as draw
     from iau_cli.errors import ConfigError
 
@@ -57,9 +72,11 @@ def command(
     if methods is not None:
         wanted = [m.strip() for m in methods.split(",") if m.strip()]
         known = {m.label: m for m in bench_config.methods}
+        known.update({str(n): m for n, m in enumerate(bench_config.methods, start=1)})
         unknown = [m for m in wanted if m not in known]
         if unknown:
-            raise ConfigError(f"--methods: unknown label(s) {', '.join(unknown)}; known: {', '.join(known)}")
+            listed = ", ".join(f"{n}: {m.label}" for n, m in enumerate(bench_config.methods, start=1))
+            raise ConfigError(f"--methods: unknown label(s) {', '.join(unknown)}; known: {listed}")
         changes["methods"] = [known[m] for m in wanted]
     bench_config = dataclasses.replace(bench_config, **changes)
     problems = bench_config.check()
@@ -74,15 +91,30 @@ def command(
         {"--json": json_target, "--report": report, "--markdown": markdown, "--plot": plot},
         config=config,
         others={"bench folder (--out)": out, **workload_inputs(bench_config, base)},
+        overwrite=overwrite,
+        report_format=report_format,
     )
+    if plot is not None:
+        require_matplotlib()  # before the bench runs, not after
+    from iau_cli import distributed
+    from iau_cli.files import Outputs
+
     with progress_sink(not quiet) as progress:
         result = run_bench(bench_config, out, base=base, device=device, progress=progress)
-    emit(result.report(), result.to_dict(), json_target=json_target, report_path=report, quiet=quiet)
-    from iau_cli import distributed
-
-    if markdown is not None and distributed.is_main():
-        write_markdown(result, markdown)
-    if plot is not None and distributed.is_main():
-        draw(result, plot)
+    with Outputs() as staged:
+        if plot is not None and distributed.is_main():
+            staged.stage(plot, lambda temp: draw(result, temp), overwrite=overwrite)
+        emit(
+            result.report(),
+            result.to_dict(),
+            json_target=json_target,
+            report_path=report,
+            report_format=report_format,
+            quiet=quiet,
+            outputs=staged,
+            overwrite=overwrite,
+            inputs={"config": config},
+            files={"--markdown": (markdown, result.report().to_markdown())} if markdown else None,
+        )
     if result.interrupted:
         raise typer.Exit(130)

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from iau_cli.errors import OutputError
-from iau_cli.files import write_text_atomic
+from iau_cli.files import Outputs, write_text_atomic
 
 JsonOpt = Annotated[
     str | None,
@@ -21,7 +21,11 @@ JsonOpt = Annotated[
 ]
 ReportOpt = Annotated[
     Path | None,
-    typer.Option("--report", metavar="PATH", help="Save the rendered report: .txt, .html or .md by extension."),
+    typer.Option("--report", metavar="PATH", help="Save the report: Markdown (.md), a web page (.html) or text."),
+]
+ReportFormatOpt = Annotated[
+    str | None,
+    typer.Option("--report-format", metavar="md|html|txt", help="The report's format, whatever its extension."),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu or cuda.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")]
@@ -107,9 +111,12 @@ def check_output_paths(
     config: Any = None,
     run_config: Any = None,
     others: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    report_format: str | None = None,
 ) -> None:
-    """Fail before any work if an output is a folder, cannot be written, is another output, or
-    would replace an input: the checkpoint(s), the ids file, the config, or the data they name."""
+    """Fail before any work if an output is a folder, exists (without ``overwrite``), cannot be
+    written, is another output, or would replace an input: the checkpoint(s), the ids file, the
+    config, or the data they name. A ``report_format`` must be one iau writes."""
     from iau_cli.checkpoint import recorded_data_paths
     from iau_cli.config import BUILTIN_PREFIX
     from iau_cli.files import check_outputs
@@ -123,12 +130,38 @@ def check_output_paths(
     inputs = {k: v for k, v in inputs.items() if v is not None and not str(v).startswith(BUILTIN_PREFIX)}
     files = {Path(v).expanduser().resolve() for v in outputs.values() if v not in (None, "-")}
     _CHECKED_OUTPUTS.difference_update(files)  # a later, fuller check that fails withdraws an earlier pass
-    check_outputs(outputs, inputs)
+    if report_format is not None and report_format not in REPORT_FORMATS:
+        from iau_cli.errors import ConfigError
+
+        raise ConfigError(f"--report-format {report_format!r}: expected one of {', '.join(REPORT_FORMATS)}")
+    check_outputs(outputs, inputs, overwrite=overwrite)
     _CHECKED_OUTPUTS.update(files)
 
 
-def emit(report: Any, data: dict[str, Any], *, json_target: str | None, report_path: Path | None, quiet: bool) -> None:
-    """Show the report (stdout, or stderr when JSON goes to stdout), then write JSON and report files."""
+REPORT_FORMATS = ("md", "html", "txt")
+
+
+def emit(
+    report: Any,
+    data: dict[str, Any],
+    *,
+    json_target: str | None,
+    report_path: Path | None = None,
+    quiet: bool = False,
+    outputs: Outputs | None = None,
+    overwrite: bool = False,
+    inputs: dict[str, Any] | None = None,
+    files: dict[str, tuple[Path, str]] | None = None,
+    report_format: str | None = None,
+) -> None:
+    """Publish every output of the run together, then show the report.
+
+    ``outputs`` holds what the library staged (the checkpoint); the ``files`` (label → path, text),
+    the report and the JSON are staged beside it and all are published at once, so a failure
+    publishes nothing. The JSON and the report carry a retention record: the iau version, the UTC
+    time, the command line, and the full sha256 of every input (``inputs``: label → path) and of
+    every other output. The report is shown on stdout (stderr when JSON goes to stdout).
+    """
     from rich.console import Console
 
     from iau_cli import distributed
@@ -136,44 +169,79 @@ def emit(report: Any, data: dict[str, Any], *, json_target: str | None, report_p
     from iau_cli.report import to_json
 
     if not distributed.is_main():
-        return  # under torchrun only rank 0 reports
+        return  # under torchrun only rank 0 writes and reports
+    with outputs if outputs is not None else Outputs() as staged:
+        for path, text in (files or {}).values():
+            staged.stage_text(Path(path), text, overwrite=overwrite)
+        record = retention_record(inputs or {}, staged.digests())
+        report.tables.append(record_table(record))
+        if report_path is not None:
+            record["outputs"][str(report_path)] = staged.stage_text(
+                Path(report_path), render_report(report, Path(report_path), report_format), overwrite=overwrite
+            )
+        data = {**data, "record": record}
+        if json_target not in (None, "-"):
+            staged.stage_text(Path(json_target), to_json(data), overwrite=overwrite)
+        staged.publish()
     if not quiet:
         console = Console(stderr=True) if json_target == "-" else Console()
         if not console.is_terminal:
             console.width = max(console.width, 140)  # logs and pipes: wide tables stay on one line
         console.print(render(report))
-    if json_target is not None:
-        text = to_json(data)
-        if json_target == "-":
-            sys.stdout.write(text)
-            sys.stdout.flush()
-        else:
-            write_text_atomic(Path(json_target), text)
-    if report_path is not None:
-        save_report(report, Path(report_path))
+    if json_target == "-":
+        sys.stdout.write(to_json(data))
+        sys.stdout.flush()
 
 
-def save_report(report: Any, path: Path) -> None:
-    """Render the report into a file: Markdown for .md, HTML for .html/.htm, plain text otherwise."""
+def retention_record(inputs: dict[str, Any], outputs: dict[str, str]) -> dict[str, Any]:
+    """Who made this, when, from what: version, UTC time, argv, and full sha256 of inputs and outputs."""
+    from iau_cli import __version__
+    from iau_cli.checkpoint import utc_now
+    from iau_cli.files import file_sha256
+
+    hashed: dict[str, Any] = {}
+    for label, value in inputs.items():
+        if value is None:
+            continue
+        if isinstance(value, tuple):  # (path shown, sha256 already known: stdin ids)
+            hashed[label] = {"path": str(value[0]), "sha256": value[1]}
+        elif Path(value).is_file():
+            hashed[label] = {"path": str(value), "sha256": file_sha256(value)}
+    return {
+        "iau_version": __version__,
+        "time": utc_now(),
+        "command": ["iau", *sys.argv[1:]],
+        "inputs": hashed,
+        "outputs": dict(outputs),
+    }
+
+
+def record_table(record: dict[str, Any]) -> Any:
+    from iau_cli.report import Table
+
+    rows = [["iau version", record["iau_version"]], ["time (UTC)", record["time"]]]
+    rows += [[f"input: {label}", f"{v['path']}  sha256 {v['sha256']}"] for label, v in record["inputs"].items()]
+    rows += [[f"output: {path}", f"sha256 {digest}"] for path, digest in record["outputs"].items()]
+    return Table("Record", ["", ""], rows)
+
+
+def render_report(report: Any, path: Path, report_format: str | None = None) -> str:
+    """The report as a file's text: Markdown, a standalone HTML page, or plain text — chosen by
+    ``report_format`` when given, else by the extension (.md, .html/.htm; anything else is text)."""
     from rich.console import Console
 
     from iau_cli.cli.render import render
 
-    suffix = path.suffix.lower()
-    if suffix in (".md", ".markdown"):
-        write_text_atomic(path, report.to_markdown())
-        return
-    console = Console(
-        record=True,
-        file=io.StringIO(),
-        width=110,
-        color_system=None if suffix not in (".html", ".htm") else "truecolor",
-    )
+    if report_format is None:
+        suffix = path.suffix.lower()
+        report_format = {".md": "md", ".markdown": "md", ".html": "html", ".htm": "html"}.get(suffix, "txt")
+    if report_format == "md":
+        return report.to_markdown()
+    if report_format == "html":
+        return report.to_html()
+    console = Console(record=True, file=io.StringIO(), width=110, color_system=None)
     console.print(render(report))
-    if suffix in (".html", ".htm"):
-        write_text_atomic(path, console.export_html(inline_styles=True))
-    else:
-        write_text_atomic(path, console.export_text())
+    return console.export_text()
 
 
 @contextlib.contextmanager

@@ -7,7 +7,17 @@ from typing import Annotated
 
 import typer
 
-from iau_cli.cli.common import DeviceOpt, JsonOpt, QuietOpt, ReportOpt, check_output_paths, emit, progress_sink
+from iau_cli.cli.common import (
+    DeviceOpt,
+    JsonOpt,
+    OverwriteOpt,
+    QuietOpt,
+    ReportFormatOpt,
+    ReportOpt,
+    check_output_paths,
+    emit,
+    progress_sink,
+)
 
 NAME = "demo"
 NO_ARGS_HELP = False
@@ -20,13 +30,23 @@ def command(
     device: DeviceOpt = "auto",
     json_target: JsonOpt = None,
     report: ReportOpt = None,
+    report_format: ReportFormatOpt = None,
+    overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """The whole story on the built-in digits: erasure and label cleanup, each trained, unlearned,
     retrained for comparison and audited, with the commands that reproduce every step."""
     from iau_cli.demo import run_demo
 
-    check_output_paths({"--json": json_target, "--report": report})
+    check_output_paths({"--json": json_target, "--report": report}, overwrite=overwrite, report_format=report_format)
     with progress_sink(not quiet) as progress:
         result = run_demo(workdir, device=device, progress=progress)
-    emit(result.report(), result.to_dict(), json_target=json_target, report_path=report, quiet=quiet)
+    emit(
+        result.report(),
+        result.to_dict(),
+        json_target=json_target,
+        report_path=report,
+        report_format=report_format,
+        quiet=quiet,
+        overwrite=overwrite,
+    )

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from iau_cli.cli.common import (
+    AllowDataChangeOpt,
     CheckpointArg,
     DeviceOpt,
     JsonOpt,
@@ -27,22 +28,32 @@ app = typer.Typer(help="The gradient ledger that makes a request cost what its f
 
 def show(
     checkpoint: CheckpointArg,
+    allow_data_change: AllowDataChangeOpt = False,
     trust_checkpoint_code: TrustOpt = False,
+    overwrite: OverwriteOpt = False,
     json_target: JsonOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Say whether the checkpoint's ledger is fresh, stale (and how far) or absent."""
     from iau_cli.ledger import show_ledger
 
-    check_output_paths({"--json": json_target}, checkpoint=checkpoint)
-    result = show_ledger(str(checkpoint), trust_code=trust_checkpoint_code)
-    emit(result.report(), result.to_dict(), json_target=json_target, report_path=None, quiet=quiet)
+    check_output_paths({"--json": json_target}, checkpoint=checkpoint, overwrite=overwrite)
+    result = show_ledger(str(checkpoint), trust_code=trust_checkpoint_code, allow_data_change=allow_data_change)
+    emit(
+        result.report(),
+        result.to_dict(),
+        json_target=json_target,
+        quiet=quiet,
+        overwrite=overwrite,
+        inputs={"checkpoint": checkpoint},
+    )
 
 
 def refresh(
     checkpoint: CheckpointArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write (never the input checkpoint).")],
     overwrite: OverwriteOpt = False,
+    allow_data_change: AllowDataChangeOpt = False,
     trust_checkpoint_code: TrustOpt = False,
     device: DeviceOpt = "auto",
     json_target: JsonOpt = None,
@@ -51,17 +62,29 @@ def refresh(
     """Recompute the ledger at the checkpoint's parameters (one pass over its training rows) into a new file."""
     from iau_cli.ledger import refresh_ledger
 
-    check_output_paths({"--out": out, "--json": json_target}, checkpoint=checkpoint)
-    with progress_sink(not quiet) as progress:
+    check_output_paths({"--out": out, "--json": json_target}, checkpoint=checkpoint, overwrite=overwrite)
+    from iau_cli.files import Outputs
+
+    with Outputs() as staged, progress_sink(not quiet) as progress:
         result = refresh_ledger(
             str(checkpoint),
             str(out),
             overwrite=overwrite,
             device=device,
             trust_code=trust_checkpoint_code,
+            allow_data_change=allow_data_change,
             progress=progress,
+            outputs=staged,
         )
-    emit(result.report(), result.to_dict(), json_target=json_target, report_path=None, quiet=quiet)
+        emit(
+            result.report(),
+            result.to_dict(),
+            json_target=json_target,
+            quiet=quiet,
+            outputs=staged,
+            overwrite=overwrite,
+            inputs={"checkpoint": checkpoint},
+        )
 
 
 app.command("show")(boundary(show))

@@ -12,6 +12,8 @@ from iau_cli.cli.common import (
     JsonOpt,
     OverwriteOpt,
     QuietOpt,
+    ReportFormatOpt,
+    ReportOpt,
     SetOpt,
     check_output_paths,
     emit,
@@ -28,18 +30,31 @@ def command(
     overwrite: OverwriteOpt = False,
     device: DeviceOpt = "auto",
     json_target: JsonOpt = None,
+    report: ReportOpt = None,
+    report_format: ReportFormatOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Train a model from a YAML config and write a self-describing checkpoint."""
     from iau_cli.config import load_run_config
 
-    outputs = {"--out": out, "--json": json_target}
-    check_output_paths(outputs, config=config)
+    outputs = {"--out": out, "--json": json_target, "--report": report}
+    check_output_paths(outputs, config=config, overwrite=overwrite, report_format=report_format)
     run_config = load_run_config(config, overrides)  # config errors fail before torch is imported
-    check_output_paths(outputs, config=config, run_config=run_config)  # its data files are inputs too
+    check_output_paths(outputs, config=config, run_config=run_config, overwrite=overwrite)  # its data too
 
+    from iau_cli.files import Outputs
     from iau_cli.runs import train
 
-    with progress_sink(not quiet) as progress:
-        result = train(run_config, out, overwrite=overwrite, device=device, progress=progress)
-    emit(result.report(), result.to_dict(), json_target=json_target, report_path=None, quiet=quiet)
+    with Outputs() as staged, progress_sink(not quiet) as progress:
+        result = train(run_config, out, overwrite=overwrite, device=device, progress=progress, outputs=staged)
+        emit(
+            result.report(),
+            result.to_dict(),
+            json_target=json_target,
+            report_path=report,
+            report_format=report_format,
+            quiet=quiet,
+            outputs=staged,
+            overwrite=overwrite,
+            inputs={"config": config},
+        )

@@ -15,6 +15,7 @@ from iau_cli.cli.common import (
     JsonOpt,
     OverwriteOpt,
     QuietOpt,
+    ReportFormatOpt,
     ReportOpt,
     TrustOpt,
     check_output_paths,
@@ -56,8 +57,14 @@ def command(
     ] = 0.02,
     config: ConfigOpt = None,
     allow_missing: Annotated[
-        bool, typer.Option("--allow-missing", help="Skip ids that are not training rows.")
+        bool, typer.Option("--allow-missing", help="Skip ids that are not training rows (exit 0 if none are).")
     ] = False,
+    forgotten_ids: Annotated[
+        Path | None,
+        typer.Option(
+            "--forgotten-ids", metavar="PATH", help="Write the ids this run forgot (the list to audit; empty if none)."
+        ),
+    ] = None,
     allow_data_change: AllowDataChangeOpt = False,
     trust_checkpoint_code: TrustOpt = False,
     ledger_refresh: Annotated[
@@ -76,6 +83,7 @@ def command(
     device: DeviceOpt = "auto",
     json_target: JsonOpt = None,
     report: ReportOpt = None,
+    report_format: ReportFormatOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Forget the listed sample ids and write a new checkpoint with the event in its lineage."""
@@ -86,8 +94,14 @@ def command(
     from iau_cli.ids import read_forget_ids
 
     # The default --out is an output like any other: guard it too.
-    outputs = {"--out": out or default_output(checkpoint), "--json": json_target, "--report": report}
-    check_output_paths(outputs, checkpoint=checkpoint, ids=forget, config=config)
+    outputs = {
+        "--out": out or default_output(checkpoint),
+        "--json": json_target,
+        "--report": report,
+        "--forgotten-ids": forgotten_ids,
+    }
+    guard = {"checkpoint": checkpoint, "ids": forget, "config": config, "overwrite": overwrite}
+    check_output_paths(outputs, **guard, report_format=report_format)
     forget_request = read_forget_ids(forget)
     options = parse_key_values(option or [], source="--option")
     if purpose is not None:
@@ -100,7 +114,7 @@ def command(
         options["purpose"] = purpose
     run_config = load_run_config(config) if config else None
     if run_config is not None:  # now its data files are known inputs too
-        check_output_paths(outputs, checkpoint=checkpoint, ids=forget, config=config, run_config=run_config)
+        check_output_paths(outputs, **guard, run_config=run_config)
 
     from iau_cli.unlearning import UnlearnRequest, unlearn
 
@@ -120,6 +134,20 @@ def command(
         max_ledger_drift=max_ledger_drift,
         max_test_drop=max_test_drop,
     )
-    with progress_sink(not quiet) as progress:
-        result = unlearn(request, progress=progress)
-    emit(result.report(), result.to_dict(), json_target=json_target, report_path=report, quiet=quiet)
+    from iau_cli.files import Outputs
+    from iau_cli.ids import format_ids
+
+    with Outputs() as staged, progress_sink(not quiet) as progress:
+        result = unlearn(request, progress=progress, outputs=staged)
+        emit(
+            result.report(),
+            result.to_dict(),
+            json_target=json_target,
+            report_path=report,
+            report_format=report_format,
+            quiet=quiet,
+            outputs=staged,
+            overwrite=overwrite,
+            inputs={"checkpoint": checkpoint, "ids": (forget_request.source, forget_request.sha256), "config": config},
+            files={"--forgotten-ids": (forgotten_ids, format_ids(result.forgotten_ids))} if forgotten_ids else None,
+        )

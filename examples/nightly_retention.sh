@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# One night of a data-retention job:
+#   unlearn the day's deletion requests from the current checkpoint into a dated one,
+#   audit it, promote it, and only then delete the forgotten rows from the data store.
+# Usage: nightly_retention.sh DAY REQUESTS.txt DATA.csv
+# Layout: models/current.safetensors is a symlink to the checkpoint in production.
+# It branches only on exit codes and JSON (0 ok, 1 audit failed, 2 bad input, 130 interrupted).
+set -euo pipefail
+day=$1 requests=$2 data=$3
+current=models/current.safetensors
+out=models/model-$day.safetensors
+mkdir -p records
+
+if [ -e "$out" ] && [ "$(readlink "$current")" = "$(basename "$out")" ]; then
+  echo "day $day: already done"
+  exit 0 # a rerun of a night that completed
+fi
+
+# Ids that match no row (people never in the data) are a normal day: exit 0, an unchanged copy.
+rc=0
+iau unlearn "$current" --forget "$requests" --out "$out" --overwrite --allow-missing \
+  --forgotten-ids "records/forgotten-$day.txt" --json "records/unlearn-$day.json" --quiet || rc=$?
+if [ "$rc" -ne 0 ]; then
+  kind=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["error"]["kind"])' "records/unlearn-$day.json")
+  echo "day $day: unlearn failed ($kind); see records/unlearn-$day.json" >&2
+  exit "$rc"
+fi
+
+changed=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["changed"])' "records/unlearn-$day.json")
+if [ "$changed" = "True" ] && [ -s "records/forgotten-$day.txt" ]; then
+  # Audit before the rows leave the data store: the audit measures the forgotten rows.
+  iau audit "$out" --forget "records/forgotten-$day.txt" --original "$(readlink -f "$current")" \
+    --accept-inconclusive --overwrite --json "records/audit-$day.json" --quiet || {
+    echo "day $day: audit did not pass; see records/audit-$day.json (current is unchanged)" >&2
+    exit 1
+  }
+fi
+
+# Promote atomically: a new symlink renamed over the old one.
+ln -sfn "$(basename "$out")" "$current.new"
+mv -T "$current.new" "$current"
+
+# Only now delete the forgotten rows (training and test rows the request named) from the data.
+python3 - "$data" "records/unlearn-$day.json" "$requests" <<'PY'
+import csv, json, os, sys
+from iau_cli.ids import read_forget_ids
+data, record, requests = sys.argv[1:]
+if json.load(open(record))["changed"]:
+    gone = set(read_forget_ids(requests).ids)
+    with open(data, newline="") as f:
+        rows = list(csv.reader(f))
+    with open(data + ".tmp", "w", newline="") as f:
+        csv.writer(f).writerows([rows[0]] + [r for r in rows[1:] if r[0] not in gone])
+    os.replace(data + ".tmp", data)
+PY
+echo "day $day: done ($(readlink "$current"))"

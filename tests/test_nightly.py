@@ -1,0 +1,124 @@
+"""The nightly retention story of issue 14, end to end, as a script would run it.
+
+Five simulated days on a small CSV, each run by ``examples/nightly_retention.sh`` (the script the
+README shows): unlearn the day's requests from ``current.safetensors`` into a dated checkpoint,
+audit it, promote it, then delete the forgotten rows from the CSV. The days bring unknown ids,
+duplicates, ids already forgotten (and deleted), and a day that matches nothing. No
+``--allow-data-change`` anywhere. Then a row deleted *before* it was unlearned is refused with the
+documented error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.helpers import run_cli
+
+SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "nightly_retention.sh"
+
+
+def write_csv(path: Path, rows: int = 600, features: int = 8) -> list[str]:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(rows, features))
+    y = (x @ rng.normal(size=(features, 3)) + rng.normal(scale=1.0, size=(rows, 3))).argmax(1)
+    ids = [f"user-{i}" for i in range(rows)]
+    lines = ["id,label," + ",".join(f"f{j}" for j in range(features))]
+    lines += [f"{ids[i]},{y[i]}," + ",".join(f"{v:.5f}" for v in x[i]) for i in range(rows)]
+    path.write_text("\n".join(lines) + "\n")
+    return ids
+
+
+def night(workdir: Path, day: int, ids: list[str]) -> subprocess.CompletedProcess[str]:
+    requests = workdir / f"requests-{day}.txt"
+    requests.write_text("".join(f"{i}\n" for i in ids))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    return subprocess.run(
+        ["bash", str(SCRIPT), str(day), str(requests), "data.csv"],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def record(workdir: Path, name: str) -> dict:
+    return json.loads((workdir / "records" / name).read_text())
+
+
+def csv_ids(path: Path) -> set[str]:
+    return {line.split(",")[0] for line in path.read_text().splitlines()[1:]}
+
+
+def test_five_nights_of_a_retention_job(tmp_path: Path) -> None:
+    ids = write_csv(tmp_path / "data.csv")
+    (tmp_path / "run.yaml").write_text(
+        "data:\n  train: data.csv\n  test_fraction: 0.2\n  mean: auto\n  std: auto\n"
+        "model:\n  name: mlp\n  args: {hidden: [64]}\ntrain:\n  epochs: 40\n"
+    )
+    (tmp_path / "models").mkdir()
+    trained = run_cli("train", tmp_path / "run.yaml", "--out", tmp_path / "models" / "model-0.safetensors", "-q")
+    assert trained.exit_code == 0, trained.stderr
+    os.symlink("model-0.safetensors", tmp_path / "models" / "current.safetensors")
+
+    days = {
+        1: ids[0:6],  # known ids (some may be test rows: recorded, deleted too)
+        2: [*ids[6:10], ids[6], "never-a-user", "nor-this-one"],  # duplicates and unknown ids
+        3: [*ids[0:3], *ids[10:14]],  # three already forgotten and deleted from the data, four new
+        4: ["stranger-1", "stranger-2"],  # nothing matches: a normal day, exit 0, unchanged copy
+        5: ids[14:20],
+    }
+    for day, requested in days.items():
+        done = night(tmp_path, day, requested)
+        assert done.returncode == 0, (day, done.stdout, done.stderr)
+        unlearned = record(tmp_path, f"unlearn-{day}.json")
+        assert unlearned["changed"] is (day != 4), day
+        if day == 4:
+            parent = tmp_path / "models" / "model-3.safetensors"
+            assert (tmp_path / "models" / "model-4.safetensors").read_bytes() == parent.read_bytes()
+            assert not (tmp_path / "records" / "audit-4.json").exists()
+        else:
+            assert record(tmp_path, f"audit-{day}.json")["passed"] is True
+            # the job deleted the day's rows from the CSV; the next night accepts the data as it is
+            assert not csv_ids(tmp_path / "data.csv") & set(requested)
+        assert os.readlink(tmp_path / "models" / "current.safetensors") == f"model-{day}.safetensors"
+    assert record(tmp_path, "unlearn-2.json")["ids"]["unknown"] == 2
+    assert record(tmp_path, "unlearn-2.json")["ids"]["duplicates"] == 1
+    assert record(tmp_path, "unlearn-3.json")["ids"]["already_forgotten"] == 3
+
+    # A rerun of a completed night changes nothing.
+    again = night(tmp_path, 5, days[5])
+    assert again.returncode == 0 and "already done" in again.stdout
+
+    # The lineage: trained, then one event per night that forgot something (not day 4).
+    shown = run_cli("lineage", tmp_path / "models" / "current.safetensors", "--json", "-", "-q")
+    assert shown.exit_code == 0, shown.stderr
+    events = json.loads(shown.stdout)["events"]
+    assert [e["event"] for e in events] == ["train", "unlearn", "unlearn", "unlearn", "unlearn"]
+    requested_new = [6, 4, 4, 6]  # ids each night named that were rows of the data (train or test)
+    assert [e["ids"] + e.get("test_ids", 0) for e in events[1:]] == requested_new
+
+    # A row deleted from the data before it was unlearned: refused, and the error says what to do.
+    lines = (tmp_path / "data.csv").read_text().splitlines()
+    victim = lines[1].split(",")[0]
+    (tmp_path / "data.csv").write_text("\n".join(lines[:1] + lines[2:]) + "\n")
+    late = night(tmp_path, 6, [victim])
+    assert late.returncode == 2, late.stderr
+    error = record(tmp_path, "unlearn-6.json")["error"]
+    assert error["kind"] == "data_changed"
+    assert "deleted from the data before it was unlearned" in error["message"]
+    assert "README: Nightly retention job" in error["message"]
+    assert os.readlink(tmp_path / "models" / "current.safetensors") == "model-5.safetensors"
+    assert not (tmp_path / "models" / "model-6.safetensors").exists()
+
+
+def test_the_readme_shows_the_script_that_is_tested() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert SCRIPT.read_text().strip() in readme
