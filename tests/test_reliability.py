@@ -260,8 +260,8 @@ def test_concurrent_runs_to_one_output_one_wins_the_other_exits_2(
 
 
 def test_the_output_lock_spares_a_users_own_lock_file_and_leaves_nothing(tmp_path: Path) -> None:
-    from iau_cli.files import output_lock
     from iau_cli.errors import OutputError
+    from iau_cli.files import output_lock
 
     out = tmp_path / "model.safetensors"
     users = tmp_path / "model.safetensors.lock"
