@@ -43,6 +43,10 @@ class ModelError(IauError):
     """A model cannot be built: unknown architecture, failing import path, bad arguments."""
 
 
+class TrainingError(IauError):
+    """Training produced a model that cannot be written (it diverged)."""
+
+
 class UnlearningError(IauError):
     """An unlearning request cannot be carried out as asked (for example it diverged)."""
 

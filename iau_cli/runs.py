@@ -23,7 +23,7 @@ from iau_cli.checkpoint import (
 )
 from iau_cli.config import ModelConfig, RunConfig, TrainConfig, from_dict, to_dict
 from iau_cli.data import DataBundle, builtin_config, load_data
-from iau_cli.errors import CheckpointError, ConfigError, DataChangedError, ModelError
+from iau_cli.errors import CheckpointError, ConfigError, DataChangedError, ModelError, TrainingError
 from iau_cli.files import Outputs, check_writable
 from iau_cli.metrics import predict
 from iau_cli.models import build_model, parameter_count
@@ -222,6 +222,9 @@ def check_weights_fit(checkpoint: Checkpoint, build: tuple[Any, ...], allow_impo
     if missing or extra:
         what = f"missing {', '.join(missing[:3])}" if missing else f"unexpected {', '.join(extra[:3])}"
         raise CheckpointError(f"{source}: weights do not fit model {build[0]!r}: {what}")
+    for name, tensor in stored.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{source}: has NaN or infinite weights ({name}); the checkpoint itself is damaged")
     for name, tensor in expected.items():
         if tuple(stored[name].shape) != tuple(tensor.shape):
             raise CheckpointError(
@@ -331,6 +334,12 @@ def train(
     config = dataclasses.replace(config, data=data.config)
     rows = partition_rows(data, config.train)
     model, stats = train_model(config, data, rows, torch_device, progress=progress)
+    bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise TrainingError(
+            f"training diverged: NaN or infinite weights ({bad[0]}) after {stats.epochs_run} epoch(s); nothing "
+            f"written. Lower train.lr (now {config.train.lr:g}) or gr_alpha"
+        )
     learned = predict(model, data.train, rows.learn, torch_device)
     test = predict(model, data.test, None, torch_device)
     meta = train_meta(config, data, model, stats, rows)

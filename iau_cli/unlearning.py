@@ -379,7 +379,7 @@ def unlearn(
         parent_sha256=restored.checkpoint.sha256,
         out=str(out),
         out_sha256=sha,
-        changed=output is not None,
+        changed=True,  # a new event (and ids) recorded; weights_moved says whether the weights moved
         method=spec.name.value,
         options=to_dict(options),
         ids=counts,

@@ -1,0 +1,279 @@
+"""Issue 14: the delete-rows workflow, records that stand alone, reports, private forgotten ids."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from iau_cli.checkpoint import read_metadata
+
+from .helpers import assert_bad_input, run_cli
+
+
+def write_rows(path: Path, rows: int = 120, seed: int = 0) -> list[str]:
+    rng = np.random.default_rng(seed)
+    ids = [f"r{i}" for i in range(rows)]
+    lines = ["id,label,a,b,c"] + [
+        f"{ids[i]},{i % 3},{rng.normal():.4f},{rng.normal():.4f},{rng.normal():.4f}" for i in range(rows)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return ids
+
+
+def delete_rows(path: Path, ids: set[str]) -> None:
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0]] + [line for line in lines[1:] if line.split(",")[0] not in ids]) + "\n")
+
+
+@pytest.fixture
+def csv_model(tmp_path: Path) -> tuple[Path, Path, list[str]]:
+    data = tmp_path / "rows.csv"
+    ids = write_rows(data)
+    config = tmp_path / "run.yaml"
+    config.write_text("data:\n  train: rows.csv\n  test_fraction: 0.25\nmodel:\n  name: logreg\ntrain:\n  epochs: 3\n")
+    model = tmp_path / "m0.safetensors"
+    done = run_cli("train", config, "--out", model, "-q")
+    assert done.exit_code == 0, done.stderr
+    return model, data, ids
+
+
+def forget(tmp_path: Path, model: Path, ids: list[str], out: str, *extra: object):
+    path = tmp_path / f"{out}.ids"
+    path.write_text("".join(f"{i}\n" for i in ids))
+    return run_cli("unlearn", model, "-f", path, "-o", tmp_path / out, *extra)
+
+
+def train_ids_of(model: Path) -> list[str]:
+    from iau_cli.runs import restore
+
+    return list(restore(model).data.train.ids)
+
+
+# ------------------------------------------------------------------------------ delete-rows workflow
+
+
+def test_deleting_exactly_the_forgotten_rows_is_accepted_anything_else_refused(
+    csv_model: tuple[Path, Path, list[str]], tmp_path: Path
+) -> None:
+    model, data, ids = csv_model
+    learned = train_ids_of(model)
+    first, second = learned[:4], learned[4:7]
+    assert forget(tmp_path, model, first, "m1.safetensors", "-q").exit_code == 0
+    original = data.read_text()
+
+    delete_rows(data, set(first))  # the retention job deletes what was forgotten
+    step = forget(tmp_path, tmp_path / "m1.safetensors", second, "m2.safetensors", "-q")
+    assert step.exit_code == 0, step.stderr
+    delete_rows(data, set(second))
+    shown = run_cli("ledger", "show", tmp_path / "m2.safetensors", "-q")
+    assert shown.exit_code == 0, shown.stderr  # every later command accepts the shrunk data
+
+    # Any other change is refused: one more row gone, an edited value, an added row.
+    for change in ("delete another", "edit", "add"):
+        data.write_text(original)
+        delete_rows(data, set(first) | set(second))
+        lines = data.read_text().splitlines()
+        if change == "delete another":
+            lines.pop(5)
+        elif change == "edit":
+            lines[5] = lines[5].rsplit(",", 1)[0] + ",9.9999"
+        else:
+            lines.append("intruder,1,0.1,0.2,0.3")
+        data.write_text("\n".join(lines) + "\n")
+        refused = run_cli("ledger", "show", tmp_path / "m2.safetensors")
+        assert_bad_input(refused, "training data changed", "not only by deleting rows it has forgotten")
+
+
+def test_a_row_deleted_before_it_was_unlearned_is_named_with_the_fix(
+    csv_model: tuple[Path, Path, list[str]], tmp_path: Path
+) -> None:
+    model, data, _ = csv_model
+    victim = train_ids_of(model)[0]
+    delete_rows(data, {victim})
+    result = forget(tmp_path, model, [victim], "m1.safetensors", "--allow-missing")
+    assert_bad_input(
+        result, "deleted from the data before it was unlearned", "restore it, run iau unlearn", "Nightly retention job"
+    )
+
+
+def test_allow_data_change_records_the_data_as_it_is_now(
+    csv_model: tuple[Path, Path, list[str]], tmp_path: Path
+) -> None:
+    model, data, _ = csv_model
+    learned = train_ids_of(model)
+    lines = data.read_text().splitlines()
+    data.write_text("\n".join(lines + ["newcomer,2,0.5,0.5,0.5"]) + "\n")
+    assert_bad_input(forget(tmp_path, model, learned[:2], "m1.safetensors"), "training data changed")
+    allowed = forget(tmp_path, model, learned[:2], "m1.safetensors", "--allow-data-change", "-q")
+    assert allowed.exit_code == 0, allowed.stderr
+    # The child records the new data: the next request needs no flag (the old fingerprint is not carried).
+    follow = forget(tmp_path, tmp_path / "m1.safetensors", learned[2:4], "m2.safetensors", "-q")
+    assert follow.exit_code == 0, follow.stderr
+    fingerprint = json.loads(read_metadata(tmp_path / "m1.safetensors")["iau.data"])["fingerprint"]
+    parent = json.loads(read_metadata(model)["iau.data"])["fingerprint"]
+    assert fingerprint["sha256"] != parent["sha256"] and fingerprint["since_event"] == 1
+
+
+def test_test_split_ids_are_recorded_so_their_rows_may_be_deleted(
+    csv_model: tuple[Path, Path, list[str]], tmp_path: Path
+) -> None:
+    from iau_cli.runs import restore
+
+    model, data, _ = csv_model
+    test_id = restore(model).data.test.ids[0]
+    result = forget(tmp_path, model, [test_id], "m1.safetensors", "--json", "-", "-q")
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["ids"]["test_rows"] == 1 and out["changed"] is True and out["weights_moved"] is False
+    delete_rows(data, {test_id})
+    assert run_cli("ledger", "show", tmp_path / "m1.safetensors", "-q").exit_code == 0
+    replay = forget(tmp_path, tmp_path / "m1.safetensors", [test_id], "m2.safetensors", "--json", "-", "-q")
+    assert json.loads(replay.stdout)["ids"]["already_forgotten"] == 1
+
+
+# ------------------------------------------------------------------------------ records and reports
+
+
+def test_records_carry_version_time_and_full_hashes_of_inputs_and_outputs(
+    csv_model: tuple[Path, Path, list[str]], tmp_path: Path
+) -> None:
+    from iau_cli.files import file_sha256
+
+    model, _, _ = csv_model
+    learned = train_ids_of(model)
+    result = forget(
+        tmp_path, model, learned[:3], "m1.safetensors", "--json", tmp_path / "u.json", "--report", tmp_path / "u.md",
+        "--forgotten-ids", tmp_path / "gone.txt", "-q",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    data = json.loads((tmp_path / "u.json").read_text())
+    record = data["record"]
+    assert record["iau_version"] and record["time"].endswith("+00:00")
+    assert record["inputs"]["checkpoint"]["sha256"] == file_sha256(model)
+    assert record["inputs"]["ids"]["sha256"] == file_sha256(tmp_path / "m1.safetensors.ids")
+    for name in ("m1.safetensors", "u.md", "gone.txt"):
+        assert record["outputs"][str(tmp_path / name)] == file_sha256(tmp_path / name)
+    event = json.loads(read_metadata(tmp_path / "m1.safetensors")["iau.lineage"])[-1]
+    assert data["ids_digest"] == event["ids_digest"] and len(data["ids_digest"]) == 64
+    assert (tmp_path / "gone.txt").read_text().split() == sorted(learned[:3], key=learned.index)
+    assert file_sha256(model) in (tmp_path / "u.md").read_text()  # full hashes in the report too
+
+
+def test_report_format_overrides_the_extension_and_html_is_a_page(
+    csv_model: tuple[Path, Path, list[str]], tmp_path: Path
+) -> None:
+    model, _, _ = csv_model
+    learned = train_ids_of(model)
+    out = tmp_path / "unlearn.md.tmp"
+    result = forget(tmp_path, model, learned[:3], "m1.safetensors", "--report", out, "--report-format", "md", "-q")
+    assert result.exit_code == 0, result.stderr
+    assert out.read_text().startswith("# iau unlearn") and "┌" not in out.read_text()
+    bad = forget(tmp_path, model, learned[:3], "m2.safetensors", "--report", tmp_path / "r", "--report-format", "pdf")
+    assert_bad_input(bad, "--report-format 'pdf'", "md, html, txt")
+
+    ids = tmp_path / "audit.ids"
+    ids.write_text("\n".join(learned[:3]) + "\n")
+    page = tmp_path / "audit.html"
+    audited = run_cli("audit", tmp_path / "m1.safetensors", "-f", ids, "--original", model, "--report", page, "-q")
+    assert audited.exit_code in (0, 1), audited.stderr
+    html = page.read_text()
+    assert html.startswith("<!DOCTYPE html>") and "<table>" in html and "<pre" not in html
+    assert html.count("<svg") == 2  # forget vs held-out losses, before and after
+    assert html.index('class="status') < html.index("<table>")  # the verdict on top
+
+
+def test_audit_allow_missing_audits_the_rows_that_are_there(
+    csv_model: tuple[Path, Path, list[str]], tmp_path: Path
+) -> None:
+    model, _, _ = csv_model
+    learned = train_ids_of(model)
+    assert forget(tmp_path, model, learned[:3], "m1.safetensors", "-q").exit_code == 0
+    ids = tmp_path / "audit.ids"
+    ids.write_text("\n".join([*learned[:3], "ghost"]) + "\n")
+    refused = run_cli("audit", tmp_path / "m1.safetensors", "-f", ids)
+    assert_bad_input(refused, "1 id(s) are not training rows", "--allow-missing")
+    allowed = run_cli("audit", tmp_path / "m1.safetensors", "-f", ids, "--allow-missing", "--json", "-", "-q")
+    assert allowed.exit_code in (0, 1), allowed.stderr
+    assert json.loads(allowed.stdout)["ids"] == {"audited": 3, "duplicates": 0, "unknown_skipped": 1}
+
+
+def test_lineage_prints_the_whole_history(csv_model: tuple[Path, Path, list[str]], tmp_path: Path) -> None:
+    model, _, _ = csv_model
+    learned = train_ids_of(model)
+    assert forget(tmp_path, model, learned[:3], "m1.safetensors", "-q").exit_code == 0
+    shown = run_cli("lineage", tmp_path / "m1.safetensors")
+    assert shown.exit_code == 0, shown.stderr
+    assert "train" in shown.stdout and "unlearn" in shown.stdout and "iau" in shown.stdout
+    plain = tmp_path / "plain.safetensors"
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(plain))
+    assert_bad_input(run_cli("lineage", plain), "has no lineage")
+
+
+# ------------------------------------------------------------------------------ private forgotten ids
+
+
+def test_keyed_ids_cannot_be_enumerated_and_rotation_keeps_old_ones_readable(
+    csv_model: tuple[Path, Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    model, data, _ = csv_model
+    learned = train_ids_of(model)
+    keys = tmp_path / "keys.txt"
+    keys.write_text("first-secret-key-0123456789\n")
+    monkeypatch.setenv("IAU_ID_KEY_FILE", str(keys))
+    done = forget(tmp_path, model, learned[:3], "m1.safetensors", "--json", "-", "-q")
+    assert done.exit_code == 0, done.stderr
+    assert not any("enumerable" in w or "without an operator key" in w for w in json.loads(done.stdout)["warnings"])
+
+    # The attack of finding 7: hash every id of the data with the stored salt. Nothing matches.
+    forgotten = json.loads(read_metadata(tmp_path / "m1.safetensors")["iau.forgotten"])
+    salt = bytes.fromhex(forgotten["salt"])
+    import base64
+
+    stored = base64.b64decode(forgotten["hashes"])
+    assert stored == b"" and forgotten["keyed"]
+    keyed = base64.b64decode(next(iter(forgotten["keyed"].values())))
+    guesses = {hashlib.sha256(salt + i.encode()).digest()[:16] for i in learned}
+    assert not {keyed[i : i + 16] for i in range(0, len(keyed), 16)} & guesses
+
+    # Without the key the file is refused in one line; with a rotated key file it is read.
+    monkeypatch.delenv("IAU_ID_KEY_FILE")
+    assert_bad_input(run_cli("lineage", tmp_path / "m1.safetensors"), "keyed with operator key", "IAU_ID_KEY_FILE")
+    keys.write_text("second-secret-key-9876543210\nfirst-secret-key-0123456789\n")
+    monkeypatch.setenv("IAU_ID_KEY_FILE", str(keys))
+    delete_rows(data, set(learned[:3]))  # masked row digests are unmasked with the old key
+    replay = forget(tmp_path, tmp_path / "m1.safetensors", learned[:5], "m2.safetensors", "--json", "-", "-q")
+    assert replay.exit_code == 0, replay.stderr
+    assert json.loads(replay.stdout)["ids"]["already_forgotten"] == 3
+    groups = json.loads(read_metadata(tmp_path / "m2.safetensors")["iau.forgotten"])["keyed"]
+    assert len(groups) == 2  # the new ids went under the new key
+
+
+def test_without_a_key_unlearn_warns_that_the_record_is_enumerable(
+    csv_model: tuple[Path, Path, list[str]], tmp_path: Path
+) -> None:
+    model, _, _ = csv_model
+    done = forget(tmp_path, model, train_ids_of(model)[:3], "m1.safetensors", "--json", "-", "-q")
+    assert any("without an operator key" in w for w in json.loads(done.stdout)["warnings"])
+
+
+# ------------------------------------------------------------------------------ the audit rule
+
+
+def test_rows_the_original_already_got_wrong_are_not_called_over_forgotten() -> None:
+    from iau_cli.audit import _two_sided
+
+    args = ("forget accuracy", 0.4, 0.96, 0.2, "held-out 0.96 ± 0.2")
+    same = _two_sided(*args, 0.4, "over-forgotten", ceiling=1.0)
+    assert same.status == "inconclusive" and "the original model was as low" in same.detail
+    pushed = _two_sided("forget accuracy", 0.1, 0.96, 0.2, "held-out", 0.4, "over-forgotten", ceiling=1.0)
+    assert pushed.status == "fail"  # the deletion pushed them further down: that is its doing
+    fine_before = _two_sided("forget accuracy", 0.4, 0.96, 0.2, "held-out", 1.0, "over-forgotten", ceiling=1.0)
+    assert fine_before.status == "fail"
