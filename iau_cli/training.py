@@ -195,7 +195,8 @@ def fit(
             stats.samples += len(batch)
             if time.monotonic() - reported >= PROGRESS_INTERVAL:
                 reported = time.monotonic()
-                progress("train", (epoch - 1) * len(slices) + step, total_steps)
+                last = f" · loss {stats.history[-1]['train_loss']:.4f}" if stats.history else ""
+                progress(f"train · epoch {epoch}/{config.epochs}{last}", (epoch - 1) * len(slices) + step, total_steps)
         running = distributed.all_reduce_sum({"loss": running})["loss"]
         record = {"epoch": float(epoch), "train_loss": float(running) / len(rows.learn)}
         stats.epochs_run = epoch

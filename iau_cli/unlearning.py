@@ -283,6 +283,7 @@ def unlearn(
 
     if distributed.is_main():
         outputs.lock(out)
+    progress("unlearn · loading model and data", 0, 5)
     try:
         restored = restore(
             request.checkpoint,
@@ -308,6 +309,7 @@ def unlearn(
         return _unchanged(request, restored, out, counts, seconds, started, rows.retain, outputs)
 
     model_before = {k: p.detach().clone() for k, p in trainable(restored.model).items()}
+    progress("unlearn · measuring the model before", 1, 5)
     evaluate_started = time.perf_counter()
     before = _figures(restored, restored.model, rows.forget, request.batch_size)
     seconds["evaluate"] = time.perf_counter() - evaluate_started
@@ -315,6 +317,7 @@ def unlearn(
     context = build_context(
         restored, rows, request.max_ledger_drift, ledger_info, batch_size=request.batch_size, progress=progress
     )
+    progress(f"unlearn · running {spec.name.value} on {len(rows.forget)} row(s)", 2, 5)
     update_started = time.perf_counter()
     if len(rows.forget) and ledger_info["usable"] and request.ledger_refresh == "later":
         # Snapshot at θ*, before the method moves anything: the child's ledger is the retain sum
@@ -329,6 +332,7 @@ def unlearn(
             f"{request.checkpoint}: method {spec.name.value} produced NaN or infinite parameters; "
             "nothing written (try a smaller step_size)"
         )
+    progress("unlearn · measuring the model after", 3, 5)
     evaluate_started = time.perf_counter()
     after = _figures(restored, model, rows.forget, request.batch_size)
     seconds["evaluate"] += time.perf_counter() - evaluate_started
@@ -337,6 +341,7 @@ def unlearn(
     if not restored.meta.forgotten.private:
         warnings.append(ENUMERABLE_WARNING)
 
+    progress("unlearn · writing", 4, 5)
     write_started = time.perf_counter()
     ran = output.details if output is not None else {}
     meta, ledger_tensors = _next_meta(
@@ -361,6 +366,7 @@ def unlearn(
     distributed.barrier()
     seconds["write"] = time.perf_counter() - write_started
     seconds["total"] = time.perf_counter() - started
+    progress("unlearn · done", 5, 5)
     if not len(rows.forget):
         message = (
             f"recorded {len(new_ids) + len(test_ids)} id(s) of rows the model never learned from (validation or "
@@ -564,5 +570,8 @@ def _next_meta(
         exact=not from_stale,
     )
     exactness = "" if not from_stale else ", inexact: derived from a stale ledger"
-    ledger_info["next"] = f"stale (carried forward; relative drift {ledger_meta['drift']:.2e}{exactness})"
+    if step == 0 and not from_stale:
+        ledger_info["next"] = "fresh (the weights did not move, so the retain sum at θ* is the child's)"
+    else:
+        ledger_info["next"] = f"stale (carried forward; relative drift {ledger_meta['drift']:.2e}{exactness})"
     return dataclasses.replace(new_meta, ledger=ledger_meta), tensors

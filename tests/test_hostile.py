@@ -334,3 +334,48 @@ def test_a_long_unknown_id_is_shortened_in_messages(small_checkpoint: Path, tmp_
     result = run_cli("unlearn", small_checkpoint, "-f", ids_file(tmp_path, [long_id]), "-o", tmp_path / "u.safetensors")
     assert_bad_input(result, "(2,000,000 characters)")
     assert len(result.stderr) < 1000
+
+
+# ------------------------------------------------------------------------------ finding 9
+
+
+def test_usage_errors_are_one_line_from_the_real_entry_point(small_checkpoint: Path) -> None:
+    for args, fragment in (
+        (["unlearn", str(small_checkpoint), "--bogus"], "No such option: --bogus"),
+        (["audit", str(small_checkpoint)], "Missing option '--forget'"),
+        (["unlearn", str(small_checkpoint), "-f", "x", "--method", "bogus"], "'bogus' is not one of"),
+    ):
+        done = subprocess.run([sys.executable, "-m", "iau_cli", *args], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, done
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("iau: error:") and fragment in lines[0], done.stderr
+        assert "--help" in lines[0]
+
+
+def test_ledger_commands_accept_allow_data_change(tmp_path: Path) -> None:
+    rows = ["id,label,a,b"] + [f"r{i},{i % 2},{i / 7:.3f},{(i * 3) % 5}" for i in range(60)]
+    data = tmp_path / "rows.csv"
+    data.write_text("\n".join(rows) + "\n")
+    config = tmp_path / "run.yaml"
+    config.write_text("data:\n  train: rows.csv\nmodel:\n  name: logreg\ntrain:\n  epochs: 2\n")
+    model = tmp_path / "m.safetensors"
+    assert run_cli("train", config, "--out", model, "-q").exit_code == 0
+    data.write_text("\n".join(rows + ["new,1,0.5,0.5"]) + "\n")
+    assert_bad_input(run_cli("ledger", "show", model), "--allow-data-change")
+    assert run_cli("ledger", "show", model, "--allow-data-change", "-q").exit_code == 0
+    refreshed = run_cli("ledger", "refresh", model, "--out", tmp_path / "r.safetensors", "--allow-data-change", "-q")
+    assert refreshed.exit_code == 0, refreshed.stderr
+
+
+def test_an_unreadable_csv_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "bad.csv").write_text('id,label,a\n1,0,"unclosed\n2,1,3\n')
+    config = tmp_path / "run.yaml"
+    config.write_text("data:\n  train: bad.csv\nmodel:\n  name: logreg\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "iau_cli", "train", str(config), "--out", str(tmp_path / "m.safetensors")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr

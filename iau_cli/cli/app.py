@@ -19,6 +19,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
     rich_markup_mode=None,
+    context_settings={"max_content_width": 120},
 )
 
 
@@ -35,14 +36,49 @@ def root(
     """Train, unlearn, audit and benchmark. Exit codes: 0 ok, 1 audit failed, 2 bad input."""
 
 
+SHORT = {
+    "train": "Train a model from a YAML config into a checkpoint.",
+    "unlearn": "Forget sample ids: a new checkpoint, the event in its lineage.",
+    "audit": "Check a deletion (exit 0 pass, 1 fail, 2 bad input).",
+    "bench": "Compare unlearning methods on the same data and seeds.",
+    "demo": "The whole story on the built-in data, end to end.",
+    "lineage": "Print a checkpoint's whole history.",
+}
+
 for module in (train, unlearn, audit, bench, demo, lineage):
-    app.command(module.NAME, help=module.command.__doc__, no_args_is_help=getattr(module, "NO_ARGS_HELP", True))(
-        boundary(module.command)
-    )
+    app.command(
+        module.NAME,
+        help=module.command.__doc__,
+        short_help=SHORT[module.NAME],
+        epilog=getattr(module, "EPILOG", None),
+        no_args_is_help=getattr(module, "NO_ARGS_HELP", True),
+    )(boundary(module.command))
 
 
-app.add_typer(ledger.app, name=ledger.NAME)
+app.add_typer(ledger.app, name=ledger.NAME, short_help="Show or refresh the gradient ledger.")
 
 
 def main() -> None:
-    app(prog_name="iau")
+    """The ``iau`` entry point. Usage errors (an unknown option, a missing argument) are one line on
+    stderr and exit 2, like every other bad input; help and version print as usual."""
+    import sys
+
+    try:  # typer vendors click from 0.2x on; older typer uses click itself
+        from typer._click import exceptions
+    except ImportError:  # pragma: no cover
+        from click import exceptions  # type: ignore[no-redef]
+
+    try:
+        code = app(prog_name="iau", standalone_mode=False)
+    except exceptions.NoArgsIsHelpError as exc:
+        sys.stdout.write((exc.ctx.get_help() if exc.ctx else str(exc)) + "\n")
+        sys.exit(2)
+    except exceptions.UsageError as exc:
+        where = f"; see '{exc.ctx.command_path} --help'" if exc.ctx else ""
+        message = " ".join(exc.format_message().split()).rstrip(".")
+        sys.stderr.write(f"iau: error: {message}{where}\n")
+        sys.exit(exc.exit_code)
+    except exceptions.Abort:
+        sys.stderr.write("iau: interrupted\n")
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -256,7 +256,7 @@ def progress_sink(enabled: bool) -> Iterator[Any]:
 
     tasks: dict[str, Any] = {}
     with Progress(
-        TextColumn("{task.description:>16}"),
+        TextColumn("{task.description:<40}"),
         BarColumn(),
         TaskProgressColumn(),
         TimeElapsedColumn(),
@@ -265,8 +265,10 @@ def progress_sink(enabled: bool) -> Iterator[Any]:
     ) as progress:
 
         def sink(label: str, completed: float, total: float) -> None:
-            if label not in tasks:
-                tasks[label] = progress.add_task(label, total=total)
-            progress.update(tasks[label], completed=completed, total=total)
+            # "task · detail": one bar per task, its description updated with the detail (epoch, loss, phase).
+            key = label.split(" · ", 1)[0]
+            if key not in tasks:
+                tasks[key] = progress.add_task(label, total=total)
+            progress.update(tasks[key], completed=completed, total=total, description=label)
 
         yield sink

@@ -23,8 +23,16 @@ from iau_cli.cli.common import (
     progress_sink,
 )
 from iau_cli.methods import MethodName
+from iau_cli.methods.options import options_help
 
 NAME = "unlearn"
+EPILOG = (
+    "\b\nMethod options (-O KEY=VALUE; auto = chosen from the recipe or the request):\n"
+    + options_help(width=74)
+    + "\n\n\b\nExit codes: 0 done (also when nothing was new to forget), 2 bad input\n"
+    "(nothing written), 130 interrupted. With --json, a failure writes\n"
+    '{"error": {"kind", "message"}}.'
+)
 
 
 def command(
@@ -35,7 +43,15 @@ def command(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Output checkpoint [default: CHECKPOINT.unlearned.safetensors].")
     ] = None,
-    method: Annotated[MethodName, typer.Option("--method", "-m", help="Unlearning method.")] = MethodName.IAU,
+    method: Annotated[
+        MethodName,
+        typer.Option(
+            "--method",
+            "-m",
+            metavar="METHOD",
+            help=f"Unlearning method: {', '.join(m.value for m in MethodName)} (options below).",
+        ),
+    ] = MethodName.IAU,
     option: Annotated[
         list[str] | None,
         typer.Option(

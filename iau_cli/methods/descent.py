@@ -4,56 +4,19 @@ rows, and NegGrad+ (ascent on forget and descent on retain in the same step)."""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 
 import numpy as np
 from torch.nn import functional as F
 
-from iau_cli.config import help_field
 from iau_cli.methods import MethodName
 from iau_cli.methods.base import MethodOutput, MethodSpec, UnlearnContext
+from iau_cli.methods.options import AscentOptions, FinetuneOptions
 from iau_cli.training import RowPartition, batch_slices, fit, make_optimizer
-
-
-@dataclass(frozen=True)
-class FinetuneOptions:
-    """Options of fine-tuning."""
-
-    epochs: int = help_field("Epochs on the retained rows.", default=2)
-    lr: float | None = help_field("Learning rate; default the checkpoint's recipe.", default=None)
-
-    def check(self) -> list[str]:
-        problems = ["epochs: must be at least 1"] if self.epochs < 1 else []
-        return problems + _check_lr(self.lr)
-
-
-def _check_lr(lr: float | None) -> list[str]:
-    return [f"lr: {lr} must be a positive number (or unset: the recipe's)"] if lr is not None and not lr > 0 else []
 
 
 def _lr(options: FinetuneOptions | AscentOptions, recipe_lr: float) -> float:
     """The learning rate that runs: the option when set, else the recipe's (never a falsy fallback)."""
     return recipe_lr if options.lr is None else options.lr
-
-
-@dataclass(frozen=True)
-class AscentOptions:
-    """Options of gradient ascent and NegGrad+."""
-
-    epochs: int = help_field("Passes over the forget rows.", default=1)
-    lr: float | None = help_field("Learning rate; default the checkpoint's recipe.", default=None)
-    batch_size: int = help_field("Forget rows per step (NegGrad+ draws as many retain rows).", default=32)
-    retain_weight: float = help_field("NegGrad+: weight β of the retain loss; the forget loss gets 1 − β.", default=0.5)
-
-    def check(self) -> list[str]:
-        problems = []
-        if self.epochs < 1:
-            problems.append("epochs: must be at least 1")
-        if self.batch_size < 1:
-            problems.append("batch_size: must be at least 1")
-        if not 0 <= self.retain_weight <= 1:
-            problems.append("retain_weight: must be in [0, 1]")
-        return problems + _check_lr(self.lr)
 
 
 def run_finetune(ctx: UnlearnContext, options: FinetuneOptions) -> MethodOutput:

@@ -4,33 +4,14 @@ pins down stay put and those it does not (where the forget rows left their mark)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from iau_cli.config import help_field
 from iau_cli.gradients import per_sample_grads, trainable
 from iau_cli.methods import MethodName
 from iau_cli.methods.base import MethodOutput, MethodSpec, UnlearnContext
-
-
-@dataclass(frozen=True)
-class FisherOptions:
-    """Options of Fisher forgetting."""
-
-    alpha: float = help_field("Noise scale λ: variance = λ / Fisher.", default=1e-8)
-    max_variance: float = help_field("Cap on each parameter's noise variance.", default=1e-4)
-    fisher_rows: int = help_field("Retained rows the Fisher is averaged over (a seeded sample; 0 = all).", default=2048)
-    seed: int = help_field("Seed of the noise.", default=0)
-
-    def check(self) -> list[str]:
-        problems = []
-        if self.alpha <= 0 or self.max_variance <= 0:
-            problems.append("alpha and max_variance must be positive")
-        if self.fisher_rows < 0:
-            problems.append("fisher_rows: must be zero or positive")
-        return problems
+from iau_cli.methods.options import FisherOptions
 
 
 def fisher_diagonal(ctx: UnlearnContext, rows: Any) -> dict[str, torch.Tensor]:

@@ -41,18 +41,17 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from iau_cli import distributed
-from iau_cli.config import help_field
 from iau_cli.gradients import trainable
 from iau_cli.methods import MethodName
 from iau_cli.methods.base import MethodOutput, MethodSpec, UnlearnContext
+from iau_cli.methods.options import IauOptions
 from iau_cli.metrics import predict
 
 ADAM_EPS = 1e-8
@@ -61,69 +60,6 @@ PURPOSE_DEFAULTS = {
     "erase": (2e-3, 0.03, 128),
     "cleanup": (1e-2, 1.0, 512),
 }
-
-
-@dataclass(frozen=True)
-class IauOptions:
-    """Options of the IAU method."""
-
-    rule: Literal["matched", "adam-sign"] = help_field(
-        "Step rule: matched (iterated, per-row held-out loss targets) or adam-sign (the reference's one step).",
-        default="matched",
-    )
-    purpose: Literal["erase", "cleanup"] = help_field(
-        "matched: erase (deletion requests: forget rows end up looking held-out) or cleanup (mislabeled or "
-        "poisoned rows: pushed away one-sided while held-out accuracy improves).",
-        default="erase",
-    )
-    step_size: float | None = help_field(
-        "Adam learning rate. Default: matched 2e-3 (erase) / 1e-2 (cleanup); adam-sign 1e-3 (the reference).",
-        default=None,
-    )
-    steps: int | None = help_field(
-        "matched: the most Adam steps (default 300); adam-sign: Adam steps (default 1, the reference).", default=None
-    )
-    correction: float | None = help_field(
-        "Weight of the retained-rows correction. Default: matched 0.03 (erase, logit anchor) / 1.0 (cleanup, "
-        "cross-entropy); adam-sign 1.0. 0 turns it off.",
-        default=None,
-    )
-    forget_batch: int = help_field("matched: forget rows per step.", default=256)
-    retain_batch: int | None = help_field(
-        "matched: retained rows sampled per step (default 128 erase / 512 cleanup).", default=None
-    )
-    band: float = help_field("matched: a row within ±band of its target log-loss is left alone.", default=0.25)
-    warmup: int = help_field("matched: steps of linear learning-rate warm-up.", default=5)
-    retarget_every: int = help_field(
-        "matched: re-measure the held-out losses and re-rank the forget rows every this many steps.", default=5
-    )
-    tol_scale: float = help_field(
-        "matched erase: stop tolerance max(0.02, tol_scale/√forget rows); the AUC's is at least 0.05.", default=1.0
-    )
-    target_level: float = help_field("matched cleanup: the held-out loss quantile each row is pushed to.", default=0.99)
-    patience: int = help_field(
-        "matched cleanup: stop after this many checks without a one-point held-out accuracy gain.", default=8
-    )
-    seed: int | None = help_field("matched: seed of the row sampling; default the recipe's seed.", default=None)
-
-    def check(self) -> list[str]:
-        problems = []
-        if self.step_size is not None and not self.step_size > 0:
-            problems.append("step_size: must be positive")
-        if self.steps is not None and self.steps < 1:
-            problems.append("steps: must be at least 1")
-        if self.correction is not None and not self.correction >= 0:
-            problems.append("correction: must be zero or positive")
-        for name in ("forget_batch", "warmup", "retarget_every", "patience"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name}: must be at least 1")
-        if self.retain_batch is not None and self.retain_batch < 1:
-            problems.append("retain_batch: must be at least 1")
-        if not self.band >= 0 or not self.tol_scale > 0:
-            problems.append("band must be zero or positive and tol_scale positive")
-        if not 0 < self.target_level < 1:
-            problems.append("target_level: must be in (0, 1)")
-        return problems
 
 
 def run(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:

@@ -11,53 +11,17 @@ products) and ``lissa`` (the stochastic Neumann-series recursion of Agarwal et a
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from iau_cli.config import help_field
 from iau_cli.errors import UnlearningError
 from iau_cli.gradients import flatten, trainable
 from iau_cli.methods import MethodName
 from iau_cli.methods.base import MethodOutput, MethodSpec, UnlearnContext
-
-
-@dataclass(frozen=True)
-class InfluenceOptions:
-    """Options of influence-function unlearning."""
-
-    solver: Literal["exact", "cg", "lissa"] = help_field("exact, cg or lissa.", default="cg")
-    newton: Literal["removal", "retain"] = help_field(
-        "removal: the textbook step (1/n)·H⁻¹·Σ_f ∇ℓ with H over all n training rows; retain: a full Newton "
-        "step −H_r⁻¹·∇L_r on the retained objective (also corrects for the L2 term's changed weight).",
-        default="removal",
-    )
-    damping: float = help_field("Added to the Hessian's diagonal (keeps it positive definite).", default=0.01)
-    iterations: int = help_field("cg: maximum iterations; lissa: recursion depth.", default=100)
-    tolerance: float = help_field("cg: stop when the residual norm falls below this fraction of ‖b‖.", default=1e-5)
-    hessian_rows: int = help_field("Rows the Hessian is averaged over (a seeded sample; 0 = all).", default=2048)
-    lissa_scale: float = help_field("lissa: scale; must exceed the Hessian's largest eigenvalue.", default=10.0)
-    lissa_batch: int = help_field("lissa: rows per recursion step (0 = all hessian rows).", default=256)
-    lissa_tolerance: float = help_field(
-        "lissa: stop once the relative residual ‖H·x − b‖/‖b‖ (checked every 25 steps) is at most this.",
-        default=0.05,
-    )
-    max_parameters: int = help_field("exact: refuse models with more parameters than this.", default=5000)
-
-    def check(self) -> list[str]:
-        problems = []
-        if self.damping < 0:
-            problems.append("damping: must be zero or positive")
-        if self.iterations < 1:
-            problems.append("iterations: must be at least 1")
-        if self.lissa_scale <= 0:
-            problems.append("lissa_scale: must be positive")
-        if self.hessian_rows < 0 or self.lissa_batch < 0:
-            problems.append("hessian_rows and lissa_batch must be zero or positive")
-        return problems
+from iau_cli.methods.options import InfluenceOptions
 
 
 class Objective:

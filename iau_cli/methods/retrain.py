@@ -6,19 +6,10 @@ so with the same seed it is exactly the model ``iau train`` would have produced 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from iau_cli.config import help_field
 from iau_cli.methods import MethodName
 from iau_cli.methods.base import MethodOutput, MethodSpec, UnlearnContext
+from iau_cli.methods.options import RetrainOptions
 from iau_cli.training import RowPartition, train_model
-
-
-@dataclass(frozen=True)
-class RetrainOptions:
-    """Options of retraining."""
-
-    seed: int | None = help_field("Seed; default the checkpoint's own.", default=None)
 
 
 def run(ctx: UnlearnContext, options: RetrainOptions) -> MethodOutput:
