@@ -277,3 +277,34 @@ def test_rows_the_original_already_got_wrong_are_not_called_over_forgotten() -> 
     assert pushed.status == "fail"  # the deletion pushed them further down: that is its doing
     fine_before = _two_sided("forget accuracy", 0.4, 0.96, 0.2, "held-out", 1.0, "over-forgotten", ceiling=1.0)
     assert fine_before.status == "fail"
+
+
+def test_the_html_report_renders_in_a_real_browser(csv_model: tuple[Path, Path, list[str]], tmp_path: Path) -> None:
+    """Headless Chromium draws the page (skipped where Chromium is not installed; the full check,
+    with colours counted, is benchmarks/report_in_browser.sh)."""
+    import shutil
+    import subprocess
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("no Chromium here")
+    model, _, _ = csv_model
+    learned = train_ids_of(model)
+    assert forget(tmp_path, model, learned[:3], "m1.safetensors", "-q").exit_code == 0
+    ids = tmp_path / "a.ids"
+    ids.write_text("\n".join(learned[:3]) + "\n")
+    page = tmp_path / "audit.html"
+    run_cli("audit", tmp_path / "m1.safetensors", "-f", ids, "--original", model, "--report", page, "-q")
+    blank = tmp_path / "blank.html"
+    blank.write_text("<!DOCTYPE html><html><body></body></html>")
+    sizes = {}
+    for name in ("audit", "blank"):
+        shot = tmp_path / f"{name}.png"
+        subprocess.run(
+            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1000,1800",
+             f"--screenshot={shot}", f"file://{tmp_path / (name + '.html')}"],
+            capture_output=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        sizes[name] = shot.stat().st_size
+    assert sizes["audit"] > 10 * sizes["blank"]  # tables, text and two histograms, not an empty page
