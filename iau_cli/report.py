@@ -178,9 +178,7 @@ def _histogram_svg(figure: Histogram, bins: int = 30, width: int = 640, height: 
             f"{escape(label)} (n={len(figure.series[label])})</text>"
         )
     parts.append(f'<text x="{pad}" y="{pad + plot_h + 16}" font-size="12">{low:.3g}</text>')
-    parts.append(
-        f'<text x="{pad + plot_w}" y="{pad + plot_h + 16}" font-size="12" text-anchor="end">{high:.3g}</text>'
-    )
+    parts.append(f'<text x="{pad + plot_w}" y="{pad + plot_h + 16}" font-size="12" text-anchor="end">{high:.3g}</text>')
     parts.append(
         f'<text x="{pad + plot_w / 2}" y="{height - 6}" font-size="12" text-anchor="middle">'
         f"{escape(figure.x_label)}</text></svg>"

@@ -14,6 +14,7 @@ from iau_cli.cli.common import (
     DeviceOpt,
     JsonOpt,
     OverwriteOpt,
+    Publish,
     QuietOpt,
     ReportFormatOpt,
     ReportOpt,
@@ -106,11 +107,7 @@ def command(
     emit(
         result.report(),
         result.to_dict(),
-        json_target=json_target,
-        report_path=report,
-        report_format=report_format,
-        quiet=quiet,
-        overwrite=overwrite,
+        Publish(json_target, report, report_format, quiet, overwrite),
         inputs={
             "checkpoint": checkpoint,
             "ids": (forget_request.source, forget_request.sha256),

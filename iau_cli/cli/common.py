@@ -7,6 +7,7 @@ import functools
 import io
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -141,18 +142,25 @@ def check_output_paths(
 REPORT_FORMATS = ("md", "html", "txt")
 
 
+@dataclass
+class Publish:
+    """The output flags every command shares: where the JSON and the report go, and how."""
+
+    json_target: str | None = None
+    report_path: Path | None = None
+    report_format: str | None = None
+    quiet: bool = False
+    overwrite: bool = False
+
+
 def emit(
     report: Any,
     data: dict[str, Any],
+    flags: Publish,
     *,
-    json_target: str | None,
-    report_path: Path | None = None,
-    quiet: bool = False,
     outputs: Outputs | None = None,
-    overwrite: bool = False,
     inputs: dict[str, Any] | None = None,
     files: dict[str, tuple[Path, str]] | None = None,
-    report_format: str | None = None,
 ) -> None:
     """Publish every output of the run together, then show the report.
 
@@ -170,6 +178,7 @@ def emit(
 
     if not distributed.is_main():
         return  # under torchrun only rank 0 writes and reports
+    json_target, report_path, overwrite = flags.json_target, flags.report_path, flags.overwrite
     with outputs if outputs is not None else Outputs() as staged:
         for path, text in (files or {}).values():
             staged.stage_text(Path(path), text, overwrite=overwrite)
@@ -177,13 +186,13 @@ def emit(
         report.tables.append(record_table(record))
         if report_path is not None:
             record["outputs"][str(report_path)] = staged.stage_text(
-                Path(report_path), render_report(report, Path(report_path), report_format), overwrite=overwrite
+                Path(report_path), render_report(report, Path(report_path), flags.report_format), overwrite=overwrite
             )
         data = {**data, "record": record}
         if json_target not in (None, "-"):
             staged.stage_text(Path(json_target), to_json(data), overwrite=overwrite)
         staged.publish()
-    if not quiet:
+    if not flags.quiet:
         console = Console(stderr=True) if json_target == "-" else Console()
         if not console.is_terminal:
             console.width = max(console.width, 140)  # logs and pipes: wide tables stay on one line

@@ -13,6 +13,7 @@ from iau_cli.cli.common import (
     DeviceOpt,
     JsonOpt,
     OverwriteOpt,
+    Publish,
     QuietOpt,
     TrustOpt,
     boundary,
@@ -42,9 +43,7 @@ def show(
     emit(
         result.report(),
         result.to_dict(),
-        json_target=json_target,
-        quiet=quiet,
-        overwrite=overwrite,
+        Publish(json_target, None, None, quiet, overwrite),
         inputs={"checkpoint": checkpoint},
     )
 
@@ -79,10 +78,8 @@ def refresh(
         emit(
             result.report(),
             result.to_dict(),
-            json_target=json_target,
-            quiet=quiet,
+            Publish(json_target, None, None, quiet, overwrite),
             outputs=staged,
-            overwrite=overwrite,
             inputs={"checkpoint": checkpoint},
         )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from iau_cli.cli.common import CheckpointArg, JsonOpt, OverwriteOpt, QuietOpt, check_output_paths, emit
+from iau_cli.cli.common import CheckpointArg, JsonOpt, OverwriteOpt, Publish, QuietOpt, check_output_paths, emit
 
 NAME = "lineage"
 
@@ -36,9 +36,7 @@ def command(
     emit(
         _report(data),
         data,
-        json_target=json_target,
-        quiet=quiet,
-        overwrite=overwrite,
+        Publish(json_target, None, None, quiet, overwrite),
         inputs={"checkpoint": checkpoint},
     )
 

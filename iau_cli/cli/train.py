@@ -11,6 +11,7 @@ from iau_cli.cli.common import (
     DeviceOpt,
     JsonOpt,
     OverwriteOpt,
+    Publish,
     QuietOpt,
     ReportFormatOpt,
     ReportOpt,
@@ -50,11 +51,7 @@ def command(
         emit(
             result.report(),
             result.to_dict(),
-            json_target=json_target,
-            report_path=report,
-            report_format=report_format,
-            quiet=quiet,
+            Publish(json_target, report, report_format, quiet, overwrite),
             outputs=staged,
-            overwrite=overwrite,
             inputs={"config": config},
         )

@@ -14,6 +14,7 @@ from iau_cli.cli.common import (
     DeviceOpt,
     JsonOpt,
     OverwriteOpt,
+    Publish,
     QuietOpt,
     ReportFormatOpt,
     ReportOpt,
@@ -158,12 +159,8 @@ def command(
         emit(
             result.report(),
             result.to_dict(),
-            json_target=json_target,
-            report_path=report,
-            report_format=report_format,
-            quiet=quiet,
+            Publish(json_target, report, report_format, quiet, overwrite),
             outputs=staged,
-            overwrite=overwrite,
             inputs={"checkpoint": checkpoint, "ids": (forget_request.source, forget_request.sha256), "config": config},
             files={"--forgotten-ids": (forgotten_ids, format_ids(result.forgotten_ids))} if forgotten_ids else None,
         )
