@@ -431,8 +431,13 @@ def run_bench(
     )
 
 
+def _retrains(method: str) -> bool:
+    """Whether a bench entry's method retrains from scratch (a capability of its spec)."""
+    return method != ORIGINAL and get_method(method).retrains
+
+
 def _retrain_first(methods: list[MethodEntry]) -> list[MethodEntry]:
-    return sorted(methods, key=lambda m: m.method != MethodName.RETRAIN.value)
+    return sorted(methods, key=lambda m: not _retrains(m.method))
 
 
 @dataclass
@@ -513,7 +518,7 @@ class _SeedGrid:
                 retain=rows.retain,
                 nonmember=balanced_nonmembers(restored.data.train.labels[rows.forget], restored.data.test, self.seed),
             )
-            context = build_context(restored, rows, 0.0, {}, model=copy.deepcopy(restored.model))
+            context = build_context(restored, rows, {}, model=copy.deepcopy(restored.model))
             retrain = get_method(MethodName.RETRAIN)
             started = time.perf_counter()
             reference = retrain.run(context, retrain.parse_options({})).model
@@ -540,12 +545,12 @@ class _SeedGrid:
         try:
             if entry.method == ORIGINAL:
                 model, seconds, peak = restored.model, float("nan"), float("nan")
-            elif entry.method == MethodName.RETRAIN.value and not entry.options:
+            elif _retrains(entry.method) and not entry.options:
                 model, seconds, peak = reference, t_retrain, float("nan")
             else:
                 spec = get_method(entry.method)
                 options = spec.parse_options(entry.options)
-                context = build_context(restored, rows, 0.0, {}, model=copy.deepcopy(restored.model))
+                context = build_context(restored, rows, {}, model=copy.deepcopy(restored.model))
                 with PeakMemory(restored.device) as memory:
                     started = time.perf_counter()
                     output = spec.run(context, options)
@@ -676,7 +681,7 @@ def targets(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
         value = f"{100 * test_gap:+.1f} pt (mean |gap| {100 * test_gap_abs:.1f})"
         found.append(_target(entry, "test acc within 1 pt", value, test_gap_abs <= 0.01))
         tow = mean["tow"]
-        rivals = [s for s in same if s["method"] != MethodName.RETRAIN.value and s is not entry and s["tow"]]
+        rivals = [s for s in same if not _retrains(s["method"]) and s is not entry and s["tow"]]
         best = max(rivals, key=lambda s: s["tow"]["mean"], default=None)
         best_tow = best["tow"]["mean"] if best is not None else float("-inf")
         value = f"{tow:.3f}" + (f" (best other: {best['label']} {best_tow:.3f})" if best is not None else "")

@@ -73,7 +73,12 @@ def ledger_state(checkpoint: Checkpoint, model: nn.Module, rows: int) -> LedgerS
     if meta.get("params_sha256") == checkpoint.params_digest() and meta.get("exact", True):
         return LedgerState("fresh", 0.0, "computed at these parameters")
     drift = float(meta.get("drift", float("inf")))
-    return LedgerState("stale", drift, f"computed at earlier parameters (relative drift {drift:.2e})")
+    return LedgerState(
+        "stale",
+        drift,
+        f"computed at earlier parameters (they moved {drift:.1e} relative); not used, since that says nothing "
+        "about the sum's error: iau ledger refresh, or unlearn --ledger-refresh now, makes it fresh",
+    )
 
 
 def carried_ledger(

@@ -52,7 +52,6 @@ class UnlearnRequest:
     device: str = "auto"
     overwrite: bool = False
     ledger_refresh: str = "later"  # "later": carry the ledger forward (stale); "now": recompute it
-    max_ledger_drift: float = 0.0
     max_test_drop: float = 0.02
     batch_size: int = 512
 
@@ -234,7 +233,6 @@ def plan_rows(restored: Restored, new_rows: list[int]) -> RowPlan:
 def build_context(
     restored: Restored,
     rows: RowPlan,
-    max_ledger_drift: float,
     ledger_info: dict[str, Any],
     *,
     model: torch.nn.Module | None = None,
@@ -252,7 +250,7 @@ def build_context(
         device=restored.device,
         batch_size=batch_size,
         progress=progress,
-        retain_source=_ledger_source(restored, restored.partition().learn, max_ledger_drift, ledger_info),
+        retain_source=_ledger_source(restored, restored.partition().learn, ledger_info),
     )
 
 
@@ -314,9 +312,7 @@ def unlearn(
     before = _figures(restored, restored.model, rows.forget, request.batch_size)
     seconds["evaluate"] = time.perf_counter() - evaluate_started
     ledger_info: dict[str, Any] = {}
-    context = build_context(
-        restored, rows, request.max_ledger_drift, ledger_info, batch_size=request.batch_size, progress=progress
-    )
+    context = build_context(restored, rows, ledger_info, batch_size=request.batch_size, progress=progress)
     progress(f"unlearn · running {spec.name.value} on {len(rows.forget)} row(s)", 2, 5)
     update_started = time.perf_counter()
     if len(rows.forget) and ledger_info["usable"] and request.ledger_refresh == "later":
@@ -473,10 +469,13 @@ def _unchanged(
     )
 
 
-def _ledger_source(restored: Restored, learn_rows: np.ndarray, max_drift: float, info: dict[str, Any]) -> Any:
-    """The retain gradient from the ledger when it is usable (fresh, or stale within ``max_drift``)."""
+def _ledger_source(restored: Restored, learn_rows: np.ndarray, info: dict[str, Any]) -> Any:
+    """The retain gradient from the ledger when it is fresh (computed at these very parameters);
+    otherwise one pass over the retain rows. A stale ledger is never used: how far the parameters
+    moved says nothing about how wrong the sum is (at θ* the retain sum is a small difference of
+    large terms — a relative drift of 1e-2 left it 95% off, measured), so no honest limit exists."""
     state = ledger_state(restored.checkpoint, restored.model, len(learn_rows))
-    usable = state.status == "fresh" or (state.status == "stale" and state.drift <= max_drift)
+    usable = state.status == "fresh"
     info.update(status=state.status, detail=state.reason, usable=usable)
 
     def source(ctx: UnlearnContext) -> tuple[GradDict, str]:
@@ -490,7 +489,7 @@ def _ledger_source(restored: Restored, learn_rows: np.ndarray, max_drift: float,
             return retain, f"recomputed over {len(ctx.retain_rows)} retain rows ({state.reason})"
         forget = ctx.forget_grad_sum()
         retain = {k: restored.checkpoint.ledger_tensors[k].to(ctx.device) - forget[k] for k in forget}
-        info["path"] = "ledger" if state.status == "fresh" else "stale-ledger"
+        info["path"] = "ledger"
         return retain, f"ledger − forget rows ({state.reason})"
 
     return source
@@ -549,29 +548,25 @@ def _next_meta(
     forgotten.add(new_ids + test_ids)
     new_meta = dataclasses.replace(meta, lineage=[*meta.lineage, event], forgotten=forgotten, version=__version__)
     learn_rows = context.retain_rows  # the rows the child learns from
-    if request.ledger_refresh == "now" or method == MethodName.RETRAIN.value:
+    if request.ledger_refresh == "now" or get_method(method).retrains:
         ledger_meta, tensors = compute_ledger(model, restored.data, learn_rows, restored.device, progress=progress)
         ledger_info["next"] = "fresh (recomputed at the new parameters)"
         return dataclasses.replace(new_meta, ledger=ledger_meta), tensors
     if context.retain_sum_computed is None:
         ledger_info["next"] = "none (run iau ledger refresh to make the next request cheap)"
         return dataclasses.replace(new_meta, ledger=None), None
-    # The retain sum at θ* is the ledger of the child's rows at the parent's parameters: exact when
-    # it came from a fresh ledger or a full pass, inexact when it came from a stale one (and then it
-    # is never fresh again, even if the weights did not move).
-    from_stale = ledger_info.get("path") == "stale-ledger"
-    inherited = float((meta.ledger or {}).get("drift", 0.0)) if from_stale else 0.0
+    # The retain sum at θ* (from a fresh ledger or a full pass: exact) is the ledger of the child's
+    # rows at the parent's parameters: fresh for the child when the weights did not move, stale
+    # (and then not used, see _ledger_source) when they did.
     step = relative_drift(model_before, {k: p.detach() for k, p in trainable(model).items()})
     ledger_meta, tensors = carried_ledger(
-        context.retain_sum_computed,
-        len(learn_rows),
-        restored.checkpoint.params_digest(),
-        inherited + step,
-        exact=not from_stale,
+        context.retain_sum_computed, len(learn_rows), restored.checkpoint.params_digest(), step, exact=True
     )
-    exactness = "" if not from_stale else ", inexact: derived from a stale ledger"
-    if step == 0 and not from_stale:
+    if step == 0:
         ledger_info["next"] = "fresh (the weights did not move, so the retain sum at θ* is the child's)"
     else:
-        ledger_info["next"] = f"stale (carried forward; relative drift {ledger_meta['drift']:.2e}{exactness})"
+        ledger_info["next"] = (
+            f"stale (carried at the parent's parameters; they moved {step:.1e} relative): the next request "
+            "recomputes the retain gradient unless the ledger is refreshed"
+        )
     return dataclasses.replace(new_meta, ledger=ledger_meta), tensors

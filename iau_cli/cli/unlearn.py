@@ -92,10 +92,6 @@ def command(
             help="now: recompute the gradient ledger at the new parameters (one pass over the data).",
         ),
     ] = "later",
-    max_ledger_drift: Annotated[
-        float,
-        typer.Option("--max-ledger-drift", help="Use a stale ledger whose relative parameter drift is at most this."),
-    ] = 0.0,
     overwrite: OverwriteOpt = False,
     device: DeviceOpt = "auto",
     json_target: JsonOpt = None,
@@ -148,7 +144,6 @@ def command(
         device=device,
         overwrite=overwrite,
         ledger_refresh=ledger_refresh,
-        max_ledger_drift=max_ledger_drift,
         max_test_drop=max_test_drop,
     )
     from iau_cli.files import Outputs

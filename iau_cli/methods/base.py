@@ -113,6 +113,9 @@ class MethodSpec:
     options: type
     run: Callable[[UnlearnContext, Any], MethodOutput]
     summary: str
+    # Capabilities, declared here so that no caller special-cases a method by name:
+    retrains: bool = False  # trains from scratch on the retained rows (the gold standard): its result
+    # is the bench's reference, it is no rival to rank against, and the child's ledger is recomputed.
 
     def parse_options(self, values: dict[str, Any] | None) -> Any:
         """Options from a mapping (defaults for missing keys; every bad key reported at once)."""

@@ -28,4 +28,5 @@ SPEC = MethodSpec(
     options=RetrainOptions,
     run=run,
     summary="retrain from scratch on the retained rows with the checkpoint's own recipe",
+    retrains=True,
 )
