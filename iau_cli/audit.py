@@ -25,7 +25,7 @@ from iau_cli.gradients import per_sample_grad_norms
 from iau_cli.ids import ForgetRequest, short_id
 from iau_cli.metrics import Predictions, auc, mean_kl_js, predict, tpr_at_fpr, tug_of_war
 from iau_cli.progress import Progress, no_progress
-from iau_cli.report import Histogram, Report, Table, fmt, pct
+from iau_cli.report import Histogram
 from iau_cli.runs import Restored, restore
 from iau_cli.training import RowPartition, train_model
 
@@ -105,19 +105,6 @@ class Check:
             self.status = {True: "pass", False: "fail", None: "not checked"}[self.passed]
 
 
-_READINGS = {
-    "forget": "should match the retrained model's (lower than the original's when rows were memorized)",
-    "retain": "utility on the rows kept: higher is better",
-    "test": "utility on rows never trained on: higher is better",
-    "auc": "can loss tell forget rows from unseen rows? 0.5 = cannot tell (the goal); 1 = always",
-    "grad": "the same, from per-row gradient size; 0.5 = cannot tell",
-    "challenge": "an attacker guessing member/non-member pairs; 50% = coin toss (the goal)",
-    "indiscern": "1 = forget rows look exactly like unseen rows; 0 = fully told apart",
-    "tpr": "share of forget rows an attacker flags at that false-alarm rate; lower is better",
-    "lira": "likelihood-ratio attack with shadow models; 0.5 = cannot tell",
-}
-
-
 @dataclass
 class AuditResult:
     checkpoint: str
@@ -140,79 +127,6 @@ class AuditResult:
         data.pop("per_sample")
         data.pop("figures")
         return data
-
-    def report(self) -> Report:
-        models = [("audited", self.model)]
-        if self.original is not None:
-            models.insert(0, ("original", self.original))
-        if self.reference is not None:
-            models.append(("retrained", self.reference))
-        names = [n for n, _ in models]
-        rows = []
-        for split in ("forget", "retain", "test"):
-            rows.append([f"{split} accuracy"] + [pct(m.accuracy[split]) for _, m in models] + [_READINGS[split]])
-        for split in ("forget", "test"):
-            rows.append([f"{split} loss"] + [fmt(m.loss[split]) for _, m in models] + [""])
-        rows.append(["MIA loss AUC"] + [fmt(m.mia.loss_auc, 3) for _, m in models] + [_READINGS["auc"]])
-        rows.append(["MIA gradient-norm AUC"] + [fmt(m.mia.grad_norm_auc, 3) for _, m in models] + [_READINGS["grad"]])
-        rows.append(
-            ["MIA challenge accuracy"] + [pct(m.mia.challenge_accuracy) for _, m in models] + [_READINGS["challenge"]]
-        )
-        rows.append(
-            ["indiscernibility"] + [fmt(m.mia.indiscernibility, 3) for _, m in models] + [_READINGS["indiscern"]]
-        )
-        for key in self.model.mia.tpr_at_fpr:
-            rows.append(
-                [f"members caught at {pct(float(key))} false alarms"]
-                + [pct(m.mia.tpr_at_fpr[key]) for _, m in models]
-                + [_READINGS["tpr"]]
-            )
-        if self.model.mia.lira_auc is not None:
-            rows.append(
-                ["LiRA AUC"]
-                + [fmt(m.mia.lira_auc, 3) if m.mia.lira_auc is not None else "—" for _, m in models]
-                + [_READINGS["lira"]]
-            )
-        tables = [Table("Figures", ["", *names, "how to read it"], rows, align="l" + "r" * len(names) + "l")]
-        if self.comparison:
-            tables.append(
-                Table("Against the retrained reference", ["", ""], [[k, fmt(v)] for k, v in self.comparison.items()])
-            )
-        check_rows = [
-            [
-                c.name,
-                "FAIL" if c.status == "fail" else c.status,
-                fmt(c.value),
-                c.threshold,
-                c.detail,
-            ]
-            for c in self.checks
-        ]
-        tables.append(Table("Checks", ["check", "result", "value", "threshold", "detail"], check_rows, align="llrrl"))
-        history = [
-            [str(i), e.get("event", "?"), e.get("time", ""), str(e.get("ids", "")), e.get("method", "")]
-            for i, e in enumerate(self.lineage)
-        ]
-        tables.append(Table("Lineage", ["#", "event", "time", "ids", "method"], history, align="rllrl"))
-        failed = [c.name for c in self.checks if c.status == "fail"]
-        unsure = [c.name for c in self.checks if c.status == "inconclusive"]
-        if failed:
-            status = f"FAIL: {', '.join(failed)}"
-        elif unsure and not self.passed:
-            status = f"INCONCLUSIVE: {', '.join(unsure)} (--accept-inconclusive to pass on the other checks)"
-        else:
-            status = "PASS: the deletion passed every check" + (
-                f" (inconclusive: {', '.join(unsure)})" if unsure else ""
-            )
-        ids = self.ids
-        notes = [
-            f"{ids['audited']} audited id(s) against {self.model.mia.non_members} held-out test rows "
-            f"(class-balanced); {self.seconds:.1f} s",
-            *self.notes,
-        ]
-        return Report(
-            title=f"iau audit {self.checkpoint}", tables=tables, notes=notes, status=status, figures=self.figures
-        )
 
 
 def balanced_nonmembers(member_labels: np.ndarray, test: Split, seed: int) -> np.ndarray:

@@ -42,7 +42,7 @@ from iau_cli.ids import ForgetRequest, read_forget_ids
 from iau_cli.methods import MethodName, get_method
 from iau_cli.metrics import tug_of_war
 from iau_cli.progress import Progress, no_progress
-from iau_cli.report import Report, Table, clean_json
+from iau_cli.report import clean_json
 from iau_cli.runs import Restored, default_run_config, noisy_run_config, purchase_run_config, restore, train
 from iau_cli.unlearning import build_context, plan_rows
 
@@ -247,92 +247,6 @@ class BenchResult:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-    def report(self) -> Report:
-        tables = []
-        keys = sorted({(s["workload"], s["ratio"]) for s in self.summary}, key=lambda k: (k[0], k[1]))
-        for workload, ratio in keys:
-            rows = []
-            for s in self.summary:
-                if s["workload"] != workload or s["ratio"] != ratio:
-                    continue
-                if s["status"] != "ok":
-                    rows.append([s["label"], s["status"].split(":")[0] + " (see JSON)"] + [""] * 9)
-                    continue
-                rows.append(
-                    [
-                        s["label"],
-                        spread(s["seconds"], 3),
-                        spread(s["rte"], 0),
-                        spread(s["peak_mb"], 1),
-                        spread(s["forget_accuracy"], 3),
-                        spread(s["retain_accuracy"], 3),
-                        spread(s["test_accuracy"], 3),
-                        spread(s["mia_auc"], 3),
-                        spread(s["indiscernibility"], 3),
-                        spread(s["tow"], 3),
-                        spread(s["forget_gap"], 3),
-                    ]
-                )
-            seeds = max((s["seeds"] for s in self.summary if s["workload"] == workload), default=0)
-            tables.append(
-                Table(
-                    f"{workload}, forget {ratio_label(ratio)}: mean (min–max) over {seeds} seed(s)",
-                    [
-                        "method",
-                        "time s",
-                        "RTE",
-                        "peak MB",
-                        "forget",
-                        "retain",
-                        "test",
-                        "MIA AUC",
-                        "indisc.",
-                        "ToW",
-                        "|f gap|",
-                    ],
-                    rows,
-                )
-            )
-        if self.targets:
-            target_rows = [
-                [t["workload"], ratio_label(t["ratio"]), t["target"], t["value"], "met" if t["met"] else "NOT met"]
-                for t in self.targets
-            ]
-            tables.append(
-                Table(
-                    "Targets (IAU default)",
-                    ["workload", "forget", "target", "value", "result"],
-                    target_rows,
-                    align="lrlll",
-                )
-            )
-        notes = [
-            "time: the method's own wall time (gradients + update); RTE = retrain time / method time",
-            "ToW = Π over forget/retain/test of (1 − |acc − retrained model's acc|)",
-            "|f gap| = |forget acc − retrained model's forget acc|",
-            "peak MB: resident memory above the level before the method ran (CPU) or the CUDA allocator's peak",
-        ]
-        if self.skipped:
-            notes.append(f"{self.skipped} cell(s) reused from {self.out}/runs.jsonl")
-        if self.interrupted:
-            notes.append("interrupted: the table shows the cells that finished; run again to resume")
-        return Report(title="iau bench", tables=tables, notes=notes)
-
-
-def ratio_label(ratio: float) -> str:
-    return "the listed rows" if ratio == LISTED else f"{ratio:.0%}"
-
-
-def spread(values: dict[str, float] | None, digits: int) -> str:
-    if not values or values.get("mean") is None or (isinstance(values["mean"], float) and math.isnan(values["mean"])):
-        return "—"
-    mean, low, high = values["mean"], values["min"], values["max"]
-    if digits == 0:
-        return f"{mean:,.0f} ({low:,.0f}–{high:,.0f})"
-    if math.isclose(low, high):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ({low:.{digits}f}–{high:.{digits}f})"
 
 
 def _key(workload: str, run_config: RunConfig, entry: MethodEntry, ratio: float, seed: int) -> str:

@@ -23,7 +23,6 @@ from iau_cli.data import BUILTIN_DATASETS, NOISY_FLIPPED_IDS
 from iau_cli.files import write_text_atomic
 from iau_cli.ids import read_forget_ids
 from iau_cli.progress import Progress, no_progress
-from iau_cli.report import Report, Table, fmt, pct
 from iau_cli.runs import noisy_run_config, purchase_run_config, train
 from iau_cli.unlearning import UnlearnRequest, unlearn
 
@@ -60,30 +59,6 @@ class DemoResult:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-    def report(self) -> Report:
-        tables = []
-        notes = []
-        for story in self.stories:
-            rows = [
-                [r.model, pct(r.forget_accuracy), pct(r.retain_accuracy), pct(r.test_accuracy), fmt(r.mia_auc, 3)]
-                for r in story.rows
-            ]
-            tables.append(
-                Table(
-                    f"{story.name}: {story.summary}",
-                    ["model", "forget acc.", "retain acc.", "test acc.", "forget MIA AUC"],
-                    rows,
-                )
-            )
-            timing = ", ".join(f"{k} {v:.2f} s" for k, v in story.seconds.items())
-            tables.append(Table(f"{story.name}: reproduce", ["command"], [[c] for c in story.commands], align="l"))
-            notes.append(f"{story.name}: {_takeaway(story)}")
-            notes.append(f"{story.name}: {timing or 'all steps reused'}; audit of the unlearned model: {story.verdict}")
-        notes.append("MIA AUC 0.5 = the forget rows look like rows the model never saw")
-        if self.reused:
-            notes.append(f"reused from {self.workdir}: {', '.join(self.reused)} (delete the folder to start over)")
-        return Report(title="iau demo", tables=tables, notes=notes)
 
 
 def run_demo(workdir: str | Path = "iau-demo", *, device: str = "auto", progress: Progress = no_progress) -> DemoResult:
@@ -182,17 +157,6 @@ def _story(
         rows=_rows(audited),
         seconds=seconds,
         verdict=_verdict(audited),
-    )
-
-
-def _takeaway(story: Story) -> str:
-    """One plain sentence: what unlearning moved, next to what retraining gives."""
-    by_name = {row.model.split(" ")[0]: row for row in story.rows}
-    original, unlearned, retrained = by_name["original"], by_name["unlearned"], by_name["retrained"]
-    return (
-        f"forget accuracy {original.forget_accuracy:.1%} → {unlearned.forget_accuracy:.1%} "
-        f"(retrained {retrained.forget_accuracy:.1%}); test accuracy {original.test_accuracy:.1%} → "
-        f"{unlearned.test_accuracy:.1%} (retrained {retrained.test_accuracy:.1%})"
     )
 
 

@@ -127,19 +127,6 @@ class LedgerResult:
 
         return dataclasses.asdict(self)
 
-    def report(self) -> Any:
-        from iau_cli.report import Report, Table, fmt
-
-        rows = [
-            ["checkpoint", self.checkpoint],
-            ["ledger", f"{self.status}: {self.detail}"],
-            ["rows covered", fmt(self.rows)],
-            ["relative parameter drift", fmt(self.drift)],
-        ]
-        if self.out:
-            rows += [["written", self.out], ["seconds", f"{self.seconds:.2f}"]]
-        return Report(title="iau ledger", tables=[Table("Gradient ledger", ["", ""], rows)])
-
 
 def show_ledger(
     path: str, *, device: str = "cpu", trust_code: bool = False, allow_data_change: bool = False

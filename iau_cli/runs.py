@@ -28,7 +28,6 @@ from iau_cli.files import Outputs, check_writable
 from iau_cli.metrics import predict
 from iau_cli.models import build_model, parameter_count
 from iau_cli.progress import Progress, no_progress
-from iau_cli.report import Report, Table, fmt, pct
 from iau_cli.training import RowPartition, partition_rows, train_model
 
 
@@ -272,24 +271,6 @@ class TrainResult:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-    def report(self) -> Report:
-        rows = [
-            ["train (learned rows)", fmt(self.rows_learned), pct(self.train_accuracy), fmt(self.train_loss)],
-            ["test", fmt(self.rows_test), pct(self.test_accuracy), fmt(self.test_loss)],
-        ]
-        run = [
-            ["model", f"{self.model} ({self.parameters:,} parameters)"],
-            ["epochs", f"{self.epochs_run} (best {self.best_epoch})"],
-            ["gradient restriction α", fmt(self.gr_alpha)],
-            ["time", f"{self.seconds:.1f} s ({self.samples_per_second:,.0f} samples/s)"],
-            ["checkpoint", self.out],
-            ["sha256", self.sha256[:16] + "…"],
-        ]
-        return Report(
-            title="iau train",
-            tables=[Table("Run", ["", ""], run), Table("Accuracy", ["split", "rows", "accuracy", "loss"], rows)],
-        )
 
 
 def train_meta(config: RunConfig, data: DataBundle, model: nn.Module, stats: Any, rows: RowPartition) -> CheckpointMeta:

@@ -29,7 +29,7 @@ from iau_cli.methods import MethodName, get_method
 from iau_cli.methods.base import UnlearnContext
 from iau_cli.metrics import predict
 from iau_cli.progress import Progress, no_progress
-from iau_cli.report import Report, Table, clean_json, fmt, pct
+from iau_cli.report import clean_json
 from iau_cli.rowprint import RowDigest
 from iau_cli.runs import Restored, restore
 
@@ -107,52 +107,6 @@ class UnlearnResult:
         data = dataclasses.asdict(self)
         del data["forgotten_ids"]  # the JSON may travel further than the ids file it was asked for
         return data
-
-    def report(self) -> Report:
-        ids = self.ids
-        id_rows = [
-            ["requested", fmt(ids.requested) + (f" (+{ids.duplicates} duplicate lines)" if ids.duplicates else "")],
-            ["found in training rows", fmt(ids.found)],
-            ["unknown (skipped)", fmt(ids.unknown) + (f": {', '.join(ids.unknown_examples)}" if ids.unknown else "")],
-            ["already forgotten (skipped)", fmt(ids.already_forgotten)],
-            ["forgotten now", fmt(ids.forgotten_now)],
-            ["retain rows", fmt(self.retain_rows)],
-        ]
-        if ids.validation_only:
-            id_rows.insert(5, ["held out for validation (no update)", fmt(ids.validation_only)])
-        if ids.test_rows:
-            id_rows.insert(5, ["test rows, never learned (recorded, no update)", fmt(ids.test_rows)])
-        tables = [Table("Ids", ["", ""], id_rows)]
-        if self.before is not None and self.after is not None:
-            b, a = self.before, self.after
-            tables.append(
-                Table(
-                    "Before → after",
-                    ["", "before", "after"],
-                    [
-                        ["forget accuracy", pct(b.forget_accuracy), pct(a.forget_accuracy)],
-                        ["forget loss", fmt(b.forget_loss), fmt(a.forget_loss)],
-                        ["test accuracy", pct(b.test_accuracy), pct(a.test_accuracy)],
-                        ["test loss", fmt(b.test_loss), fmt(a.test_loss)],
-                    ],
-                )
-            )
-        method_rows = [["method", self.method]]
-        method_rows += [[k, fmt(v)] for k, v in self.options.items() if v is not None]
-        method_rows += [[k, fmt(v)] for k, v in self.details.items() if k not in self.options]
-        if self.ledger:
-            method_rows.append(
-                ["retain gradient", self.ledger.get("path", "not needed") + f" ({self.ledger.get('detail', '')})"]
-            )
-            method_rows.append(["next ledger", self.ledger.get("next", "—")])
-        tables.append(Table("Method", ["", ""], method_rows))
-        tables.append(Table("Time (s)", ["step", "seconds"], [[k, f"{v:.3f}"] for k, v in self.seconds.items()]))
-        notes = [
-            *(f"WARNING: {w}" for w in self.warnings),
-            self.message,
-            f"wrote {self.out} (sha256 {self.out_sha256[:16]}…), parent {self.parent_sha256[:16]}…",
-        ]
-        return Report(title="iau unlearn", tables=tables, notes=notes)
 
 
 def resolve_ids(

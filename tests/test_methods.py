@@ -211,3 +211,28 @@ def test_per_sample_gradients_sum_to_the_batch_gradient(small_checkpoint: Path) 
     for name, value in per_sample.items():
         assert value.shape[0] == 40
         torch.testing.assert_close(value.sum(0), total[name], rtol=1e-4, atol=1e-6)
+
+
+def test_no_option_falls_back_on_a_falsy_value() -> None:
+    """Issue 14: ``options.lr or recipe.lr`` ran the recipe's lr when the user set 0 (and recorded 0).
+    No method may read an option through ``or``; unset options are None and are resolved with
+    ``is None``. (AST scan of every method module; the option -O lr=0 itself is refused.)"""
+    import ast
+    from pathlib import Path
+
+    offenders = []
+    for path in sorted((Path(__file__).resolve().parents[1] / "iau_cli" / "methods").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or):
+                first = node.values[0]
+                if (
+                    isinstance(first, ast.Attribute)
+                    and isinstance(first.value, ast.Name)
+                    and first.value.id
+                    in (
+                        "options",
+                        "opts",
+                    )
+                ):
+                    offenders.append(f"{path.name}:{node.lineno}")
+    assert not offenders, offenders

@@ -104,8 +104,10 @@ def command(
     )
     with progress_sink(not quiet) as progress:
         result = audit(request, progress=progress)
+    from iau_cli.cli.reports import report_for
+
     emit(
-        result.report(),
+        report_for(result),
         result.to_dict(),
         Publish(json_target, report, report_format, quiet, overwrite),
         inputs={

@@ -105,13 +105,15 @@ def command(
     with Outputs() as staged:
         if plot is not None and distributed.is_main():
             staged.stage(plot, lambda temp: draw(result, temp), overwrite=overwrite)
+        from iau_cli.cli.reports import report_for
+
         emit(
-            result.report(),
+            report_for(result),
             result.to_dict(),
             Publish(json_target, report, report_format, quiet, overwrite),
             outputs=staged,
             inputs={"config": config},
-            files={"--markdown": (markdown, result.report().to_markdown())} if markdown else None,
+            files={"--markdown": (markdown, report_for(result).to_markdown())} if markdown else None,
         )
     if result.interrupted:
         raise typer.Exit(130)

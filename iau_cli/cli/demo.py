@@ -42,8 +42,10 @@ def command(
     check_output_paths({"--json": json_target, "--report": report}, overwrite=overwrite, report_format=report_format)
     with progress_sink(not quiet) as progress:
         result = run_demo(workdir, device=device, progress=progress)
+    from iau_cli.cli.reports import report_for
+
     emit(
-        result.report(),
+        report_for(result),
         result.to_dict(),
         Publish(json_target, report, report_format, quiet, overwrite),
     )

@@ -40,8 +40,10 @@ def show(
 
     check_output_paths({"--json": json_target}, checkpoint=checkpoint, overwrite=overwrite)
     result = show_ledger(str(checkpoint), trust_code=trust_checkpoint_code, allow_data_change=allow_data_change)
+    from iau_cli.cli.reports import report_for
+
     emit(
-        result.report(),
+        report_for(result),
         result.to_dict(),
         Publish(json_target, None, None, quiet, overwrite),
         inputs={"checkpoint": checkpoint},
@@ -75,8 +77,10 @@ def refresh(
             progress=progress,
             outputs=staged,
         )
+        from iau_cli.cli.reports import report_for
+
         emit(
-            result.report(),
+            report_for(result),
             result.to_dict(),
             Publish(json_target, None, None, quiet, overwrite),
             outputs=staged,

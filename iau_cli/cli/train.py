@@ -48,8 +48,10 @@ def command(
 
     with Outputs() as staged, progress_sink(not quiet) as progress:
         result = train(run_config, out, overwrite=overwrite, device=device, progress=progress, outputs=staged)
+        from iau_cli.cli.reports import report_for
+
         emit(
-            result.report(),
+            report_for(result),
             result.to_dict(),
             Publish(json_target, report, report_format, quiet, overwrite),
             outputs=staged,

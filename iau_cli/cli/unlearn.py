@@ -151,8 +151,10 @@ def command(
 
     with Outputs() as staged, progress_sink(not quiet) as progress:
         result = unlearn(request, progress=progress, outputs=staged)
+        from iau_cli.cli.reports import report_for
+
         emit(
-            result.report(),
+            report_for(result),
             result.to_dict(),
             Publish(json_target, report, report_format, quiet, overwrite),
             outputs=staged,

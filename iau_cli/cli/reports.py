@@ -1,0 +1,323 @@
+"""Reports: how each command's result reads, for the terminal, Markdown, HTML and text.
+
+The library returns results as plain data (dataclasses with ``to_dict``); this module — the one
+place where they are rendered — turns each into a neutral :class:`iau_cli.report.Report`, which
+``iau_cli.cli.render`` draws with Rich and ``Report.to_markdown``/``to_html`` write to files.
+Imported only once a command has run (it imports the library, and so torch).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from iau_cli.audit import AuditResult
+from iau_cli.bench import LISTED, BenchResult
+from iau_cli.demo import DemoResult, Story
+from iau_cli.ledger import LedgerResult
+from iau_cli.report import Report, Table, fmt, pct
+from iau_cli.runs import TrainResult
+from iau_cli.unlearning import UnlearnResult
+
+_READINGS = {
+    "forget": "should match the retrained model's (lower than the original's when rows were memorized)",
+    "retain": "utility on the rows kept: higher is better",
+    "test": "utility on rows never trained on: higher is better",
+    "auc": "can loss tell forget rows from unseen rows? 0.5 = cannot tell (the goal); 1 = always",
+    "grad": "the same, from per-row gradient size; 0.5 = cannot tell",
+    "challenge": "an attacker guessing member/non-member pairs; 50% = coin toss (the goal)",
+    "indiscern": "1 = forget rows look exactly like unseen rows; 0 = fully told apart",
+    "tpr": "share of forget rows an attacker flags at that false-alarm rate; lower is better",
+    "lira": "likelihood-ratio attack with shadow models; 0.5 = cannot tell",
+}
+
+
+def ratio_label(ratio: float) -> str:
+    return "the listed rows" if ratio == LISTED else f"{ratio:.0%}"
+
+
+def spread(values: dict[str, float] | None, digits: int) -> str:
+    if not values or values.get("mean") is None or (isinstance(values["mean"], float) and math.isnan(values["mean"])):
+        return "—"
+    mean, low, high = values["mean"], values["min"], values["max"]
+    if digits == 0:
+        return f"{mean:,.0f} ({low:,.0f}–{high:,.0f})"
+    if math.isclose(low, high):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ({low:.{digits}f}–{high:.{digits}f})"
+
+
+def _takeaway(story: Story) -> str:
+    """One plain sentence: what unlearning moved, next to what retraining gives."""
+    by_name = {row.model.split(" ")[0]: row for row in story.rows}
+    original, unlearned, retrained = by_name["original"], by_name["unlearned"], by_name["retrained"]
+    return (
+        f"forget accuracy {original.forget_accuracy:.1%} → {unlearned.forget_accuracy:.1%} "
+        f"(retrained {retrained.forget_accuracy:.1%}); test accuracy {original.test_accuracy:.1%} → "
+        f"{unlearned.test_accuracy:.1%} (retrained {retrained.test_accuracy:.1%})"
+    )
+
+
+def audit_report(result: AuditResult) -> Report:
+    models = [("audited", result.model)]
+    if result.original is not None:
+        models.insert(0, ("original", result.original))
+    if result.reference is not None:
+        models.append(("retrained", result.reference))
+    names = [n for n, _ in models]
+    rows = []
+    for split in ("forget", "retain", "test"):
+        rows.append([f"{split} accuracy"] + [pct(m.accuracy[split]) for _, m in models] + [_READINGS[split]])
+    for split in ("forget", "test"):
+        rows.append([f"{split} loss"] + [fmt(m.loss[split]) for _, m in models] + [""])
+    rows.append(["MIA loss AUC"] + [fmt(m.mia.loss_auc, 3) for _, m in models] + [_READINGS["auc"]])
+    rows.append(["MIA gradient-norm AUC"] + [fmt(m.mia.grad_norm_auc, 3) for _, m in models] + [_READINGS["grad"]])
+    rows.append(
+        ["MIA challenge accuracy"] + [pct(m.mia.challenge_accuracy) for _, m in models] + [_READINGS["challenge"]]
+    )
+    rows.append(["indiscernibility"] + [fmt(m.mia.indiscernibility, 3) for _, m in models] + [_READINGS["indiscern"]])
+    for key in result.model.mia.tpr_at_fpr:
+        rows.append(
+            [f"members caught at {pct(float(key))} false alarms"]
+            + [pct(m.mia.tpr_at_fpr[key]) for _, m in models]
+            + [_READINGS["tpr"]]
+        )
+    if result.model.mia.lira_auc is not None:
+        rows.append(
+            ["LiRA AUC"]
+            + [fmt(m.mia.lira_auc, 3) if m.mia.lira_auc is not None else "—" for _, m in models]
+            + [_READINGS["lira"]]
+        )
+    tables = [Table("Figures", ["", *names, "how to read it"], rows, align="l" + "r" * len(names) + "l")]
+    if result.comparison:
+        tables.append(
+            Table("Against the retrained reference", ["", ""], [[k, fmt(v)] for k, v in result.comparison.items()])
+        )
+    check_rows = [
+        [
+            c.name,
+            "FAIL" if c.status == "fail" else c.status,
+            fmt(c.value),
+            c.threshold,
+            c.detail,
+        ]
+        for c in result.checks
+    ]
+    tables.append(Table("Checks", ["check", "result", "value", "threshold", "detail"], check_rows, align="llrrl"))
+    history = [
+        [str(i), e.get("event", "?"), e.get("time", ""), str(e.get("ids", "")), e.get("method", "")]
+        for i, e in enumerate(result.lineage)
+    ]
+    tables.append(Table("Lineage", ["#", "event", "time", "ids", "method"], history, align="rllrl"))
+    failed = [c.name for c in result.checks if c.status == "fail"]
+    unsure = [c.name for c in result.checks if c.status == "inconclusive"]
+    if failed:
+        status = f"FAIL: {', '.join(failed)}"
+    elif unsure and not result.passed:
+        status = f"INCONCLUSIVE: {', '.join(unsure)} (--accept-inconclusive to pass on the other checks)"
+    else:
+        status = "PASS: the deletion passed every check" + (f" (inconclusive: {', '.join(unsure)})" if unsure else "")
+    ids = result.ids
+    notes = [
+        f"{ids['audited']} audited id(s) against {result.model.mia.non_members} held-out test rows "
+        f"(class-balanced); {result.seconds:.1f} s",
+        *result.notes,
+    ]
+    return Report(
+        title=f"iau audit {result.checkpoint}", tables=tables, notes=notes, status=status, figures=result.figures
+    )
+
+
+def bench_report(result: BenchResult) -> Report:
+    tables = []
+    keys = sorted({(s["workload"], s["ratio"]) for s in result.summary}, key=lambda k: (k[0], k[1]))
+    for workload, ratio in keys:
+        rows = []
+        for s in result.summary:
+            if s["workload"] != workload or s["ratio"] != ratio:
+                continue
+            if s["status"] != "ok":
+                rows.append([s["label"], s["status"].split(":")[0] + " (see JSON)"] + [""] * 9)
+                continue
+            rows.append(
+                [
+                    s["label"],
+                    spread(s["seconds"], 3),
+                    spread(s["rte"], 0),
+                    spread(s["peak_mb"], 1),
+                    spread(s["forget_accuracy"], 3),
+                    spread(s["retain_accuracy"], 3),
+                    spread(s["test_accuracy"], 3),
+                    spread(s["mia_auc"], 3),
+                    spread(s["indiscernibility"], 3),
+                    spread(s["tow"], 3),
+                    spread(s["forget_gap"], 3),
+                ]
+            )
+        seeds = max((s["seeds"] for s in result.summary if s["workload"] == workload), default=0)
+        tables.append(
+            Table(
+                f"{workload}, forget {ratio_label(ratio)}: mean (min–max) over {seeds} seed(s)",
+                [
+                    "method",
+                    "time s",
+                    "RTE",
+                    "peak MB",
+                    "forget",
+                    "retain",
+                    "test",
+                    "MIA AUC",
+                    "indisc.",
+                    "ToW",
+                    "|f gap|",
+                ],
+                rows,
+            )
+        )
+    if result.targets:
+        target_rows = [
+            [t["workload"], ratio_label(t["ratio"]), t["target"], t["value"], "met" if t["met"] else "NOT met"]
+            for t in result.targets
+        ]
+        tables.append(
+            Table(
+                "Targets (IAU default)",
+                ["workload", "forget", "target", "value", "result"],
+                target_rows,
+                align="lrlll",
+            )
+        )
+    notes = [
+        "time: the method's own wall time (gradients + update); RTE = retrain time / method time",
+        "ToW = Π over forget/retain/test of (1 − |acc − retrained model's acc|)",
+        "|f gap| = |forget acc − retrained model's forget acc|",
+        "peak MB: resident memory above the level before the method ran (CPU) or the CUDA allocator's peak",
+    ]
+    if result.skipped:
+        notes.append(f"{result.skipped} cell(s) reused from {result.out}/runs.jsonl")
+    if result.interrupted:
+        notes.append("interrupted: the table shows the cells that finished; run again to resume")
+    return Report(title="iau bench", tables=tables, notes=notes)
+
+
+def demo_report(result: DemoResult) -> Report:
+    tables = []
+    notes = []
+    for story in result.stories:
+        rows = [
+            [r.model, pct(r.forget_accuracy), pct(r.retain_accuracy), pct(r.test_accuracy), fmt(r.mia_auc, 3)]
+            for r in story.rows
+        ]
+        tables.append(
+            Table(
+                f"{story.name}: {story.summary}",
+                ["model", "forget acc.", "retain acc.", "test acc.", "forget MIA AUC"],
+                rows,
+            )
+        )
+        timing = ", ".join(f"{k} {v:.2f} s" for k, v in story.seconds.items())
+        tables.append(Table(f"{story.name}: reproduce", ["command"], [[c] for c in story.commands], align="l"))
+        notes.append(f"{story.name}: {_takeaway(story)}")
+        notes.append(f"{story.name}: {timing or 'all steps reused'}; audit of the unlearned model: {story.verdict}")
+    notes.append("MIA AUC 0.5 = the forget rows look like rows the model never saw")
+    if result.reused:
+        notes.append(f"reused from {result.workdir}: {', '.join(result.reused)} (delete the folder to start over)")
+    return Report(title="iau demo", tables=tables, notes=notes)
+
+
+def ledger_report(result: LedgerResult) -> Report:
+    from iau_cli.report import Report, Table, fmt
+
+    rows = [
+        ["checkpoint", result.checkpoint],
+        ["ledger", f"{result.status}: {result.detail}"],
+        ["rows covered", fmt(result.rows)],
+        ["relative parameter drift", fmt(result.drift)],
+    ]
+    if result.out:
+        rows += [["written", result.out], ["seconds", f"{result.seconds:.2f}"]]
+    return Report(title="iau ledger", tables=[Table("Gradient ledger", ["", ""], rows)])
+
+
+def train_report(result: TrainResult) -> Report:
+    rows = [
+        ["train (learned rows)", fmt(result.rows_learned), pct(result.train_accuracy), fmt(result.train_loss)],
+        ["test", fmt(result.rows_test), pct(result.test_accuracy), fmt(result.test_loss)],
+    ]
+    run = [
+        ["model", f"{result.model} ({result.parameters:,} parameters)"],
+        ["epochs", f"{result.epochs_run} (best {result.best_epoch})"],
+        ["gradient restriction α", fmt(result.gr_alpha)],
+        ["time", f"{result.seconds:.1f} s ({result.samples_per_second:,.0f} samples/s)"],
+        ["checkpoint", result.out],
+        ["sha256", result.sha256[:16] + "…"],
+    ]
+    return Report(
+        title="iau train",
+        tables=[Table("Run", ["", ""], run), Table("Accuracy", ["split", "rows", "accuracy", "loss"], rows)],
+    )
+
+
+def unlearn_report(result: UnlearnResult) -> Report:
+    ids = result.ids
+    id_rows = [
+        ["requested", fmt(ids.requested) + (f" (+{ids.duplicates} duplicate lines)" if ids.duplicates else "")],
+        ["found in training rows", fmt(ids.found)],
+        ["unknown (skipped)", fmt(ids.unknown) + (f": {', '.join(ids.unknown_examples)}" if ids.unknown else "")],
+        ["already forgotten (skipped)", fmt(ids.already_forgotten)],
+        ["forgotten now", fmt(ids.forgotten_now)],
+        ["retain rows", fmt(result.retain_rows)],
+    ]
+    if ids.validation_only:
+        id_rows.insert(5, ["held out for validation (no update)", fmt(ids.validation_only)])
+    if ids.test_rows:
+        id_rows.insert(5, ["test rows, never learned (recorded, no update)", fmt(ids.test_rows)])
+    tables = [Table("Ids", ["", ""], id_rows)]
+    if result.before is not None and result.after is not None:
+        b, a = result.before, result.after
+        tables.append(
+            Table(
+                "Before → after",
+                ["", "before", "after"],
+                [
+                    ["forget accuracy", pct(b.forget_accuracy), pct(a.forget_accuracy)],
+                    ["forget loss", fmt(b.forget_loss), fmt(a.forget_loss)],
+                    ["test accuracy", pct(b.test_accuracy), pct(a.test_accuracy)],
+                    ["test loss", fmt(b.test_loss), fmt(a.test_loss)],
+                ],
+            )
+        )
+    method_rows = [["method", result.method]]
+    method_rows += [[k, fmt(v)] for k, v in result.options.items() if v is not None]
+    method_rows += [[k, fmt(v)] for k, v in result.details.items() if k not in result.options]
+    if result.ledger:
+        method_rows.append(
+            ["retain gradient", result.ledger.get("path", "not needed") + f" ({result.ledger.get('detail', '')})"]
+        )
+        method_rows.append(["next ledger", result.ledger.get("next", "—")])
+    tables.append(Table("Method", ["", ""], method_rows))
+    tables.append(Table("Time (s)", ["step", "seconds"], [[k, f"{v:.3f}"] for k, v in result.seconds.items()]))
+    notes = [
+        *(f"WARNING: {w}" for w in result.warnings),
+        result.message,
+        f"wrote {result.out} (sha256 {result.out_sha256[:16]}…), parent {result.parent_sha256[:16]}…",
+    ]
+    return Report(title="iau unlearn", tables=tables, notes=notes)
+
+
+def report_for(result: Any) -> Report:
+    """The report of any command's result."""
+    for kind, build in _BUILDERS:
+        if isinstance(result, kind):
+            return build(result)
+    raise TypeError(f"no report for {type(result).__name__}")  # a bug: every result type is listed
+
+
+_BUILDERS: list[tuple[type, Any]] = [
+    (AuditResult, audit_report),
+    (BenchResult, bench_report),
+    (DemoResult, demo_report),
+    (LedgerResult, ledger_report),
+    (TrainResult, train_report),
+    (UnlearnResult, unlearn_report),
+]
