@@ -1,0 +1,44 @@
+"""``bench``: methods × forget ratios × seeds on the same data, with the same seeds, in one run.
+
+Originals (with and without gradient restriction) and retrained references are trained once per
+seed and cached under the output folder; every finished cell is appended to ``runs.jsonl`` at
+once, so a second run resumes and an interrupted run keeps what finished.
+
+The package: :mod:`.spec` (what to run), :mod:`.store` (content keys of cells and cached models),
+:mod:`.cells` (one cell, measured), :mod:`.run` (the grid, resumable), :mod:`.summary` (figures
+and targets), :mod:`.chart` (the optional PNG).
+"""
+
+from iau_cli.bench.chart import plot, require_matplotlib
+from iau_cli.bench.run import BenchResult, run_bench
+from iau_cli.bench.spec import (
+    LISTED,
+    ORIGINAL,
+    BenchConfig,
+    MethodEntry,
+    Workload,
+    lenet_run_config,
+    load_bench_config,
+    workload_config,
+    workload_inputs,
+)
+from iau_cli.bench.summary import summarize, targets, validate_shape
+
+__all__ = [
+    "LISTED",
+    "ORIGINAL",
+    "BenchConfig",
+    "BenchResult",
+    "MethodEntry",
+    "Workload",
+    "lenet_run_config",
+    "load_bench_config",
+    "plot",
+    "require_matplotlib",
+    "run_bench",
+    "summarize",
+    "targets",
+    "validate_shape",
+    "workload_config",
+    "workload_inputs",
+]

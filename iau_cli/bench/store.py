@@ -1,0 +1,29 @@
+"""Where bench results live: the key of each cell and of each cached model (content, never names)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+from iau_cli import __version__
+from iau_cli.bench.spec import MethodEntry
+from iau_cli.config import (
+    RunConfig,
+    to_dict,
+)
+
+
+def cell_key(workload: str, run_config: RunConfig, entry: MethodEntry, ratio: float, seed: int) -> str:
+    text = json.dumps([workload, to_dict(run_config), dataclasses.asdict(entry), ratio, seed], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def recipe_digest(config: RunConfig) -> str:
+    text = json.dumps([to_dict(config), __version__], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def with_seed(config: RunConfig, seed: int, plain: bool = False) -> RunConfig:
+    train_config = dataclasses.replace(config.train, seed=seed, gr_alpha=0.0 if plain else config.train.gr_alpha)
+    return dataclasses.replace(config, train=train_config)

@@ -1,0 +1,151 @@
+"""Per-seed figures summarized (mean, min, max), the issue targets, and the JSON shape."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from iau_cli.bench.spec import LISTED, ORIGINAL, retrains
+
+METRICS = (
+    "forget_rows",
+    "reference_forget_accuracy",
+    "seconds",
+    "rte",
+    "peak_mb",
+    "forget_accuracy",
+    "retain_accuracy",
+    "test_accuracy",
+    "forget_loss",
+    "mia_auc",
+    "indiscernibility",
+    "tow",
+    "forget_gap",
+    "mia_gap",
+    "test_gap",
+    "mia_gap_abs",
+    "test_gap_abs",
+)
+
+
+def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean, min and max over seeds for each (workload, ratio, method label)."""
+    groups: dict[tuple[str, float, str], list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault((run["workload"], run["ratio"], run["label"]), []).append(run)
+    summary = []
+    for (workload, ratio, label), group in groups.items():
+        ok = [r for r in group if r.get("status") == "ok"]
+        entry: dict[str, Any] = {
+            "workload": workload,
+            "ratio": ratio,
+            "label": label,
+            "method": group[0]["method"],
+            "seeds": len(ok),
+            "status": "ok" if ok else group[0].get("status", "failed"),
+        }
+        for metric in METRICS:
+            source = metric.removesuffix("_abs")  # |gap| per seed, so gaps of opposite signs cannot cancel
+            values = [r[source] for r in ok if r.get(source) is not None and not _nan(r[source])]
+            if metric != source:
+                values = [abs(v) for v in values]
+            entry[metric] = (
+                {"mean": float(np.mean(values)), "min": float(np.min(values)), "max": float(np.max(values))}
+                if values
+                else None
+            )
+        summary.append(entry)
+    return summary
+
+
+def _nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def targets(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The removal targets for IAU's default (issue 11), per workload and forget set, on means over
+    seeds. Random forget fractions judge ``iau`` (erase): forget accuracy within max(2 points, 2·SE)
+    of the retrained model's, ≥ 80% of the original's loss-attack AUC gap closed, test accuracy within
+    1 point of the retrained model's, Tug-of-War ≥ 0.95 and above doing nothing and every method but
+    retraining. Listed (mislabeled) rows judge ``iau cleanup``: ≥ 60% of retraining's test-accuracy
+    gain recovered. Both: RTE ≥ 20."""
+    found = []
+    for entry in summary:
+        listed = entry["ratio"] == LISTED
+        if entry["status"] != "ok" or entry["label"] != ("iau cleanup" if listed else "iau"):
+            continue
+        same = [
+            s
+            for s in summary
+            if s["workload"] == entry["workload"] and s["ratio"] == entry["ratio"] and s["status"] == "ok"
+        ]
+        original = next((s for s in same if s["method"] == ORIGINAL), None)
+        mean = {k: (v or {}).get("mean", float("nan")) for k, v in entry.items() if isinstance(v, dict) or v is None}
+        rte = mean["rte"]
+        found.append(_target(entry, "RTE ≥ 20", f"{rte:,.0f}", rte >= 20))
+        if listed:
+            if original is not None and original["test_gap"]["mean"] < 0:
+                recovered = 1 - mean["test_gap"] / original["test_gap"]["mean"]
+                found.append(_target(entry, "≥ 60% of retraining's test gain", f"{recovered:.0%}", recovered >= 0.6))
+            continue
+        reference = mean["reference_forget_accuracy"]
+        rows = max(mean["forget_rows"], 1)
+        allowed = max(0.02, 2 * math.sqrt(max(reference * (1 - reference), 1 / rows) / rows))
+        gap = mean["forget_gap"]
+        found.append(
+            _target(entry, "forget acc within max(2 pt, 2 SE)", f"{gap:.3f} (allowed {allowed:.3f})", gap <= allowed)
+        )
+        if original is not None and original["mia_gap"]["mean"] > 0:
+            closed = 1 - mean["mia_gap_abs"] / original["mia_gap"]["mean"]  # overshooting closes nothing
+            found.append(_target(entry, "≥ 80% of the AUC gap closed", f"{closed:.0%}", closed >= 0.8))
+        test_gap, test_gap_abs = mean["test_gap"], mean["test_gap_abs"]
+        value = f"{100 * test_gap:+.1f} pt (mean |gap| {100 * test_gap_abs:.1f})"
+        found.append(_target(entry, "test acc within 1 pt", value, test_gap_abs <= 0.01))
+        tow = mean["tow"]
+        rivals = [s for s in same if not retrains(s["method"]) and s is not entry and s["tow"]]
+        best = max(rivals, key=lambda s: s["tow"]["mean"], default=None)
+        best_tow = best["tow"]["mean"] if best is not None else float("-inf")
+        value = f"{tow:.3f}" + (f" (best other: {best['label']} {best_tow:.3f})" if best is not None else "")
+        found.append(_target(entry, "ToW ≥ 0.95 and above the rest", value, tow >= 0.95 and tow >= best_tow))
+    return found
+
+
+def _target(entry: dict[str, Any], target: str, value: str, met: bool) -> dict[str, Any]:
+    return {"workload": entry["workload"], "ratio": entry["ratio"], "target": target, "value": value, "met": bool(met)}
+
+
+JSON_SHAPE: dict[str, Any] = {
+    "out": str,
+    "config": dict,
+    "runs": [{"key": str, "workload": str, "label": str, "method": str, "ratio": float, "seed": int, "status": str}],
+    "summary": [{"workload": str, "ratio": float, "label": str, "method": str, "seeds": int, "status": str}],
+    "targets": [{"workload": str, "ratio": float, "target": str, "value": str, "met": bool}],
+    "interrupted": bool,
+    "skipped": int,
+}
+"""The documented shape of ``iau bench --json``: required keys and their types (lists hold records)."""
+
+
+def validate_shape(data: Any, shape: Any = JSON_SHAPE, where: str = "$") -> list[str]:
+    """Problems where ``data`` does not match ``shape`` (empty when it does)."""
+    if isinstance(shape, dict):
+        if not isinstance(data, dict):
+            return [f"{where}: expected an object"]
+        problems = []
+        for key, sub in shape.items():
+            if key not in data:
+                problems.append(f"{where}.{key}: missing")
+            else:
+                problems += validate_shape(data[key], sub, f"{where}.{key}")
+        return problems
+    if isinstance(shape, list):
+        if not isinstance(data, list):
+            return [f"{where}: expected a list"]
+        return [p for i, item in enumerate(data) for p in validate_shape(item, shape[0], f"{where}[{i}]")]
+    if shape is float:
+        ok = isinstance(data, (int, float)) and not isinstance(data, bool)
+    else:
+        ok = isinstance(data, shape) and not (shape is int and isinstance(data, bool))
+    return [] if ok else [f"{where}: expected {shape.__name__}, got {type(data).__name__}"]
