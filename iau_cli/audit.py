@@ -368,6 +368,9 @@ def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditRe
         progress("audit: the original", 1, 1)
     if request.shadow_models:
         _lira(restored, rows, request, lira_targets, progress)
+    values = [v for figure in figures for series in figure.series.values() for v in series if math.isfinite(v)]
+    if values:  # before and after on one axis, so the eye compares like with like
+        figures = [dataclasses.replace(f, x_range=(min(values), max(values))) for f in figures]
     checks += verdict_checks(scored, reference, original, request.thresholds)
     inconclusive = any(c.status == "inconclusive" for c in checks)
     passed = all(c.passed is not False for c in checks) and (request.accept_inconclusive or not inconclusive)

@@ -30,6 +30,7 @@ class Histogram:
     title: str
     x_label: str
     series: dict[str, list[float]]
+    x_range: tuple[float, float] | None = None  # shared by figures that are compared (before/after)
 
 
 @dataclass
@@ -152,7 +153,7 @@ def _histogram_svg(figure: Histogram, bins: int = 30, width: int = 640, height: 
     values = [v for series in figure.series.values() for v in series if math.isfinite(v)]
     if not values:
         return "<p>(no values)</p>"
-    low, high = min(values), max(values)
+    low, high = figure.x_range if figure.x_range is not None else (min(values), max(values))
     high = high if high > low else low + 1.0
     pad, plot_w, plot_h = 40, width - 60, height - 70
     densities = {}
@@ -160,7 +161,7 @@ def _histogram_svg(figure: Histogram, bins: int = 30, width: int = 640, height: 
         counts = [0] * bins
         finite = [v for v in series if math.isfinite(v)]
         for v in finite:
-            counts[min(int((v - low) / (high - low) * bins), bins - 1)] += 1
+            counts[min(max(int((v - low) / (high - low) * bins), 0), bins - 1)] += 1
         densities[label] = [c / max(len(finite), 1) for c in counts]
     top = max(max(d) for d in densities.values()) or 1.0
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">']
