@@ -27,6 +27,7 @@ class DataChangedError(DataError):
 
     kind = "data_changed"
     data: object = None
+    forgotten: object = None
 
 
 class CheckpointError(IauError):

@@ -171,7 +171,7 @@ def verify_data(meta: CheckpointMeta, data: DataBundle, source: str, *, allow_da
         f"≠ {data.fingerprint['sha256'][:12]}…), and not only by deleting rows it has forgotten; pass "
         "--allow-data-change to proceed"
     )
-    error.data = data
+    error.data, error.forgotten = data, meta.forgotten
     raise error
 
 

@@ -359,8 +359,13 @@ def _deleted_too_early(error: DataChangedError, request: ForgetRequest) -> DataC
     data = error.data
     if data is None:
         return error
-    index = data.train.row_index()  # type: ignore[attr-defined]
-    gone = [i for i in request.ids if i not in index]
+    index, test_index = data.train.row_index(), data.test.row_index()  # type: ignore[attr-defined]
+    forgotten = error.forgotten
+    gone = [
+        i
+        for i in request.ids
+        if i not in index and i not in test_index and not (forgotten is not None and forgotten.contains(i))  # type: ignore[attr-defined]
+    ]
     if not gone:
         return error
     shown = ", ".join(repr(short_id(i)) for i in gone[:UNKNOWN_EXAMPLES])
