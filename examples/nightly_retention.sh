@@ -12,41 +12,42 @@ out=models/model-$day.safetensors
 mkdir -p records
 
 if [ -e "$out" ] && [ "$(readlink "$current")" = "$(basename "$out")" ]; then
-  echo "day $day: already done"
-  exit 0 # a rerun of a night that completed
+  echo "day $day: already promoted; finishing the deletion"
+else
+  # Ids that match no row (people never in the data) are a normal day: exit 0, an unchanged copy.
+  rc=0
+  iau unlearn "$current" --forget "$requests" --out "$out" --overwrite --allow-missing \
+    --forgotten-ids "records/forgotten-$day.txt" --json "records/unlearn-$day.json" --quiet || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    kind=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["error"]["kind"])' "records/unlearn-$day.json")
+    echo "day $day: unlearn failed ($kind); see records/unlearn-$day.json" >&2
+    exit "$rc"
+  fi
+
+  learned=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ids"]["forgotten_now"])' "records/unlearn-$day.json")
+  if [ "$learned" != "0" ]; then
+    # Audit before the rows leave the data store: the audit measures the forgotten rows.
+    iau audit "$out" --forget "records/forgotten-$day.txt" --original "$(readlink -f "$current")" \
+      --accept-inconclusive --overwrite --json "records/audit-$day.json" --quiet || {
+      echo "day $day: audit did not pass; see records/audit-$day.json (current is unchanged)" >&2
+      exit 1
+    }
+  fi
+
+  # Promote atomically: a new symlink renamed over the old one.
+  ln -sfn "$(basename "$out")" "$current.new"
+  mv -T "$current.new" "$current"
 fi
 
-# Ids that match no row (people never in the data) are a normal day: exit 0, an unchanged copy.
-rc=0
-iau unlearn "$current" --forget "$requests" --out "$out" --overwrite --allow-missing \
-  --forgotten-ids "records/forgotten-$day.txt" --json "records/unlearn-$day.json" --quiet || rc=$?
-if [ "$rc" -ne 0 ]; then
-  kind=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["error"]["kind"])' "records/unlearn-$day.json")
-  echo "day $day: unlearn failed ($kind); see records/unlearn-$day.json" >&2
-  exit "$rc"
-fi
-
-changed=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["changed"])' "records/unlearn-$day.json")
-if [ "$changed" = "True" ] && [ -s "records/forgotten-$day.txt" ]; then
-  # Audit before the rows leave the data store: the audit measures the forgotten rows.
-  iau audit "$out" --forget "records/forgotten-$day.txt" --original "$(readlink -f "$current")" \
-    --accept-inconclusive --overwrite --json "records/audit-$day.json" --quiet || {
-    echo "day $day: audit did not pass; see records/audit-$day.json (current is unchanged)" >&2
-    exit 1
-  }
-fi
-
-# Promote atomically: a new symlink renamed over the old one.
-ln -sfn "$(basename "$out")" "$current.new"
-mv -T "$current.new" "$current"
-
-# Only now delete the forgotten rows (training and test rows the request named) from the data.
-python3 - "$data" "records/unlearn-$day.json" "$requests" <<'PY'
+# Only now delete the rows this night recorded as forgotten (training and test rows) from the
+# data; idempotent, so a rerun after a failure here finishes the job.
+python3 - "$data" "records/unlearn-$day.json" "records/forgotten-$day.txt" <<'PY'
 import csv, json, os, sys
-from iau_cli.ids import read_forget_ids
-data, record, requests = sys.argv[1:]
-if json.load(open(record))["changed"]:
-    gone = set(read_forget_ids(requests).ids)
+from iau_cli.ids import parse_forget_ids
+data, record, forgotten = sys.argv[1:]
+raw = open(forgotten, "rb").read()
+if json.load(open(record))["changed"] and raw.strip():
+    gone = set(parse_forget_ids(raw, forgotten).ids)
     with open(data, newline="") as f:
         rows = list(csv.reader(f))
     with open(data + ".tmp", "w", newline="") as f:

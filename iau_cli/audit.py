@@ -292,10 +292,13 @@ def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditRe
         progress=progress,
     )
     index = restored.data.train.row_index()
-    unknown = [i for i in request.forget.ids if i not in index]
+    test_index = restored.data.test.row_index()
+    # Test rows the checkpoint recorded as forgotten (a request named them; the model never learned
+    # them): nothing to measure, and no error — they are part of the deletion being audited.
+    recorded_test = [i for i in request.forget.ids if i in test_index and restored.meta.forgotten.contains(i)]
+    unknown = [i for i in request.forget.ids if i not in index and i not in recorded_test]
     if unknown and (not request.allow_missing or len(unknown) == len(request.forget.ids)):
         why = "; pass --allow-missing to audit the others" if len(unknown) < len(request.forget.ids) else ""
-        test_index = restored.data.test.row_index()
         gone = [i for i in unknown if i not in test_index and restored.meta.forgotten.contains(i)]
         held_out = [i for i in unknown if i in test_index]
         detail = ""
@@ -311,6 +314,11 @@ def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditRe
             f"e.g. {', '.join(repr(short_id(i)) for i in unknown[:5])}{detail}{why}"
         )
     audited = [i for i in request.forget.ids if i in index]
+    if not audited:
+        raise IdsError(
+            f"{request.forget.source}: no training rows to audit ({len(recorded_test)} recorded test row(s), which the "
+            "model never learned, and nothing else)"
+        )
     forget_rows = np.array(sorted(index[i] for i in audited), dtype=np.int64)
     learn = restored.partition(exclude=set(audited)).learn
     nonmember = balanced_nonmembers(restored.data.train.labels[forget_rows], restored.data.test, request.seed)
@@ -391,8 +399,9 @@ def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditRe
             "audited": len(audited),
             "duplicates": request.forget.duplicates,
             "unknown_skipped": len(unknown),
+            "test_rows_recorded": len(recorded_test),
         },
-        ids_digest=restored.meta.forgotten.list_digest(audited),
+        ids_digest=restored.meta.forgotten.list_digest(audited + recorded_test),
         figures=figures,
         model=scored,
         reference=reference,

@@ -63,17 +63,17 @@ class CheckpointMeta:
         return metadata
 
     @classmethod
-    def from_metadata(cls, metadata: dict[str, str], source: str) -> CheckpointMeta:
+    def from_metadata(cls, metadata: dict[str, str], source: str, *, need_keys: bool = True) -> CheckpointMeta:
         missing = [k for k in META_KEYS if k not in metadata]
         if "iau.format" in missing:
             raise CheckpointError(
                 f"{source}: a plain safetensors file without iau metadata; pass --config CONFIG.yaml "
                 "describing its model and data"
             )
-        try:
-            fmt = int(metadata["iau.format"])
-        except ValueError:
-            raise CheckpointError(f"{source}: iau.format {metadata['iau.format']!r} is not a version number") from None
+        text = metadata["iau.format"]
+        if not (text.isascii() and text.lstrip("-").isdigit() and len(text) <= 6):
+            raise CheckpointError(f"{source}: iau.format {text[:20]!r} is not a version number")
+        fmt = int(text)
         if fmt > FORMAT_VERSION:
             raise CheckpointError(
                 f"{source}: checkpoint format {fmt} is newer than this iau supports ({FORMAT_VERSION}); upgrade iau"
@@ -97,7 +97,7 @@ class CheckpointMeta:
                 data=decoded["iau.data"],
                 train=decoded["iau.train"],
                 lineage=decoded["iau.lineage"],
-                forgotten=ForgottenIds.from_json(decoded["iau.forgotten"]),
+                forgotten=ForgottenIds.from_json(decoded["iau.forgotten"], need_keys=need_keys),
                 ledger=decoded.get("iau.ledger"),
             )
         except RecursionError:
@@ -139,6 +139,9 @@ def check_schema(decoded: dict[str, Any]) -> None:
     _need(all(isinstance(e, dict) and isinstance(e.get("event"), str) for e in lineage), "a lineage event is malformed")
     _need(lineage[0]["event"] in ("train", "import"), "the lineage does not start with train or import")
     _need(all(_is_int(e.get("ids", 0)) for e in lineage), "a lineage event's id count is not an integer")
+    for event in lineage:
+        for key in ("time", "method", "iau_version", "ids_digest", "parent_sha256", "params_sha256"):
+            _need(isinstance(event.get(key, ""), str), f"a lineage event's {key} is not text")
     forgotten = decoded["iau.forgotten"]
     _need(isinstance(forgotten, dict), "iau.forgotten is not a mapping")
     salt = forgotten.get("salt")
@@ -189,6 +192,8 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """The raw metadata of a safetensors file, without loading tensors."""
     from safetensors import safe_open
 
+    if Path(path).is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a .safetensors file")
     with _reading(path):
         with safe_open(str(path), framework="pt") as handle:
             return dict(handle.metadata() or {})

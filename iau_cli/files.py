@@ -51,8 +51,12 @@ def check_outputs(outputs: dict[str, Any], inputs: dict[str, Any], *, overwrite:
     sources = [(label, Path(value).expanduser()) for label, value in inputs.items() if value not in (None, "-")]
     taken: list[tuple[str, Path]] = []
     for label, value in outputs.items():
-        if value is None or str(value) == "-":
+        if value is None:
             continue
+        if str(value) == "-":
+            if label == "--json":
+                continue
+            raise OutputError(f"{label} -: only --json can go to standard output; give a file name")
         path = Path(value).expanduser()
         if path.is_dir():
             raise OutputError(f"{path}: {label} names a folder; give a file name")

@@ -60,7 +60,7 @@ def key_id(key: bytes) -> str:
 
 
 def _unpack(text: str) -> set[bytes]:
-    packed = base64.b64decode(text)
+    packed = base64.b64decode(text, validate=True)  # not lenient: stray characters are corruption
     if len(packed) % HASH_BYTES:
         raise ValueError("forgotten-id hashes have a bad length")
     return {packed[i : i + HASH_BYTES] for i in range(0, len(packed), HASH_BYTES)}
@@ -98,7 +98,10 @@ class ForgottenIds:
     def contains(self, sample_id: str) -> bool:
         if self.hashes and self._salted(sample_id) in self.hashes:
             return True
-        return any(group and self._hmac(self.keys[kid], sample_id) in group for kid, group in self.keyed.items())
+        return any(
+            group and kid in self.keys and self._hmac(self.keys[kid], sample_id) in group
+            for kid, group in self.keyed.items()
+        )
 
     def add(self, ids: Iterable[str]) -> None:
         current = self.current_key
@@ -143,20 +146,27 @@ class ForgottenIds:
         return value
 
     @classmethod
-    def from_json(cls, value: dict[str, Any], keys: dict[str, bytes] | None = None) -> ForgottenIds:
+    def from_json(
+        cls, value: dict[str, Any], keys: dict[str, bytes] | None = None, *, need_keys: bool = True
+    ) -> ForgottenIds:
+        """Parse a record; every group's key must be at hand unless ``need_keys`` is False (then
+        the groups without one are kept, counted, and never matched)."""
         keys = operator_keys() if keys is None else keys
         keyed_json = value.get("keyed", {})
-        if not isinstance(keyed_json, dict):
-            raise ValueError("iau.forgotten.keyed is not a mapping")
+        if not isinstance(keyed_json, dict) or not all(isinstance(v, str) for v in keyed_json.values()):
+            raise ValueError("iau.forgotten.keyed is not a mapping of key ids to hashes")
         unknown = [kid for kid in keyed_json if kid not in keys]
-        if unknown:
+        if unknown and need_keys:
             raise CheckpointError(
                 f"the forgotten ids are keyed with operator key {unknown[0]}, which is not in "
                 f"{KEY_FILE_ENV or 'the key file'}; add that key (keep retired keys listed after the current one)"
             )
-        return cls(
+        record = cls(
             salt=value["salt"],
             hashes=_unpack(value.get("hashes", "")),
             keyed={kid: _unpack(text) for kid, text in keyed_json.items()},
             keys=keys,
         )
+        if "count" in value and value["count"] != len(record):
+            raise ValueError(f"iau.forgotten says {value['count']} ids but holds {len(record)} hashes")
+        return record

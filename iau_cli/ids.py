@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ class ForgetRequest:
 
 
 MAX_IDS_BYTES = 256 << 20
+_LINES = re.compile(r"\r\n|\r|\n")  # line ends; other Unicode separators stay inside a line
 _SHOWN_ID_CHARS = 60
 
 
@@ -46,7 +48,7 @@ def needs_quoting(sample_id: str) -> bool:
     return (
         not sample_id
         or sample_id != sample_id.strip()
-        or sample_id[0] in '#"'
+        or sample_id[0] in '#"\ufeff'
         or len(sample_id.splitlines()) != 1
         or "\x00" in sample_id
     )
@@ -68,7 +70,7 @@ def parse_forget_ids(raw: bytes, source: str) -> ForgetRequest:
         raise IdsError(f"{source}: not UTF-8 text (bad byte at line {line}); save the id list as UTF-8") from None
     seen: dict[str, None] = {}
     total = 0
-    for number, line in enumerate(text.split("\n"), start=1):
+    for number, line in enumerate(_LINES.split(text), start=1):
         item = line.strip()
         if not item or item.startswith("#"):
             continue
@@ -87,6 +89,11 @@ def _quoted(item: str, source: str, number: int) -> str:
         value = json.loads(item)
     except ValueError:
         value = None
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise IdsError(f"{source}: line {number} is not valid Unicode (a lone surrogate escape)") from None
     if not isinstance(value, str):
         raise IdsError(
             f'{source}: line {number} starts with " but is not one JSON string (write "id with \\"quotes\\"")'

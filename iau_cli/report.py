@@ -59,7 +59,7 @@ class Report:
                 rows.append("<tr>" + "".join(f"<th>{escape(c)}</th>" for c in table.columns) + "</tr>")
             for row in table.rows:
                 cells = "".join(
-                    f"<th>{escape(cell)}</th>" if key_value and i == 0 else f"<td>{escape(cell)}</td>"
+                    f"<th>{escape(str(cell))}</th>" if key_value and i == 0 else f"<td>{escape(str(cell))}</td>"
                     for i, cell in enumerate(row)
                 )
                 rows.append(f"<tr>{cells}</tr>")
@@ -78,7 +78,7 @@ class Report:
             lines += [f"## {table.title}", ""]
             lines.append("| " + " | ".join(table.columns) + " |")
             lines.append("|" + "|".join("---" for _ in table.columns) + "|")
-            lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in table.rows]
+            lines += ["| " + " | ".join(str(cell).replace("|", "\\|") for cell in row) + " |" for row in table.rows]
             lines.append("")
         if self.notes:
             lines += [f"- {note}" for note in self.notes] + [""]

@@ -74,3 +74,21 @@ def digest_rows(
             h.update(flat[offset * width : (offset + 1) * width])
             total += int.from_bytes(h.digest(), "little")
     return RowDigest(len(order), total % _MODULUS)
+
+
+def masked(forgotten: Any, digest: RowDigest, context: str) -> dict[str, Any]:
+    """A digest as recorded: its sum hidden under the operator key when there is one (see
+    :meth:`iau_cli.forgotten.ForgottenIds.mask`), else as is."""
+    total, kid = forgotten.mask(digest.total, context)
+    value = RowDigest(digest.count, total).to_json()
+    return {**value, "key": kid} if kid else value
+
+
+def unmasked(forgotten: Any, recorded: Any, context: str) -> RowDigest:
+    """A recorded digest, its sum unmasked with the operator key it names (``ValueError`` when
+    that key is not at hand)."""
+    digest = RowDigest.from_json(recorded)
+    kid = recorded.get("key")
+    if kid is not None and kid not in forgotten.keys:
+        raise ValueError(f"a row digest is masked with operator key {kid}, which the key file does not hold")
+    return RowDigest(digest.count, forgotten.unmask(digest.total, kid, context))

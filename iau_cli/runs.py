@@ -108,6 +108,8 @@ def restore(
     device = resolve_device(device) if isinstance(device, str) else device
     checkpoint = load_checkpoint(path, require_meta=config is None)
     run_config = config if config is not None else config_from_meta(checkpoint.meta, str(path))
+    if checkpoint.meta is not None:
+        run_config = _as_trained(run_config, checkpoint.meta)
     data = load_data(run_config.data, progress=progress)
     meta = checkpoint.meta
     if meta is None:
@@ -143,6 +145,20 @@ def restore(
     return Restored(checkpoint=checkpoint, meta=meta, config=run_config, data=data, model=model, device=device)
 
 
+def _as_trained(config: RunConfig, meta: CheckpointMeta) -> RunConfig:
+    """What training fixed stays fixed whatever the data holds now: the class count (forgetting
+    and deleting a whole class must not shrink the output layer) and statistics computed by
+    ``mean: auto`` / ``std: auto`` (recomputing them on fewer rows would re-encode every row)."""
+    recorded = meta.data.get("config", {}) if isinstance(meta.data.get("config"), dict) else {}
+    changes: dict[str, Any] = {}
+    if config.data.num_classes is None:
+        changes["num_classes"] = int(meta.model["num_classes"])
+    for name in ("mean", "std"):
+        if getattr(config.data, name) == "auto" and recorded.get(name) not in (None, "auto"):
+            changes[name] = recorded[name]
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, **changes)) if changes else config
+
+
 def verify_data(meta: CheckpointMeta, data: DataBundle, source: str, *, allow_data_change: bool) -> CheckpointMeta:
     """Check that ``data`` is the data the checkpoint was made from — the same files, or the same
     rows less the rows of requests it has since forgotten (a retention job deletes those; see
@@ -154,6 +170,9 @@ def verify_data(meta: CheckpointMeta, data: DataBundle, source: str, *, allow_da
         return meta
     if allow_data_change:
         fingerprint = data.full_fingerprint(since_event=len(meta.lineage))
+        pending = _present_forgotten_rows(meta, data)
+        if pending is not None:
+            fingerprint["pending_removed"] = pending
         return dataclasses.replace(meta, data={**meta.data, "fingerprint": fingerprint})
     if not isinstance(recorded, dict) or not isinstance(recorded.get("sha256"), str):
         raise DataChangedError(
@@ -168,38 +187,69 @@ def verify_data(meta: CheckpointMeta, data: DataBundle, source: str, *, allow_da
         return meta
     error = DataChangedError(
         f"{source}: training data changed since this checkpoint was written (fingerprint {recorded['sha256'][:12]}… "
-        f"≠ {data.fingerprint['sha256'][:12]}…), and not only by deleting rows it has forgotten; pass "
-        "--allow-data-change to proceed"
+        f"≠ {data.fingerprint['sha256'][:12]}…), and not only by deleting the rows of the requests it has forgotten, "
+        "whole requests, oldest first; pass --allow-data-change to proceed"
     )
     error.data, error.forgotten = data, meta.forgotten
     raise error
 
 
+def _present_forgotten_rows(meta: CheckpointMeta, data: DataBundle) -> dict[str, Any] | None:
+    """The (masked) digests of rows the checkpoint forgot that are still in the data when its
+    fingerprint is retaken: they may still be deleted later."""
+    from iau_cli.rowprint import masked
+
+    if not len(meta.forgotten):
+        return None
+    since = len(meta.lineage)
+    found = {}
+    for name, split in (("train", data.train), ("test", data.test)):
+        rows = [row for row, sample_id in enumerate(split.ids) if meta.forgotten.contains(sample_id)]
+        found[name] = masked(meta.forgotten, split.row_digest(rows), f"pending/{since}/{name}")
+    if not any(value["count"] for value in found.values()):
+        return None
+    return found
+
+
 def _deleted_requests(meta: CheckpointMeta, recorded: dict[str, Any], data: DataBundle) -> int | None:
     """How many of the forgetting requests since the fingerprint have had their rows deleted from
-    the data (the first k, in order), or None when the data is not the recorded rows less those."""
-    from iau_cli.rowprint import RowDigest
+    the data (the first k, in order), or None when the data is not the recorded rows less those.
+    Rows forgotten before the fingerprint was (re)taken with --allow-data-change and still present
+    then (``pending_removed``) may be deleted too, all together."""
+    from iau_cli.rowprint import RowDigest, unmasked
 
     rows = recorded.get("rows")
     if rows is None:
         return None  # written before row digests were recorded: only the same files are accepted
-    now = data.row_digests()
-    expected = {split: RowDigest.from_json(rows[split]) for split in ("train", "test")}
     since = recorded.get("since_event", 1)
-    if not isinstance(since, int) or since < 0:
+    if not isinstance(since, int) or isinstance(since, bool) or not 0 <= since <= len(meta.lineage):
         raise ValueError(f"since_event {since!r} is not an event index")
-    requests = 0
-    for event in meta.lineage[since:]:
+    now = data.row_digests()
+    base = {split: RowDigest.from_json(rows[split]) for split in ("train", "test")}
+    starts = [base]
+    pending = recorded.get("pending_removed")
+    if pending is not None:
+        context = f"pending/{since}"
+        starts.append(
+            {split: base[split] - unmasked(meta.forgotten, pending[split], f"{context}/{split}") for split in base}
+        )
+    for expected in starts:
+        requests = 0
         if now == expected:
             return requests
-        if not isinstance(event, dict) or "rows_removed" not in event:
-            continue
-        context = str(event.get("ids_digest", ""))
-        expected["train"] = expected["train"] - _removed(meta, event["rows_removed"], context)
-        if "test_rows_removed" in event:
-            expected["test"] = expected["test"] - _removed(meta, event["test_rows_removed"], context + "/test")
-        requests += 1
-    return requests if now == expected else None
+        for event in meta.lineage[since:]:
+            if "rows_removed" not in event:
+                continue
+            context = str(event.get("ids_digest", ""))
+            expected = dict(expected)
+            expected["train"] = expected["train"] - unmasked(meta.forgotten, event["rows_removed"], context)
+            if "test_rows_removed" in event:
+                removed = unmasked(meta.forgotten, event["test_rows_removed"], context + "/test")
+                expected["test"] = expected["test"] - removed
+            requests += 1
+            if now == expected:
+                return requests
+    return None
 
 
 def check_weights_fit(checkpoint: Checkpoint, build: tuple[Any, ...], allow_import: bool, source: str) -> None:
@@ -234,17 +284,6 @@ def check_weights_fit(checkpoint: Checkpoint, build: tuple[Any, ...], allow_impo
             raise CheckpointError(
                 f"{source}: {name} is stored as {stored[name].dtype}, the model needs {tensor.dtype}; not cast"
             )
-
-
-def _removed(meta: CheckpointMeta, recorded: Any, context: str) -> Any:
-    """A recorded removal's row digest, unmasked with the operator key it names (if any)."""
-    from iau_cli.rowprint import RowDigest
-
-    digest = RowDigest.from_json(recorded)
-    kid = recorded.get("key")
-    if kid is not None and kid not in meta.forgotten.keys:
-        raise ValueError(f"a row removal is masked with operator key {kid}, which the key file does not hold")
-    return RowDigest(digest.count, meta.forgotten.unmask(digest.total, kid, context))
 
 
 @dataclass

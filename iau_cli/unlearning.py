@@ -21,7 +21,7 @@ from iau_cli.checkpoint import CheckpointMeta, params_sha256, save_checkpoint, u
 from iau_cli.config import RunConfig, to_dict
 from iau_cli.errors import DataChangedError, IdsError, UnlearningError
 from iau_cli.files import Outputs, check_writable, default_output
-from iau_cli.forgotten import ENUMERABLE_WARNING, ForgottenIds
+from iau_cli.forgotten import ENUMERABLE_WARNING
 from iau_cli.gradients import GradDict, trainable
 from iau_cli.ids import ForgetRequest, short_id
 from iau_cli.ledger import carried_ledger, compute_ledger, ledger_state, relative_drift
@@ -30,7 +30,7 @@ from iau_cli.methods.base import UnlearnContext
 from iau_cli.metrics import predict
 from iau_cli.progress import Progress, no_progress
 from iau_cli.report import clean_json
-from iau_cli.rowprint import RowDigest
+from iau_cli.rowprint import masked
 from iau_cli.runs import Restored, restore
 
 UNKNOWN_EXAMPLES = 5
@@ -349,7 +349,7 @@ def unlearn(
         weights_moved=moved,
         warnings=warnings,
         ids_digest=meta.lineage[-1]["ids_digest"],
-        forgotten_ids=new_ids,
+        forgotten_ids=new_ids + test_ids,
     )
 
 
@@ -422,8 +422,15 @@ def _unchanged(
         details={},
         ids_digest=restored.meta.forgotten.list_digest([]),
         message=(
-            f"nothing to forget: {counts.already_forgotten} id(s) already forgotten, {counts.unknown} not training "
-            "rows (skipped: --allow-missing); the output is an unchanged copy"
+            f"nothing to forget: {counts.already_forgotten} id(s) already forgotten"
+            + (f", {counts.unknown} not rows of the data (skipped: --allow-missing)" if counts.unknown else "")
+            + "; the output is an unchanged copy"
+            + (
+                " (it keeps the old data fingerprint: iau ledger refresh --allow-data-change --out NEW records the "
+                "data as it is now)"
+                if request.allow_data_change
+                else ""
+            )
         ),
     )
 
@@ -454,12 +461,6 @@ def _ledger_source(restored: Restored, learn_rows: np.ndarray, info: dict[str, A
     return source
 
 
-def _removal(forgotten: ForgottenIds, digest: RowDigest, context: str) -> dict[str, Any]:
-    total, kid = forgotten.mask(digest.total, context)
-    value = RowDigest(digest.count, total).to_json()
-    return {**value, "key": kid} if kid else value
-
-
 def _next_meta(
     restored: Restored,
     request: UnlearnRequest,
@@ -482,7 +483,7 @@ def _next_meta(
         hashes=set(meta.forgotten.hashes),
         keyed={kid: set(group) for kid, group in meta.forgotten.keyed.items()},
     )
-    ids_digest = forgotten.list_digest(new_ids)
+    ids_digest = forgotten.list_digest(new_ids + test_ids)  # every id this event records
     event = {
         "event": "unlearn",
         "time": utc_now(),
@@ -494,7 +495,7 @@ def _next_meta(
         "ids_digest": ids_digest,
         # What deleting these rows from the data store does to its row digest (iau_cli.rowprint);
         # masked under the operator key when there is one.
-        "rows_removed": _removal(forgotten, restored.data.train.row_digest([index[i] for i in new_ids]), ids_digest),
+        "rows_removed": masked(forgotten, restored.data.train.row_digest([index[i] for i in new_ids]), ids_digest),
         "parent_sha256": restored.checkpoint.sha256,
         "parent_params_sha256": restored.checkpoint.params_digest(),
         "params_sha256": params_sha256(model.state_dict()),
@@ -503,7 +504,7 @@ def _next_meta(
         test_index = restored.data.test.row_index()
         event["test_ids"] = len(test_ids)
         test_digest = restored.data.test.row_digest([test_index[i] for i in test_ids])
-        event["test_rows_removed"] = _removal(forgotten, test_digest, ids_digest + "/test")
+        event["test_rows_removed"] = masked(forgotten, test_digest, ids_digest + "/test")
     forgotten.add(new_ids + test_ids)
     new_meta = dataclasses.replace(meta, lineage=[*meta.lineage, event], forgotten=forgotten, version=__version__)
     learn_rows = context.retain_rows  # the rows the child learns from

@@ -379,3 +379,93 @@ def test_an_unreadable_csv_is_one_line(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+# ------------------------------------------------------------------------------ review findings
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"iau__format": "١"}, "is not a version number"),
+        ({"iau__format": "9" * 5000}, "is not a version number"),
+    ],
+)
+def test_odd_format_numbers_are_refused_briefly(
+    small_checkpoint: Path, train_ids: list[str], tmp_path: Path, changes: dict, fragment: str
+) -> None:
+    path = craft(tmp_path, small_checkpoint, **changes)
+    result = run_cli(*unlearn_args(tmp_path, path, train_ids[:3]))
+    assert_bad_input(result, fragment)
+    assert len(result.stderr) < 500
+
+
+def test_crafted_lineage_fields_do_not_crash_the_audit(
+    small_checkpoint: Path, train_ids: list[str], tmp_path: Path
+) -> None:
+    lineage = json.loads(read_metadata(small_checkpoint)["iau.lineage"])
+    lineage[0]["time"] = ["not", "a", "time"]
+    path = craft(tmp_path, small_checkpoint, iau__lineage=lineage)
+    result = run_cli("audit", path, "--forget", ids_file(tmp_path, train_ids[:3]))
+    assert_bad_input(result, "a lineage event's time is not text")
+
+
+def test_a_crafted_since_event_is_corrupt_not_a_data_change(tmp_path: Path) -> None:
+    rows = ["id,label,a,b"] + [f"r{i},{i % 2},{i / 7:.3f},{(i * 3) % 5}" for i in range(60)]
+    data = tmp_path / "rows.csv"
+    data.write_text("\n".join(rows) + "\n")
+    config = tmp_path / "run.yaml"
+    config.write_text("data:\n  train: rows.csv\nmodel:\n  name: logreg\ntrain:\n  epochs: 2\n")
+    model = tmp_path / "m.safetensors"
+    assert run_cli("train", config, "--out", model, "-q").exit_code == 0
+    meta = json.loads(read_metadata(model)["iau.data"])
+    meta["fingerprint"]["since_event"] = True
+    path = craft(tmp_path, model, iau__data=meta)
+    data.write_text("\n".join(rows[:-1]) + "\n")
+    assert_bad_input(run_cli("ledger", "show", path), "fingerprint is corrupt", "since_event")
+
+
+def test_ctrl_c_and_a_closed_stdout_from_the_real_entry_point(small_checkpoint: Path, tmp_path: Path) -> None:
+    """Ctrl-C → 130 and one line; a reader that went away → one line and 2, not a traceback."""
+    import signal
+    import time
+
+    ids = ids_file(tmp_path, ["digit-0001"])
+    slow = subprocess.Popen(
+        [sys.executable, "-c", "import time, sys\nfrom iau_cli.cli import app\n"
+         "import iau_cli.unlearning as u\norig = u.unlearn\n"
+         "def slow(*a, **k):\n    print('STARTED', flush=True, file=sys.stderr); time.sleep(30)\n"
+         "u.unlearn = slow\nsys.argv = ['iau'] + sys.argv[1:]\napp.main()\n",
+         "unlearn", str(small_checkpoint), "-f", str(ids), "-o", str(tmp_path / "u.safetensors")],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    assert slow.stderr is not None
+    deadline = time.time() + 60
+    while "STARTED" not in slow.stderr.readline() and time.time() < deadline:
+        pass
+    slow.send_signal(signal.SIGINT)
+    rest = slow.stderr.read()
+    assert slow.wait(timeout=60) == 130 and rest.strip() == "iau: interrupted", rest
+
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "iau_cli", "lineage", str(small_checkpoint), "--json", "-", "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert reader.stdout is not None
+    reader.stdout.close()  # the reader goes away before iau writes
+    err = reader.stderr.read() if reader.stderr else ""
+    assert reader.wait(timeout=60) == 2, err
+    assert err.strip().splitlines() == [
+        "iau: error: standard output was closed (broken pipe); files, if any, were written"
+    ]
+
+
+def test_the_error_json_is_written_when_another_output_fails_the_guard(
+    small_checkpoint: Path, train_ids: list[str], tmp_path: Path
+) -> None:
+    (tmp_path / "r.md").write_text("an old report")
+    result = run_cli(*unlearn_args(tmp_path, small_checkpoint, train_ids[:3], "--report", tmp_path / "r.md",
+                                   "--json", tmp_path / "e.json"))  # fmt: skip
+    assert_bad_input(result, "--report already exists")
+    assert json.loads((tmp_path / "e.json").read_text())["error"]["kind"] == "output"
+    assert (tmp_path / "r.md").read_text() == "an old report" and not (tmp_path / "u.safetensors").exists()

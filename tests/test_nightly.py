@@ -93,8 +93,10 @@ def test_five_nights_of_a_retention_job(tmp_path: Path) -> None:
     assert record(tmp_path, "unlearn-3.json")["ids"]["already_forgotten"] == 3
 
     # A rerun of a completed night changes nothing.
+    before_rerun = (tmp_path / "models" / "model-5.safetensors").read_bytes()
     again = night(tmp_path, 5, days[5])
-    assert again.returncode == 0 and "already done" in again.stdout
+    assert again.returncode == 0 and "already promoted" in again.stdout
+    assert (tmp_path / "models" / "model-5.safetensors").read_bytes() == before_rerun
 
     # The lineage: trained, then one event per night that forgot something (not day 4).
     shown = run_cli("lineage", tmp_path / "models" / "current.safetensors", "--json", "-", "-q")

@@ -84,7 +84,9 @@ def test_deleting_exactly_the_forgotten_rows_is_accepted_anything_else_refused(
             lines.append("intruder,1,0.1,0.2,0.3")
         data.write_text("\n".join(lines) + "\n")
         refused = run_cli("ledger", "show", tmp_path / "m2.safetensors")
-        assert_bad_input(refused, "training data changed", "not only by deleting rows it has forgotten")
+        assert_bad_input(
+            refused, "training data changed", "not only by deleting the rows of the requests it has forgotten"
+        )
 
 
 def test_a_row_deleted_before_it_was_unlearned_is_named_with_the_fix(
@@ -197,7 +199,8 @@ def test_audit_allow_missing_audits_the_rows_that_are_there(
     assert_bad_input(refused, "1 id(s) are not training rows", "--allow-missing")
     allowed = run_cli("audit", tmp_path / "m1.safetensors", "-f", ids, "--allow-missing", "--json", "-", "-q")
     assert allowed.exit_code in (0, 1), allowed.stderr
-    assert json.loads(allowed.stdout)["ids"] == {"audited": 3, "duplicates": 0, "unknown_skipped": 1}
+    expected = {"audited": 3, "duplicates": 0, "unknown_skipped": 1, "test_rows_recorded": 0}
+    assert json.loads(allowed.stdout)["ids"] == expected
 
 
 def test_lineage_prints_the_whole_history(csv_model: tuple[Path, Path, list[str]], tmp_path: Path) -> None:
@@ -245,7 +248,10 @@ def test_keyed_ids_cannot_be_enumerated_and_rotation_keeps_old_ones_readable(
 
     # Without the key the file is refused in one line; with a rotated key file it is read.
     monkeypatch.delenv("IAU_ID_KEY_FILE")
-    assert_bad_input(run_cli("lineage", tmp_path / "m1.safetensors"), "keyed with operator key", "IAU_ID_KEY_FILE")
+    assert_bad_input(
+        run_cli("ledger", "show", tmp_path / "m1.safetensors"), "keyed with operator key", "IAU_ID_KEY_FILE"
+    )
+    assert run_cli("lineage", tmp_path / "m1.safetensors", "-q").exit_code == 0  # the history needs no key
     keys.write_text("second-secret-key-9876543210\nfirst-secret-key-0123456789\n")
     monkeypatch.setenv("IAU_ID_KEY_FILE", str(keys))
     delete_rows(data, set(learned[:3]))  # masked row digests are unmasked with the old key
@@ -308,3 +314,137 @@ def test_the_html_report_renders_in_a_real_browser(csv_model: tuple[Path, Path, 
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         sizes[name] = shot.stat().st_size
     assert sizes["audit"] > 10 * sizes["blank"]  # tables, text and two histograms, not an empty page
+
+
+# ------------------------------------------------------------------------------ review findings
+
+
+def test_rows_forgotten_before_a_data_change_can_still_be_deleted(
+    csv_model: tuple[Path, Path, list[str]], tmp_path: Path
+) -> None:
+    model, data, _ = csv_model
+    learned = train_ids_of(model)
+    assert forget(tmp_path, model, learned[:2], "m1.safetensors", "-q").exit_code == 0
+    lines = data.read_text().splitlines()
+    data.write_text("\n".join(lines + ["newcomer,2,0.5,0.5,0.5"]) + "\n")  # some other change
+    assert (
+        forget(
+            tmp_path, tmp_path / "m1.safetensors", learned[2:3], "m2.safetensors", "--allow-data-change", "-q"
+        ).exit_code
+        == 0
+    )
+    delete_rows(data, {learned[2]})
+    assert run_cli("ledger", "show", tmp_path / "m2.safetensors", "-q").exit_code == 0
+    delete_rows(data, set(learned[:2]))  # the rows forgotten before the change go too
+    shown = run_cli("ledger", "show", tmp_path / "m2.safetensors", "-q")
+    assert shown.exit_code == 0, shown.stderr
+
+
+def test_forgotten_ids_lists_test_rows_too_and_deleting_them_is_accepted(
+    csv_model: tuple[Path, Path, list[str]], tmp_path: Path
+) -> None:
+    from iau_cli.ids import read_forget_ids
+    from iau_cli.runs import restore
+
+    model, data, _ = csv_model
+    restored = restore(model)
+    request = [restored.data.test.ids[0], train_ids_of(model)[0]]
+    listed = tmp_path / "gone.txt"
+    assert forget(tmp_path, model, request, "m1.safetensors", "--forgotten-ids", listed, "-q").exit_code == 0
+    assert sorted(read_forget_ids(listed).ids) == sorted(request)
+    delete_rows(data, set(read_forget_ids(listed).ids))
+    assert run_cli("ledger", "show", tmp_path / "m1.safetensors", "-q").exit_code == 0
+    audited = run_cli("audit", tmp_path / "m1.safetensors", "-f", listed, "--original", model, "--json", "-", "-q")
+    assert audited.exit_code == 2  # the audit needs the rows: it comes before the deletion
+
+
+def test_forgetting_a_whole_class_and_deleting_it_keeps_the_model_loadable(
+    csv_model: tuple[Path, Path, list[str]], tmp_path: Path
+) -> None:
+    from iau_cli.runs import restore
+
+    model, data, _ = csv_model
+    restored = restore(model)
+    everyone = [*restored.data.train.ids, *restored.data.test.ids]
+    labels = {line.split(",")[0]: line.split(",")[1] for line in data.read_text().splitlines()[1:]}
+    class_two = [i for i in everyone if labels[i] == "2"]
+    assert forget(tmp_path, model, class_two, "m1.safetensors", "-q").exit_code == 0
+    delete_rows(data, set(class_two))
+    learned = [i for i in train_ids_of(tmp_path / "m1.safetensors") if labels[i] != "2"]
+    follow = forget(tmp_path, tmp_path / "m1.safetensors", learned[:2], "m2.safetensors", "-q")
+    assert follow.exit_code == 0, follow.stderr
+
+
+def test_auto_statistics_stay_as_trained_under_a_user_config(tmp_path: Path) -> None:
+    data = tmp_path / "rows.csv"
+    write_rows(data)
+    config = tmp_path / "auto.yaml"
+    config.write_text(
+        "data:\n  train: rows.csv\n  test_fraction: 0.25\n  mean: auto\n  std: auto\n"
+        "model:\n  name: logreg\ntrain:\n  epochs: 3\n"
+    )
+    assert run_cli("train", config, "--out", tmp_path / "a0.safetensors", "-q").exit_code == 0
+    learned = train_ids_of(tmp_path / "a0.safetensors")
+    assert forget(tmp_path, tmp_path / "a0.safetensors", learned[:2], "a1.safetensors", "-q").exit_code == 0
+    delete_rows(data, set(learned[:2]))
+    follow = forget(tmp_path, tmp_path / "a1.safetensors", learned[2:3], "a2.safetensors", "--config", config, "-q")
+    assert follow.exit_code == 0, follow.stderr
+
+
+def test_keyed_test_only_requests_get_their_own_digest(
+    csv_model: tuple[Path, Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two requests of test rows only must not share an ids digest (and so a mask)."""
+    from iau_cli.runs import restore
+
+    model, _, _ = csv_model
+    keys = tmp_path / "keys.txt"
+    keys.write_text("a-long-operator-secret-0123456789\n")
+    monkeypatch.setenv("IAU_ID_KEY_FILE", str(keys))
+    tests = restore(model).data.test.ids
+    assert forget(tmp_path, model, [tests[0]], "k1.safetensors", "-q").exit_code == 0
+    assert forget(tmp_path, tmp_path / "k1.safetensors", [tests[1]], "k2.safetensors", "-q").exit_code == 0
+    events = json.loads(read_metadata(tmp_path / "k2.safetensors")["iau.lineage"])
+    assert events[1]["ids_digest"] != events[2]["ids_digest"]
+    # the key file is an input: no output may replace it
+    clobber = forget(tmp_path, model, [tests[2]], "k3.safetensors", "--json", keys, "--overwrite")
+    assert_bad_input(clobber, "would overwrite the operator key file")
+
+
+def test_ids_and_paths_are_never_read_as_rich_markup(csv_model: tuple[Path, Path, list[str]], tmp_path: Path) -> None:
+    model, _, _ = csv_model
+    odd = tmp_path / "m[bold]x.safetensors"
+    result = forget(tmp_path, model, ["[/x]", "[bold]secret"], "x.safetensors", "--allow-missing")
+    assert result.exit_code == 0, result.stderr
+    assert "[bold]secret" in result.stdout
+    odd.write_bytes(model.read_bytes())
+    shown = run_cli("lineage", odd)
+    assert shown.exit_code == 0 and "m[bold]x.safetensors" in shown.stdout
+
+
+@pytest.mark.parametrize("flag", ["--out", "--report", "--forgotten-ids"])
+def test_only_json_may_go_to_stdout(csv_model: tuple[Path, Path, list[str]], tmp_path: Path, flag: str) -> None:
+    model, _, _ = csv_model
+    result = forget(tmp_path, model, train_ids_of(model)[:2], "m1.safetensors", flag, "-")
+    assert_bad_input(result, f"{flag} -: only --json can go to standard output")
+    assert not (tmp_path / "-").exists()
+
+
+def test_a_forgotten_record_that_lies_about_itself_is_refused(
+    csv_model: tuple[Path, Path, list[str]], tmp_path: Path
+) -> None:
+    from safetensors.torch import save_file
+
+    from iau_cli.checkpoint import load_checkpoint
+
+    model, _, _ = csv_model
+    learned = train_ids_of(model)
+    assert forget(tmp_path, model, learned[:3], "m1.safetensors", "-q").exit_code == 0
+    for hashes in ("", "!!!"):
+        meta = read_metadata(tmp_path / "m1.safetensors")
+        record = json.loads(meta["iau.forgotten"])
+        record["hashes"] = hashes
+        meta["iau.forgotten"] = json.dumps(record)
+        crafted = tmp_path / "crafted.safetensors"
+        save_file(load_checkpoint(tmp_path / "m1.safetensors").state_dict, str(crafted), metadata=meta)
+        assert_bad_input(forget(tmp_path, crafted, learned[3:5], "c.safetensors"), "corrupt")

@@ -60,7 +60,8 @@ app.add_typer(ledger.app, name=ledger.NAME, short_help="Show or refresh the grad
 
 def main() -> None:
     """The ``iau`` entry point. Usage errors (an unknown option, a missing argument) are one line on
-    stderr and exit 2, like every other bad input; help and version print as usual."""
+    stderr and exit 2, like every other bad input; help and version print as usual; Ctrl-C is 130
+    (a closed standard output is handled by the commands' error boundary)."""
     import sys
 
     try:  # typer vendors click from 0.2x on; older typer uses click itself
@@ -78,7 +79,7 @@ def main() -> None:
         message = " ".join(exc.format_message().split()).rstrip(".")
         sys.stderr.write(f"iau: error: {message}{where}\n")
         sys.exit(exc.exit_code)
-    except exceptions.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("iau: interrupted\n")
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

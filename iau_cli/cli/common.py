@@ -67,6 +67,14 @@ def boundary(command: Callable[..., Any]) -> Callable[..., Any]:
             sys.stderr.write("iau: interrupted\n")
             _json_error(kwargs.get("json_target"), "interrupted", "interrupted (Ctrl-C)")
             raise typer.Exit(130) from None
+        except BrokenPipeError:
+            # Whoever read standard output went away. Say so once, and point stdout at /dev/null so
+            # that Python's final flush does not fail again.
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.stderr.write("iau: error: standard output was closed (broken pipe); files, if any, were written\n")
+            raise typer.Exit(2) from None
 
     return wrapper
 
@@ -118,11 +126,20 @@ def check_output_paths(
     """Fail before any work if an output is a folder, exists (without ``overwrite``), cannot be
     written, is another output, or would replace an input: the checkpoint(s), the ids file, the
     config, or the data they name. A ``report_format`` must be one iau writes."""
+    import os
+
     from iau_cli.checkpoint import recorded_data_paths
     from iau_cli.config import BUILTIN_PREFIX
     from iau_cli.files import check_outputs
+    from iau_cli.forgotten import KEY_FILE_ENV
 
-    inputs: dict[str, Any] = {"checkpoint": checkpoint, "ids file": ids, "config": config, **(others or {})}
+    inputs: dict[str, Any] = {
+        "checkpoint": checkpoint,
+        "ids file": ids,
+        "config": config,
+        "operator key file": os.environ.get(KEY_FILE_ENV) or None,
+        **(others or {}),
+    }
     if run_config is not None:
         inputs.update({"train data": run_config.data.train, "test data": run_config.data.test})
     for label, path in {"checkpoint": checkpoint, **(others or {})}.items():
@@ -135,6 +152,14 @@ def check_output_paths(
         from iau_cli.errors import ConfigError
 
         raise ConfigError(f"--report-format {report_format!r}: expected one of {', '.join(REPORT_FORMATS)}")
+    json_target = outputs.get("--json")
+    if json_target not in (None, "-"):
+        # The JSON target alone first: if it is safe, a failure of any other check still gets its
+        # error object there (a script branches on it).
+        others = {f"{label} output": value for label, value in outputs.items() if label != "--json" and value != "-"}
+        with contextlib.suppress(OutputError):
+            check_outputs({"--json": json_target}, {**inputs, **others}, overwrite=overwrite)
+            _CHECKED_OUTPUTS.add(Path(json_target).expanduser().resolve())
     check_outputs(outputs, inputs, overwrite=overwrite)
     _CHECKED_OUTPUTS.update(files)
 

@@ -24,7 +24,7 @@ def command(
     metadata = read_metadata(checkpoint)
     if "iau.format" not in metadata:
         raise CheckpointError(f"{checkpoint}: a plain safetensors file without iau metadata has no lineage")
-    meta = CheckpointMeta.from_metadata(metadata, str(checkpoint))
+    meta = CheckpointMeta.from_metadata(metadata, str(checkpoint), need_keys=False)  # history needs no key
     data = {
         "checkpoint": str(checkpoint),
         "sha256": file_sha256(checkpoint),

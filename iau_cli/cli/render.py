@@ -18,15 +18,16 @@ def render(report: Report) -> Any:
         parts.append(Text(report.status, style=style))
     for section in report.tables:
         key_value = not any(section.columns)
-        table = Table(title=section.title, title_justify="left", title_style="bold cyan", show_header=not key_value)
+        # Every string is data (ids, paths, metadata): Text, never Rich markup.
+        table = Table(title=Text(section.title, style="bold cyan"), title_justify="left", show_header=not key_value)
         for index, column in enumerate(section.columns):
             if section.align:
                 justify = "left" if section.align[index] == "l" else "right"
             else:
                 justify = "left" if index == 0 or key_value else "right"
-            table.add_column(column, justify=justify)
+            table.add_column(Text(column), justify=justify)
         for row in section.rows:
-            table.add_row(*row)
+            table.add_row(*(Text(str(cell)) for cell in row))
         parts.append(table)
     for note in report.notes:
         parts.append(Text(f"• {note}", style="dim"))

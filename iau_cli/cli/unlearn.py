@@ -79,7 +79,10 @@ def command(
     forgotten_ids: Annotated[
         Path | None,
         typer.Option(
-            "--forgotten-ids", metavar="PATH", help="Write the ids this run forgot (the list to audit; empty if none)."
+            "--forgotten-ids",
+            metavar="PATH",
+            help="Write the ids this run recorded as forgotten (training and test rows: the rows to delete, and "
+            "the list to audit); empty if none.",
         ),
     ] = None,
     allow_data_change: AllowDataChangeOpt = False,
