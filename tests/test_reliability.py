@@ -531,3 +531,12 @@ def test_ledger_refresh_never_modifies_its_input(small_checkpoint: Path, tmp_pat
     result = run_cli("ledger", "refresh", small_checkpoint, "--out", tmp_path / "fresh.safetensors", "-q")
     assert result.exit_code == 0, result.stderr
     assert run_cli("ledger", "show", tmp_path / "fresh.safetensors", "--json", "-", "-q").stdout.count('"fresh"') == 1
+
+
+def test_odd_ids_lines_lone_surrogates_cr_line_ends_and_a_leading_bom() -> None:
+    from iau_cli.ids import format_ids
+
+    with pytest.raises(IdsError, match="line 2 is not valid Unicode"):
+        parse_forget_ids(b'ok\n"\\ud800"\n', "ids")
+    assert parse_forget_ids(b"a\rb\r\nc\n", "ids").ids == ["a", "b", "c"]
+    assert parse_forget_ids(format_ids(["\ufeffx", "y"]).encode(), "ids").ids == ["\ufeffx", "y"]
