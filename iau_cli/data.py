@@ -352,7 +352,8 @@ def load_data(config: DataConfig, *, progress: Progress = no_progress) -> DataBu
     fingerprint = fingerprint_files(paths)
     # The key is what the data is (its files' content) and how it is encoded, not where it lies:
     # a moved dataset is not encoded again.
-    encoding = {k: v for k, v in to_dict(config).items() if k not in ("train", "test")}
+    # num_classes changes no encoded byte: it is checked against the labels on every load instead.
+    encoding = {k: v for k, v in to_dict(config).items() if k not in ("train", "test", "num_classes")}
     key = cache_key(fingerprint["sha256"], encoding)
     budget = memory_budget()
     entry = load_entry(key, budget)
@@ -411,6 +412,25 @@ def _sources(train_path: Path, test_path: Path | None, test_origin: str) -> dict
     return {"train": str(train_path), "test": test}
 
 
+def _class_count(config: DataConfig, train: np.ndarray, test: np.ndarray, sources: dict[str, str]) -> int:
+    """``data.num_classes``, or the largest label + 1 — refused when it is far above the number of
+    distinct labels (a typo would build a huge output layer). Computed from the labels on every
+    load (not cached), so a checkpoint's recorded count and a fresh inference never mix."""
+    num_classes = config.num_classes or int(max(train.max(initial=0), test.max(initial=0)) + 1)
+    distinct = len(np.union1d(np.unique(train), np.unique(test)))
+    if config.num_classes is None and num_classes > max(2 * distinct, 100):
+        raise DataError(
+            f"{sources['train']}: the largest label is {num_classes - 1:,} but there are only {distinct} distinct "
+            f"labels (a typo?); a {num_classes:,}-class model would be built. Fix the label, or set data.num_classes"
+        )
+    for labels, name in ((train, "train"), (test, "test")):
+        if len(labels) and labels.max() >= num_classes:
+            raise DataError(f"{sources[name]}: label {int(labels.max())} is out of range for num_classes={num_classes}")
+    if num_classes < 2:
+        raise DataError(f"{sources['train']}: only one class found; a classifier needs at least two")
+    return num_classes
+
+
 def _bundle(
     config: DataConfig,
     splits: dict[str, EncodedSplit],
@@ -423,7 +443,7 @@ def _bundle(
         config=config,
         train=train,
         test=test,
-        num_classes=int(meta["num_classes"]),
+        num_classes=_class_count(config, train.labels, test.labels, sources),
         input_shape=train.features.row_shape,
         fingerprint=fingerprint,
         class_names=meta["class_names"],
@@ -492,18 +512,7 @@ def _read_and_encode(
 
     train_labels = _labels(train_table, config.label_column, label_source)
     test_labels = _labels(test_table, config.label_column, test_source)
-    num_classes = config.num_classes or int(max(train_labels.max(initial=0), test_labels.max(initial=0)) + 1)
-    distinct = len(np.union1d(np.unique(train_labels), np.unique(test_labels)))
-    if config.num_classes is None and num_classes > max(2 * distinct, 100):
-        raise DataError(
-            f"{label_source}: the largest label is {num_classes - 1:,} but there are only {distinct} distinct labels "
-            f"(a typo?); a {num_classes:,}-class model would be built. Fix the label, or set data.num_classes"
-        )
-    for labels, source in ((train_labels, label_source), (test_labels, test_source)):
-        if len(labels) and labels.max() >= num_classes:
-            raise DataError(f"{source}: label {int(labels.max())} is out of range for num_classes={num_classes}")
-    if num_classes < 2:
-        raise DataError(f"{label_source}: only one class found; a classifier needs at least two")
+    _class_count(config, train_labels, test_labels, {"train": label_source, "test": test_source})
     if not train_ids:
         raise DataError(f"{label_source}: no training rows")
     if not test_ids:
@@ -548,7 +557,6 @@ def _read_and_encode(
         meta = {
             "format": STORE_FORMAT,
             "config": to_dict(config),
-            "num_classes": num_classes,
             "class_names": class_names,
             "mean": mean,
             "std": std,
