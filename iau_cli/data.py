@@ -311,13 +311,14 @@ class DataBundle:
         rows = {name: digest.to_json() for name, digest in self.row_digests().items()}
         return {**self.fingerprint, "rows": rows, "since_event": since_event}
 
-    def describe(self, since_event: int = 1) -> dict[str, Any]:
-        """What the checkpoint records about the data (``iau.data``)."""
+    def describe(self, since_event: int = 1, fingerprint: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What the checkpoint records about the data (``iau.data``); ``fingerprint`` keeps a
+        recorded one (then the rows are not hashed again)."""
         from iau_cli.config import to_dict
 
         return {
             "config": to_dict(self.config),
-            "fingerprint": self.full_fingerprint(since_event),
+            "fingerprint": fingerprint if fingerprint is not None else self.full_fingerprint(since_event),
             "num_classes": self.num_classes,
             "input_shape": self.input_shape,
             "rows": {"train": len(self.train), "test": len(self.test)},

@@ -34,9 +34,6 @@ class RowDigest:
     count: int = 0
     total: int = 0
 
-    def __add__(self, other: RowDigest) -> RowDigest:
-        return RowDigest(self.count + other.count, (self.total + other.total) % _MODULUS)
-
     def __sub__(self, other: RowDigest) -> RowDigest:
         return RowDigest(self.count - other.count, (self.total - other.total) % _MODULUS)
 

@@ -130,7 +130,7 @@ def restore(
     else:
         meta = verify_data(meta, data, str(path), allow_data_change=allow_data_change)
         if config is not None:  # the user's config describes the data now; its fingerprint stays
-            meta = dataclasses.replace(meta, data={**data.describe(), "fingerprint": meta.data["fingerprint"]})
+            meta = dataclasses.replace(meta, data=data.describe(fingerprint=meta.data["fingerprint"]))
     allow_import = trust_code or config is not None
     build = (run_config.model.name, run_config.model.args, data.input_shape, data.num_classes)
     check_weights_fit(checkpoint, build, allow_import, str(path))

@@ -40,6 +40,18 @@ def craft(tmp_path: Path, source: Path, *, name: str = "crafted.safetensors", te
     return path
 
 
+def tiny_csv_model(tmp_path: Path) -> tuple[list[str], Path, Path]:
+    """A 60-row CSV and a logistic regression trained on it: (CSV lines, CSV path, checkpoint)."""
+    rows = ["id,label,a,b"] + [f"r{i},{i % 2},{i / 7:.3f},{(i * 3) % 5}" for i in range(60)]
+    data = tmp_path / "rows.csv"
+    data.write_text("\n".join(rows) + "\n")
+    config = tmp_path / "run.yaml"
+    config.write_text("data:\n  train: rows.csv\nmodel:\n  name: logreg\ntrain:\n  epochs: 2\n")
+    model = tmp_path / "m.safetensors"
+    assert run_cli("train", config, "--out", model, "-q").exit_code == 0
+    return rows, data, model
+
+
 def unlearn_args(tmp_path: Path, checkpoint: Path, ids: list[str], *extra: object) -> list[object]:
     return ["unlearn", checkpoint, "-f", ids_file(tmp_path, ids), "-o", tmp_path / "u.safetensors", *extra]
 
@@ -353,13 +365,7 @@ def test_usage_errors_are_one_line_from_the_real_entry_point(small_checkpoint: P
 
 
 def test_ledger_commands_accept_allow_data_change(tmp_path: Path) -> None:
-    rows = ["id,label,a,b"] + [f"r{i},{i % 2},{i / 7:.3f},{(i * 3) % 5}" for i in range(60)]
-    data = tmp_path / "rows.csv"
-    data.write_text("\n".join(rows) + "\n")
-    config = tmp_path / "run.yaml"
-    config.write_text("data:\n  train: rows.csv\nmodel:\n  name: logreg\ntrain:\n  epochs: 2\n")
-    model = tmp_path / "m.safetensors"
-    assert run_cli("train", config, "--out", model, "-q").exit_code == 0
+    rows, data, model = tiny_csv_model(tmp_path)
     data.write_text("\n".join(rows + ["new,1,0.5,0.5"]) + "\n")
     assert_bad_input(run_cli("ledger", "show", model), "--allow-data-change")
     assert run_cli("ledger", "show", model, "--allow-data-change", "-q").exit_code == 0
@@ -411,13 +417,7 @@ def test_crafted_lineage_fields_do_not_crash_the_audit(
 
 
 def test_a_crafted_since_event_is_corrupt_not_a_data_change(tmp_path: Path) -> None:
-    rows = ["id,label,a,b"] + [f"r{i},{i % 2},{i / 7:.3f},{(i * 3) % 5}" for i in range(60)]
-    data = tmp_path / "rows.csv"
-    data.write_text("\n".join(rows) + "\n")
-    config = tmp_path / "run.yaml"
-    config.write_text("data:\n  train: rows.csv\nmodel:\n  name: logreg\ntrain:\n  epochs: 2\n")
-    model = tmp_path / "m.safetensors"
-    assert run_cli("train", config, "--out", model, "-q").exit_code == 0
+    rows, data, model = tiny_csv_model(tmp_path)
     meta = json.loads(read_metadata(model)["iau.data"])
     meta["fingerprint"]["since_event"] = True
     path = craft(tmp_path, model, iau__data=meta)
