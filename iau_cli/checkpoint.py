@@ -27,6 +27,7 @@ from iau_cli.forgotten import ForgottenIds
 
 FORMAT_VERSION = 1
 LEDGER_PREFIX = "__iau_ledger__."
+REFERENCE_PREFIX = "__iau_reference__."
 META_KEYS = ("iau.format", "iau.version", "iau.model", "iau.data", "iau.train", "iau.lineage", "iau.forgotten")
 
 
@@ -45,6 +46,7 @@ class CheckpointMeta:
     lineage: list[dict[str, Any]] = field(default_factory=list)
     forgotten: ForgottenIds = field(default_factory=ForgottenIds)
     ledger: dict[str, Any] | None = None
+    references: dict[str, Any] | None = None  # iau_cli.references: the reference models' summary
     format: int = FORMAT_VERSION
     version: str = __version__
 
@@ -60,6 +62,8 @@ class CheckpointMeta:
         }
         if self.ledger is not None:
             metadata["iau.ledger"] = json.dumps(self.ledger, sort_keys=True)
+        if self.references is not None:
+            metadata["iau.references"] = json.dumps(self.references, sort_keys=True)
         return metadata
 
     @classmethod
@@ -88,7 +92,11 @@ class CheckpointMeta:
                 f"{source}: iau metadata is {size:,} characters, over the {MAX_METADATA_CHARS:,} limit"
             )
         try:
-            decoded = {key: json.loads(metadata[key]) for key in META_KEYS[2:] + ("iau.ledger",) if key in metadata}
+            decoded = {
+                key: json.loads(metadata[key])
+                for key in META_KEYS[2:] + ("iau.ledger", "iau.references")
+                if key in metadata
+            }
             check_schema(decoded)
             return cls(
                 format=fmt,
@@ -99,6 +107,7 @@ class CheckpointMeta:
                 lineage=decoded["iau.lineage"],
                 forgotten=ForgottenIds.from_json(decoded["iau.forgotten"], need_keys=need_keys),
                 ledger=decoded.get("iau.ledger"),
+                references=decoded.get("iau.references"),
             )
         except RecursionError:
             raise CheckpointError(f"{source}: iau metadata is nested too deeply to be real") from None
@@ -156,6 +165,21 @@ def check_schema(decoded: dict[str, Any]) -> None:
         _need(isinstance(ledger.get("params_sha256"), str), "iau.ledger.params_sha256 is not a digest")
         drift = ledger.get("drift", 0.0)
         _need(isinstance(drift, (int, float)) and not isinstance(drift, bool), "iau.ledger.drift is not a number")
+    references = decoded.get("iau.references")
+    if references is not None:  # written by iau_cli.references.compute_references
+        _need(isinstance(references, dict), "iau.references is not a mapping")
+        _need(_is_int(references.get("models"), 2), "iau.references.models is not a model count")
+        fit = references.get("fit")
+        _need(
+            isinstance(fit, list) and len(fit) == 2 and all(isinstance(v, (int, float)) for v in fit),
+            "iau.references.fit is not two numbers",
+        )
+        if "key_id" in references:
+            _need(isinstance(references["key_id"], str), "iau.references.key_id is not text")
+        else:
+            salt = references.get("salt")
+            _need(isinstance(salt, str) and len(salt) == 32, "iau.references.salt is not hex")
+            bytes.fromhex(salt)
 
 
 @dataclass
@@ -167,6 +191,7 @@ class Checkpoint:
     meta: CheckpointMeta | None
     sha256: str
     ledger_tensors: dict[str, Any] = field(default_factory=dict)
+    reference_tensors: dict[str, Any] = field(default_factory=dict)
     _params_digest: str | None = field(default=None, repr=False)
 
     def params_digest(self) -> str:
@@ -220,9 +245,18 @@ def load_checkpoint(path: str | os.PathLike[str], *, require_meta: bool = True) 
         meta = None
     else:
         meta = CheckpointMeta.from_metadata(metadata, str(path))
-    state = {k: v for k, v in tensors.items() if not k.startswith(LEDGER_PREFIX)}
+    extra = (LEDGER_PREFIX, REFERENCE_PREFIX)
+    state = {k: v for k, v in tensors.items() if not k.startswith(extra)}
     ledger = {k[len(LEDGER_PREFIX) :]: v for k, v in tensors.items() if k.startswith(LEDGER_PREFIX)}
-    return Checkpoint(path=path, state_dict=state, meta=meta, sha256=file_sha256(path), ledger_tensors=ledger)
+    references = {k[len(REFERENCE_PREFIX) :]: v for k, v in tensors.items() if k.startswith(REFERENCE_PREFIX)}
+    return Checkpoint(
+        path=path,
+        state_dict=state,
+        meta=meta,
+        sha256=file_sha256(path),
+        ledger_tensors=ledger,
+        reference_tensors=references,
+    )
 
 
 @contextlib.contextmanager
@@ -247,6 +281,7 @@ def save_checkpoint(
     meta: CheckpointMeta,
     *,
     ledger_tensors: dict[str, Any] | None = None,
+    reference_tensors: dict[str, Any] | None = None,
     overwrite: bool = False,
     outputs: Outputs | None = None,
 ) -> str:
@@ -261,6 +296,8 @@ def save_checkpoint(
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}
     for name, value in (ledger_tensors or {}).items():
         tensors[LEDGER_PREFIX + name] = value.detach().cpu().contiguous().clone()
+    for name, value in (reference_tensors or {}).items():
+        tensors[REFERENCE_PREFIX + name] = value.detach().cpu().contiguous().clone()
     metadata = meta.to_metadata()
 
     def write(temp: Path) -> None:

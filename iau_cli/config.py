@@ -131,6 +131,11 @@ class TrainConfig:
         "Hold out this fraction of train rows (by id hash) for early stopping; 0 turns it off.", default=0.0
     )
     patience: int = help_field("Early stopping: epochs without validation improvement before stopping.", default=5)
+    references: int = help_field(
+        "Reference models trained on halves of the rows (an even number; 0 turns them off): per-row targets for "
+        "the default unlearning rule, a one-off cost of references/2 trainings (iau_cli/references.py).",
+        default=4,
+    )
 
     def check(self) -> list[str]:
         problems = []
@@ -146,6 +151,8 @@ class TrainConfig:
             problems.append(f"val_fraction: {self.val_fraction} must be in [0, 1)")
         if self.patience < 1:
             problems.append(f"patience: {self.patience} must be at least 1")
+        if self.references < 0 or self.references % 2 or self.references > 64:
+            problems.append(f"references: {self.references} must be 0 or an even number up to 64")
         if self.momentum < 0 or self.weight_decay < 0:
             problems.append("momentum and weight_decay must be zero or positive")
         return problems

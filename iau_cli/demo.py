@@ -143,7 +143,7 @@ def _story(
     )
     if name == "erasure":
         result.audit = audited.to_dict()
-        result.passed = audited.passed
+    result.passed = result.passed and audited.passed  # the exit code: every story's audit passed
     commands = [
         f"iau train {config_path} --out {original}",
         f"iau unlearn {original} --forget {ids_path} --purpose {purpose} --out {unlearned}",

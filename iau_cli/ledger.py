@@ -200,7 +200,13 @@ def refresh_ledger(
     new_meta = dataclasses.replace(restored.meta, ledger=meta, lineage=[*restored.meta.lineage, event])
     if distributed.is_main():
         save_checkpoint(
-            out, restored.model.state_dict(), new_meta, ledger_tensors=tensors, overwrite=overwrite, outputs=outputs
+            out,
+            restored.model.state_dict(),
+            new_meta,
+            ledger_tensors=tensors,
+            reference_tensors=restored.checkpoint.reference_tensors,
+            overwrite=overwrite,
+            outputs=outputs,
         )
     distributed.barrier()
     return LedgerResult(

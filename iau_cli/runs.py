@@ -28,6 +28,7 @@ from iau_cli.files import Outputs, check_writable
 from iau_cli.metrics import predict
 from iau_cli.models import build_model, parameter_count
 from iau_cli.progress import Progress, no_progress
+from iau_cli.references import compute_references
 from iau_cli.training import RowPartition, partition_rows, train_model
 
 
@@ -306,6 +307,8 @@ class TrainResult:
     test_accuracy: float
     test_loss: float
     gr_alpha: float
+    reference_models: int = 0  # per-row unlearning targets (iau_cli.references), a one-off cost
+    reference_seconds: float = 0.0
     epoch_losses: list[float] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -367,10 +370,17 @@ def train(
 
     ledger_meta, ledger_tensors = compute_ledger(model, data, rows.learn, torch_device, progress=progress)
     meta.ledger = ledger_meta
+    meta.references, reference_tensors = compute_references(config, data, rows, model, torch_device, progress=progress)
     sha = ""
     if distributed.is_main():
         sha = save_checkpoint(
-            out, model.state_dict(), meta, ledger_tensors=ledger_tensors, overwrite=overwrite, outputs=outputs
+            out,
+            model.state_dict(),
+            meta,
+            ledger_tensors=ledger_tensors,
+            reference_tensors=reference_tensors,
+            overwrite=overwrite,
+            outputs=outputs,
         )
     distributed.barrier()
     return TrainResult(
@@ -390,6 +400,8 @@ def train(
         test_accuracy=test.accuracy,
         test_loss=test.loss,
         gr_alpha=config.train.gr_alpha,
+        reference_models=config.train.references if meta.references else 0,
+        reference_seconds=meta.references["seconds"] if meta.references else 0.0,
         epoch_losses=[record["train_loss"] for record in stats.history],
     )
 

@@ -29,6 +29,7 @@ from iau_cli.methods import MethodName, get_method
 from iau_cli.methods.base import UnlearnContext
 from iau_cli.metrics import predict
 from iau_cli.progress import Progress, no_progress
+from iau_cli.references import lookup_targets
 from iau_cli.report import clean_json
 from iau_cli.rowprint import masked
 from iau_cli.runs import Restored, restore
@@ -54,6 +55,7 @@ class UnlearnRequest:
     ledger_refresh: str = "later"  # "later": carry the ledger forward (stale); "now": recompute it
     max_test_drop: float = 0.02
     batch_size: int = 512
+    fallback: str = "none"  # "retrain": retrain instead when the method's self-check fails
 
 
 @dataclass
@@ -102,6 +104,10 @@ class UnlearnResult:
     warnings: list[str] = field(default_factory=list)
     ids_digest: str = ""  # salted digest of the ids forgotten now (as in the lineage event)
     forgotten_ids: list[str] = field(default_factory=list, repr=False)  # clear ids: --forgotten-ids only
+    # The method's self-check (details.check.code of the rule that ran first): ok,
+    # targets_not_reached, heldout_accuracy_drop; "none" when the method has no self-check.
+    check: str = "none"
+    fell_back: bool = False  # the self-check failed and --fallback retrain retrained instead
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -194,7 +200,13 @@ def build_context(
     progress: Progress = no_progress,
 ) -> UnlearnContext:
     """A method's view of the request; the retain gradient comes from the ledger when usable."""
+    ids = restored.data.train.ids
+    targets, source = lookup_targets(
+        restored.meta.references, restored.checkpoint.reference_tensors, [ids[r] for r in rows.forget]
+    )
     return UnlearnContext(
+        forget_targets=targets,
+        targets_source=source,
         model=model if model is not None else restored.model,
         data=restored.data,
         config=restored.config,
@@ -232,6 +244,8 @@ def unlearn(
     check_writable(out, overwrite=request.overwrite)
     if request.ledger_refresh not in ("later", "now"):
         raise UnlearningError(f"--ledger-refresh {request.ledger_refresh!r}: expected later or now")
+    if request.fallback not in ("none", "retrain"):
+        raise UnlearningError(f"--fallback {request.fallback!r}: expected none or retrain")
 
     if distributed.is_main():
         outputs.lock(out)
@@ -274,6 +288,16 @@ def unlearn(
         # *at these parameters* (ledger − forget rows: one pass over the forget rows).
         context.retain_grad_sum()
     output = spec.run(context, options) if len(rows.forget) else None
+    check = (output.details.get("check") or {}).get("code", "none") if output is not None else "none"
+    fell_back = check not in ("ok", "none") and request.fallback == "retrain" and not spec.retrains
+    if fell_back:
+        progress(f"unlearn · self-check {check}: retraining instead (--fallback retrain)", 2, 5)
+        first = output.details
+        spec = get_method(MethodName.RETRAIN)
+        options = spec.parse_options({})
+        context = build_context(restored, rows, {}, batch_size=request.batch_size, progress=progress)
+        output = spec.run(context, options)
+        output.details["fallback_from"] = first
     model = output.model if output is not None else restored.model
     seconds["gradients"] = context.seconds_gradients
     seconds["update"] = time.perf_counter() - update_started - context.seconds_gradients
@@ -288,6 +312,9 @@ def unlearn(
     seconds["evaluate"] += time.perf_counter() - evaluate_started
     moved = any(not torch.equal(model_before[k], p.detach()) for k, p in trainable(model).items())
     warnings = _utility_warnings(before, after, request.max_test_drop)
+    if check not in ("ok", "none") and not fell_back:
+        message = (output.details.get("check") or {}).get("message", "")
+        warnings.append(f"self-check {check}: {message}; rerun with --fallback retrain to retrain instead")
     if not restored.meta.forgotten.private:
         warnings.append(ENUMERABLE_WARNING)
 
@@ -311,7 +338,13 @@ def unlearn(
     sha = ""
     if distributed.is_main():
         sha = save_checkpoint(
-            out, model.state_dict(), meta, ledger_tensors=ledger_tensors, overwrite=request.overwrite, outputs=outputs
+            out,
+            model.state_dict(),
+            meta,
+            ledger_tensors=ledger_tensors,
+            reference_tensors=restored.checkpoint.reference_tensors,  # the table is never edited
+            overwrite=request.overwrite,
+            outputs=outputs,
         )
     distributed.barrier()
     seconds["write"] = time.perf_counter() - write_started
@@ -350,6 +383,8 @@ def unlearn(
         warnings=warnings,
         ids_digest=meta.lineage[-1]["ids_digest"],
         forgotten_ids=new_ids + test_ids,
+        check=check,
+        fell_back=fell_back,
     )
 
 

@@ -35,8 +35,9 @@ def command(
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """The whole story on the built-in digits: erasure and label cleanup, each trained, unlearned,
-    retrained for comparison and audited, with the commands that reproduce every step."""
+    """The whole story on the built-in workloads: erasure and label cleanup, each trained, unlearned,
+    retrained for comparison and audited, with the commands that reproduce every step. Exit 0 when
+    both audits pass, 1 when one does not."""
     from iau_cli.demo import run_demo
 
     check_output_paths({"--json": json_target, "--report": report}, overwrite=overwrite, report_format=report_format)
@@ -49,3 +50,5 @@ def command(
         result.to_dict(),
         Publish(json_target, report, report_format, quiet, overwrite),
     )
+    if not result.passed:
+        raise typer.Exit(1)

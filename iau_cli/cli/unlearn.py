@@ -72,6 +72,15 @@ def command(
         float,
         typer.Option("--max-test-drop", help="Warn (report and JSON) when held-out accuracy falls more than this."),
     ] = 0.02,
+    fallback: Annotated[
+        str,
+        typer.Option(
+            "--fallback",
+            metavar="none|retrain",
+            help="retrain: when the method's self-check fails (JSON check: targets_not_reached or "
+            "heldout_accuracy_drop), retrain without the rows instead of writing its model.",
+        ),
+    ] = "none",
     config: ConfigOpt = None,
     allow_missing: Annotated[
         bool, typer.Option("--allow-missing", help="Skip ids that are not training rows (exit 0 if none are).")
@@ -148,6 +157,7 @@ def command(
         overwrite=overwrite,
         ledger_refresh=ledger_refresh,
         max_test_drop=max_test_drop,
+        fallback=fallback,
     )
     from iau_cli.files import Outputs
     from iau_cli.ids import format_ids

@@ -38,6 +38,9 @@ class UnlearnContext:
     progress: Progress = no_progress
     retain_source: Callable[[UnlearnContext], tuple[GradDict, str]] | None = None
     retain_path: str = "not needed"
+    # Per forget row: φ a model that never saw it gives (iau_cli.references); NaN where unknown.
+    forget_targets: np.ndarray | None = None
+    targets_source: str = "not looked up"
     _forget_sum: GradDict | None = field(default=None, repr=False)
     _retain_sum: GradDict | None = field(default=None, repr=False)
     seconds_gradients: float = 0.0

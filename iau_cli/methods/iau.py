@@ -3,9 +3,31 @@
 Forgetting a point has, to first order, the influence of *adding* its opposite, so unlearning is
 incremental learning: gradient ascent on the forget rows (incremental approximation) plus descent
 on the retained rows (gradient correction), starting at the checkpoint's parameters θ*. The
-direction is the method's; how far to go is the whole question. Two step rules:
+direction is the method's; how far to go is the whole question. Step rules:
 
-``matched`` (the default) iterates small Adam steps and decides *per row* how far to push, against
+``targeted`` (the default, ``rule=auto``, when the checkpoint carries reference targets — every
+checkpoint ``iau train`` writes does, see :mod:`iau_cli.references`): each forget row z has a target
+t_z, the logit-scaled confidence φ = log(p_y/(1 − p_y)) that models trained without z give it,
+mapped to the full model's scale. Iterated Adam steps descend
+
+    mean_f (φ_θ(z) − t_z)²  +  c · mean over sampled retained *and* held-out rows of ‖f_θ(x) − f_θ*(x)‖²
+
+The first term moves every row to where a retrained model would put it — not further (pushing
+past it is as detectable as not moving: Hayes et al. 2024) and not by matching a distribution
+(rank matching to held-out loss quantiles gave rows targets unrelated to their own, and a
+per-example attacker told that deletion from retraining 72% of the time). It is the IAU ascent
+while φ > t and turns into descent below it. The second is the gradient correction, held at θ*'s
+outputs rather than at the labels, on retained rows (which retraining barely moves) and on
+held-out calibration rows (whose outputs retraining does not move at all, and which memorized
+retained rows cannot constrain: their cross-entropy has no gradient left). The anchor's weight is
+not what decides how much is forgotten (the targets do), so one weight serves workloads whose
+best "matched" weight differed tenfold. A fixed budget of steps (default 150, learning rate decayed
+linearly to a tenth: the late steps settle the anchor) costs the same for any data size. Before
+returning it checks itself: the forget rows' rms distance to their targets (``reach_tol``) and the
+calibration rows' accuracy against its sampling error; ``details.check.code`` says which failed
+(:data:`CHECK_CODES`), and ``iau unlearn --fallback retrain`` retrains instead.
+
+``matched`` (the default before reference targets, and what ``auto`` runs without them) iterates small Adam steps and decides *per row* how far to push, against
 the loss distribution of held-out calibration rows (half of the test split, chosen by id hash; the
 other half is what ``iau audit`` and the reports measure on, so an audit pass is not circular).
 On a model that memorizes, a forget row has near-zero loss and near-zero gradient: one step, or a
@@ -63,9 +85,145 @@ PURPOSE_DEFAULTS = {
 
 
 def run(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
-    if options.rule == "adam-sign":
+    rule = options.rule
+    if rule == "auto":  # per-row targets where the checkpoint has them; cleanup is its own purpose
+        has_targets = ctx.forget_targets is not None and bool(np.isfinite(ctx.forget_targets).any())
+        rule = "targeted" if options.purpose == "erase" and has_targets else "matched"
+    if rule == "adam-sign":
         return _adam_sign(ctx, options)
-    return _matched(ctx, options)
+    if rule == "targeted":
+        return _targeted(ctx, options)
+    output = _matched(ctx, options)
+    if options.rule == "auto" and options.purpose == "erase":
+        output.details["why_matched"] = f"no per-row targets: {ctx.targets_source}"
+    return output
+
+
+def _margins(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """φ = log(p_y/(1 − p_y)) = z_y − logsumexp of the other logits (differentiable)."""
+    others = logits.scatter(1, labels[:, None], float("-inf"))
+    return logits.gather(1, labels[:, None]).squeeze(1) - torch.logsumexp(others, 1)
+
+
+def _targeted(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
+    """IAU toward per-row targets: descend Σ_f (φ_θ(z) − t_z)² + c · anchor (module docstring)."""
+    lr = options.step_size if options.step_size is not None else 2e-3
+    correction = options.correction if options.correction is not None else 0.1
+    retain_batch = options.retain_batch if options.retain_batch is not None else 128
+    max_steps = options.steps if options.steps is not None else 150
+    seed = options.seed if options.seed is not None else ctx.config.train.seed
+    model, device = ctx.model, ctx.device
+    params = list(trainable(model).values())
+    adam = Adam(params)
+    anchor = copy.deepcopy(model).requires_grad_(False).eval()
+    model.eval()
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(seed)
+    n_forget = len(ctx.forget_rows)
+    heldout_split, heldout_rows = ctx.calibration_rows()
+    before = predict(model, heldout_split, heldout_rows, device, keep_margins=True)
+    targets, filled = _complete_targets(ctx, heldout_split, heldout_rows, before.margins)
+    targets_t = torch.from_numpy(targets).float().to(device)
+    start_phi = _forget_phi(ctx, model)
+    steps = 0
+    for step in range(1, max_steps + 1):
+        if n_forget <= options.forget_batch:
+            positions = torch.arange(n_forget)
+        else:
+            positions = torch.sort(torch.randperm(n_forget, generator=generator)[: options.forget_batch]).values
+        xf, yf = ctx.data.train.fetch(ctx.forget_rows[positions.numpy()], device)
+        retained = rng.choice(ctx.retain_rows, size=min(retain_batch, len(ctx.retain_rows)), replace=False)
+        xr, _ = ctx.data.train.fetch(np.sort(retained), device)
+        held = rng.choice(heldout_rows, size=min(retain_batch, len(heldout_rows)), replace=False)
+        xh, _ = heldout_split.fetch(np.sort(held), device)
+        xa = torch.cat([xr, xh])
+        logits = model(torch.cat([xf, xa]))
+        forget_logits, anchor_logits = logits[: len(positions)], logits[len(positions) :]
+        fit = (_margins(forget_logits, yf) - targets_t[positions.to(device)]).pow(2).mean()
+        with torch.no_grad():
+            anchored = anchor(xa)
+        drift = (anchor_logits - anchored).pow(2).sum(1).mean()
+        grads = torch.autograd.grad(fit + correction * drift, params)
+        # warm-up, then a linear decay to a tenth: the late steps settle the anchor's drift
+        adam.step(list(grads), lr * min(1.0, step / options.warmup) * (1 - 0.9 * step / max_steps))
+        steps = step
+    distributed.broadcast_([p.data for p in params])
+    end_phi = _forget_phi(ctx, model)
+    after = predict(model, heldout_split, heldout_rows, device)
+    gap_before, gap_after = start_phi - targets, end_phi - targets
+    rms_after = float(np.sqrt(np.mean(gap_after**2)))
+    details: dict[str, Any] = {
+        "rule": "targeted",
+        "steps": steps,
+        "lr": lr,
+        "correction": correction,
+        "targets": ctx.targets_source,
+        "rows_without_target": filled,
+        "calibration_rows": int(len(heldout_rows)),
+        "calibration_accuracy_before": before.accuracy,
+        "calibration_accuracy_after": after.accuracy,
+        "target_gap_before": float(np.mean(gap_before)),
+        "target_gap_after": float(np.mean(gap_after)),
+        "target_rms_before": float(np.sqrt(np.mean(gap_before**2))),
+        "target_rms_after": rms_after,
+        "check": self_check(
+            before.accuracy,
+            after.accuracy,
+            len(heldout_rows),
+            rms_after <= options.reach_tol,
+            f"the forget rows are {rms_after:.2f} (rms, logit units) from their targets after {steps} steps, "
+            f"over the {options.reach_tol:g} allowed (-O reach_tol)",
+        ),
+    }
+    return MethodOutput(model, details)
+
+
+CHECK_CODES = {
+    "ok": "the forget rows reached their targets and held-out accuracy held",
+    "targets_not_reached": "the method stopped before the forget rows reached their targets",
+    "heldout_accuracy_drop": "held-out (calibration) accuracy fell by more than its sampling error",
+}
+"""The stable codes of a rule's self-check (``details.check.code``); unlearn acts on any but ok."""
+
+
+def self_check(accuracy_before: float, accuracy_after: float, rows: int, reached: bool, why: str) -> dict[str, Any]:
+    """What a rule measured of itself before the model is written: did the forget rows reach
+    their targets, and did held-out accuracy on the calibration rows hold? A drop counts when it is
+    larger than max(1 pt, 2 SE) of that accuracy at that many rows (a paired change is at most that
+    noisy), so a request is not refused for noise."""
+    se = math.sqrt(max(accuracy_before * (1 - accuracy_before), 1e-4) / max(rows, 1))
+    allowed = max(0.01, 2 * se)
+    drop = accuracy_before - accuracy_after
+    if not reached:
+        code, message = "targets_not_reached", why
+    elif drop > allowed:
+        code = "heldout_accuracy_drop"
+        message = f"calibration accuracy fell {100 * drop:.1f} points, over the {100 * allowed:.1f} allowed"
+    else:
+        code, message = "ok", CHECK_CODES["ok"]
+    return {"code": code, "message": message, "calibration_drop": drop, "calibration_drop_allowed": allowed}
+
+
+def _forget_phi(ctx: UnlearnContext, model: torch.nn.Module) -> np.ndarray:
+    return predict(model, ctx.data.train, ctx.forget_rows, ctx.device, keep_margins=True).margins.astype(np.float64)
+
+
+def _complete_targets(
+    ctx: UnlearnContext, heldout_split: Any, heldout_rows: np.ndarray, heldout_phi: np.ndarray
+) -> tuple[np.ndarray, int]:
+    """The stored per-row targets, with rows the table lacks (learned after training) given the
+    median φ of held-out rows of their class (of all held-out rows when the class has none)."""
+    n_forget = len(ctx.forget_rows)
+    targets = np.full(n_forget, np.nan) if ctx.forget_targets is None else np.array(ctx.forget_targets, float)
+    missing = np.flatnonzero(~np.isfinite(targets))
+    if len(missing):
+        labels = heldout_split.labels[heldout_rows]
+        overall = float(np.median(heldout_phi)) if len(heldout_phi) else 0.0
+        for position in missing:
+            label = ctx.data.train.labels[ctx.forget_rows[position]]
+            same = heldout_phi[labels == label]
+            targets[position] = float(np.median(same)) if len(same) else overall
+    return targets, int(len(missing))
 
 
 class Adam:
@@ -224,7 +382,6 @@ def _matched(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
         "rule": "matched",
         "purpose": options.purpose,
         "steps": steps,
-        "stopped": stopped,
         "lr": lr,
         "correction": correction,
         "calibration_rows": int(len(heldout_rows)),
@@ -232,6 +389,15 @@ def _matched(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
     }
     if erase:
         details.update(forget_attack_auc=member_auc, forget_accuracy=forget_accuracy, tolerance=tolerance)
+        after_accuracy = measure_heldout()[2]
+        details["calibration_accuracy_after"] = after_accuracy
+        details["check"] = self_check(
+            start_accuracy,
+            after_accuracy,
+            len(heldout_rows),
+            stopped == "the forget rows look held-out",
+            f"the forget rows do not look held-out after {steps} steps ({stopped})",
+        )
     else:
         details["calibration_accuracy_after"] = best_accuracy
     return MethodOutput(model, details)

@@ -22,9 +22,11 @@ def _check_lr(lr: float | None) -> list[str]:
 class IauOptions:
     """Options of the IAU method."""
 
-    rule: Literal["matched", "adam-sign"] = help_field(
-        "Step rule: matched (iterated, per-row held-out loss targets) or adam-sign (the reference's one step).",
-        default="matched",
+    rule: Literal["auto", "targeted", "matched", "adam-sign"] = help_field(
+        "Step rule: auto (targeted when the checkpoint has reference targets, else matched), targeted (each "
+        "forget row to what models that never saw it output), matched (held-out loss quantiles) or adam-sign "
+        "(the reference's one step).",
+        default="auto",
     )
     purpose: Literal["erase", "cleanup"] = help_field(
         "matched: erase (deletion requests: forget rows end up looking held-out) or cleanup (mislabeled or "
@@ -32,20 +34,25 @@ class IauOptions:
         default="erase",
     )
     step_size: float | None = help_field(
-        "Adam learning rate. Default: matched 2e-3 (erase) / 1e-2 (cleanup); adam-sign 1e-3 (the reference).",
+        "Adam learning rate. Default: targeted 2e-3 (decayed linearly to a tenth); matched 2e-3 (erase) / 1e-2 (cleanup); adam-sign 1e-3 (the "
+        "reference).",
         default=None,
     )
     steps: int | None = help_field(
-        "matched: the most Adam steps (default 300); adam-sign: Adam steps (default 1, the reference).", default=None
+        "targeted / matched: the most Adam steps (default 150 / 300); adam-sign: Adam steps (default 1, the "
+        "reference).",
+        default=None,
     )
     correction: float | None = help_field(
-        "Weight of the retained-rows correction. Default: matched 0.03 (erase, logit anchor) / 1.0 (cleanup, "
-        "cross-entropy); adam-sign 1.0. 0 turns it off.",
+        "Weight of the correction. Default: targeted 0.1 (logits of retained and held-out rows held to θ*'s); "
+        "matched 0.03 (erase, logit anchor) / 1.0 (cleanup, cross-entropy); adam-sign 1.0. 0 turns it off.",
         default=None,
     )
     forget_batch: int = help_field("matched: forget rows per step.", default=256)
     retain_batch: int | None = help_field(
-        "matched: retained rows sampled per step (default 128 erase / 512 cleanup).", default=None
+        "targeted / matched: retained rows sampled per step (default 128 targeted, as many held-out rows beside "
+        "them; 128 erase / 512 cleanup).",
+        default=None,
     )
     band: float = help_field("matched: a row within ±band of its target log-loss is left alone.", default=0.25)
     warmup: int = help_field("matched: steps of linear learning-rate warm-up.", default=5)
@@ -59,7 +66,12 @@ class IauOptions:
     patience: int = help_field(
         "matched cleanup: stop after this many checks without a one-point held-out accuracy gain.", default=8
     )
-    seed: int | None = help_field("matched: seed of the row sampling; default the recipe's seed.", default=None)
+    reach_tol: float = help_field(
+        "targeted: the self-check fails (code targets_not_reached) when the rows end farther than this.", default=1.0
+    )
+    seed: int | None = help_field(
+        "matched/targeted: seed of the row sampling; default the recipe's seed.", default=None
+    )
 
     def check(self) -> list[str]:
         problems = []
@@ -76,6 +88,8 @@ class IauOptions:
             problems.append("retain_batch: must be at least 1")
         if not self.band >= 0 or not self.tol_scale > 0:
             problems.append("band must be zero or positive and tol_scale positive")
+        if not self.reach_tol > 0:
+            problems.append("reach_tol: must be positive")
         if not 0 < self.target_level < 1:
             problems.append("target_level: must be in (0, 1)")
         return problems
