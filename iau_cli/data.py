@@ -36,13 +36,17 @@ from iau_cli.store import (
 BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 BUILTIN_DATASETS = {
     name: {"train": BUILTIN_DIR / f"{name}_train.parquet", "test": BUILTIN_DIR / f"{name}_test.parquet"}
-    for name in ("digits", "purchase", "noisy")
+    for name in ("digits", "purchase", "noisy", "noisyimages", "mixed")
 }
 """Shipped with the package (source and license in ``builtin/SOURCE.md``): ``digits`` (UCI 8×8
-handwritten digits), ``purchase`` (a Purchase-100-like workload an MLP memorizes) and ``noisy``
-(a 10-class workload with 15% of its training labels replaced; the rows are in ``noisy_flipped.txt``)."""
-BUILTIN_SCALE = {"digits": 1.0 / 16.0}
-"""Raw-value scale of a built-in dataset (digits are pixel counts 0..16; the others are 0/1)."""
+handwritten digits), ``purchase`` (a Purchase-100-like workload an MLP memorizes), ``noisy`` (a
+10-class workload with 15% of its training labels replaced; the rows are in ``noisy_flipped.txt``),
+``noisyimages`` (shifted, noisy 8×8 digits with 30% of the labels of both splits replaced, which
+LeNet-5 memorizes) and ``mixed`` (4 overlapping classes, 15 features of very different scales:
+standardize it with ``mean: auto``, ``std: auto``)."""
+BUILTIN_SCALE = {"digits": 1.0 / 16.0, "noisyimages": 1.0 / 16.0}
+"""Raw-value scale of a built-in dataset (digits and noisyimages are pixel counts 0..16; purchase
+and noisy are 0/1; mixed is left raw, for ``mean: auto``/``std: auto`` to standardize)."""
 NOISY_FLIPPED_IDS = BUILTIN_DIR / "noisy_flipped.txt"
 _SUFFIX_FORMATS = {
     ".parquet": "parquet",

@@ -110,6 +110,8 @@ def make_tabular(folder: Path) -> None:
         "digits_lenet.yaml",
         "purchase_mlp.yaml",
         "noisy_mlp.yaml",
+        "noisyimages_lenet.yaml",
+        "mixed_mlp.yaml",
         "tabular_csv.yaml",
         "imagefolder_lenet.yaml",
     ],
@@ -128,15 +130,18 @@ def test_sample_configs_train_on_tiny_data(tmp_path: Path, name: str) -> None:
 
 
 def test_sample_configs_are_the_benchmark_workloads() -> None:
+    from iau_cli.bench.spec import BUILTIN_WORKLOADS
     from iau_cli.config import load_run_config
-    from iau_cli.runs import default_run_config, noisy_run_config, purchase_run_config
 
     for name, workload in (
-        ("digits_mlp.yaml", default_run_config),
-        ("purchase_mlp.yaml", purchase_run_config),
-        ("noisy_mlp.yaml", noisy_run_config),
+        ("digits_mlp.yaml", "digits-mlp"),
+        ("digits_lenet.yaml", "digits-lenet"),
+        ("purchase_mlp.yaml", "purchase-mlp"),
+        ("noisy_mlp.yaml", "noisy-mlp"),
+        ("noisyimages_lenet.yaml", "noisyimages-lenet"),
+        ("mixed_mlp.yaml", "mixed-mlp"),
     ):
-        assert load_run_config(SAMPLES / name) == workload(), name
+        assert load_run_config(SAMPLES / name) == BUILTIN_WORKLOADS[workload](), name
 
 
 def test_help_does_not_import_torch_or_datasets() -> None:

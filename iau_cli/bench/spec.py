@@ -21,7 +21,13 @@ from iau_cli.config import (
 from iau_cli.data import NOISY_FLIPPED_IDS, builtin_config
 from iau_cli.errors import ConfigError
 from iau_cli.methods import MethodName, get_method
-from iau_cli.runs import default_run_config, noisy_run_config, purchase_run_config
+from iau_cli.runs import (
+    default_run_config,
+    mixed_run_config,
+    noisy_run_config,
+    noisyimages_run_config,
+    purchase_run_config,
+)
 
 
 def lenet_run_config() -> RunConfig:
@@ -38,6 +44,8 @@ BUILTIN_WORKLOADS: dict[str, Callable[[], RunConfig]] = {
     "digits-lenet": lenet_run_config,
     "purchase-mlp": purchase_run_config,
     "noisy-mlp": noisy_run_config,
+    "noisyimages-lenet": noisyimages_run_config,
+    "mixed-mlp": mixed_run_config,
 }
 BUILTIN_FORGET = {"builtin:noisy-flipped": NOISY_FLIPPED_IDS}
 LISTED = 0.0
@@ -64,11 +72,12 @@ class MethodEntry:
 
 @dataclass(frozen=True)
 class Workload:
-    """A named run config: ``builtin:digits-mlp``, ``builtin:digits-lenet`` or a YAML path."""
+    """A named run config: a built-in workload (``builtin:digits-mlp``, …) or a YAML path."""
 
     name: str = help_field("Name shown in the table.")
     config: str = help_field(
-        "builtin:digits-mlp, builtin:digits-lenet, builtin:purchase-mlp, builtin:noisy-mlp, or a run-config YAML path."
+        "builtin:digits-mlp, builtin:digits-lenet, builtin:purchase-mlp, builtin:noisy-mlp, "
+        "builtin:noisyimages-lenet, builtin:mixed-mlp, or a run-config YAML path."
     )
     forget: str | None = help_field(
         "Forget these ids (a file, or builtin:noisy-flipped) instead of random fractions: a cleanup workload, "
