@@ -38,7 +38,7 @@ def plot(result: BenchResult, path: str | os.PathLike[str]) -> None:
     floor = min(timed) / 4 if timed else 1e-3
     for row, workload in enumerate(workloads):
         for s in (s for s in ok if s["workload"] == workload):
-            size = 30 + 400 * s["ratio"]
+            size = 30 + 400 * (s["ratio"] or 0.0)  # a size in rows (no ratio): the smallest marker
             style = {
                 "s": size,
                 "facecolors": "none",
@@ -65,7 +65,7 @@ def plot(result: BenchResult, path: str | os.PathLike[str]) -> None:
     handles, names = axes[0][0].get_legend_handles_labels()
     unique = dict(zip(names, handles))
     figure.legend(unique.values(), unique.keys(), loc="lower center", ncol=min(6, len(unique)), fontsize=8)
-    figure.text(0.99, 0.01, "marker size: forget ratio", ha="right", fontsize=8)
+    figure.text(0.99, 0.01, "marker size: forget ratio (sizes in rows: smallest)", ha="right", fontsize=8)
     figure.tight_layout(rect=(0, 0.06, 1, 1))
     figure.savefig(path, dpi=110, format="png")
     plt.close(figure)

@@ -11,7 +11,7 @@ from typing import Any
 
 from iau_cli import distributed
 from iau_cli.bench.cells import SeedGrid, retrain_first, warm_up
-from iau_cli.bench.spec import LISTED, BenchConfig, workload_config
+from iau_cli.bench.spec import LISTED, BenchConfig, RequestSize, workload_config
 from iau_cli.bench.store import cell_key
 from iau_cli.bench.summary import summarize, targets
 from iau_cli.config import (
@@ -54,7 +54,7 @@ def run_bench(
             if line.strip():
                 try:
                     run = json.loads(line)
-                    done[run["key"]] = run
+                    done[run["key"]] = {"size": None, "chain": 1, **run}  # written before sizes and chains
                 except (ValueError, KeyError, TypeError):
                     raise OutputError(
                         f"{log_path}: line {number} is not a bench run; this is not a bench folder of iau's "
@@ -65,7 +65,7 @@ def run_bench(
     warm_up()
     runs: list[dict[str, Any]] = []
     skipped = 0
-    cells = sum(1 if w.forget else len(config.ratios) for w, _ in plans)
+    cells = sum(1 if w.forget else len(config.requests()) for w, _ in plans)
     total = cells * config.seeds * len(config.methods)
     finished = 0
     interrupted = False
@@ -75,14 +75,16 @@ def run_bench(
                 grid = SeedGrid(
                     workload, run_config, seed, out / workload.name / f"seed-{seed}", device, progress, base
                 )
-                for ratio in [LISTED] if workload.forget else config.ratios:
+                # A listed forget set is one request: chain applies to random requests.
+                chain = 1 if workload.forget else config.chain
+                for size in [RequestSize(ratio=LISTED)] if workload.forget else config.requests():
                     for entry in retrain_first(config.methods):
-                        key = cell_key(workload.name, run_config, entry, ratio, seed)
+                        key = cell_key(workload.name, run_config, entry, size, seed, chain)
                         if key in done:
                             runs.append(done[key])
                             skipped += 1
                         else:
-                            run = grid.cell(entry, ratio)
+                            run = grid.cell(entry, size, chain)
                             run["key"] = key
                             runs.append(run)
                             if distributed.is_main():

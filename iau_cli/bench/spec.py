@@ -53,6 +53,35 @@ LISTED = 0.0
 
 
 @dataclass(frozen=True)
+class RequestSize:
+    """How many rows one request forgets: a fraction of the rows the original learned from
+    (``ratio``), a number of rows (``rows``), or a workload's listed ids (``ratio`` = LISTED)."""
+
+    ratio: float | None = None
+    rows: int | None = None
+
+    @property
+    def listed(self) -> bool:
+        return self.rows is None and self.ratio == LISTED
+
+    def count(self, learned: int) -> int:
+        """Rows per request when the original learned from ``learned`` rows."""
+        if self.rows is not None:
+            return self.rows
+        return max(1, round(float(self.ratio or 0.0) * learned))
+
+    def key(self) -> Any:
+        """What a cell's key records: the ratio (as before sizes existed, so old keys stay valid)
+        or the row count."""
+        return self.ratio if self.rows is None else {"rows": self.rows}
+
+    def entropy(self) -> list[int]:
+        """The random draw's seed material beside the bench seed (a ratio's is what it was before
+        sizes existed, so a ratio cell draws the same rows as before)."""
+        return [round(float(self.ratio or 0.0) * 1e6)] if self.rows is None else [0, self.rows]
+
+
+@dataclass(frozen=True)
 class MethodEntry:
     """One column of the grid: a registered method with options, on the GR or the plain original."""
 
@@ -122,9 +151,22 @@ class BenchConfig:
     )
     methods: list[MethodEntry] = help_field("Methods to compare.", default_factory=lambda: list(DEFAULT_METHODS))
     ratios: list[float] = help_field(
-        "Forget-set sizes as fractions of the training rows.", default_factory=lambda: [0.05]
+        "Request sizes as fractions of the rows the original learned from.", default_factory=lambda: [0.05]
+    )
+    sizes: list[int] = help_field(
+        "Request sizes as row counts (down to a handful: [2, 5, 30]); cells beside the ratios'.",
+        default_factory=list,
+    )
+    chain: int = help_field(
+        "Requests per cell, forgotten in sequence, each from the previous request's output; the final model is "
+        "judged against one retrained without all of them. 1: one request. A listed forget set is one request.",
+        default=1,
     )
     seeds: int = help_field("Seeds per cell (each seed: its own original, forget set and retrained model).", default=1)
+
+    def requests(self) -> list[RequestSize]:
+        """The request sizes of the random (not listed) cells: the ratios, then the sizes."""
+        return [RequestSize(ratio=r) for r in self.ratios] + [RequestSize(rows=n) for n in self.sizes]
 
     def check(self) -> list[str]:
         problems = []
@@ -135,6 +177,20 @@ class BenchConfig:
             problems.append("workloads: names must be unique (cached models are kept by name)")
         if any(not 0 < r < 1 for r in self.ratios):
             problems.append("ratios: each must be between 0 and 1")
+        if any(n < 1 for n in self.sizes):
+            problems.append("sizes: each must be at least 1 row")
+        if len(set(self.sizes)) != len(self.sizes) or len(set(self.ratios)) != len(self.ratios):
+            problems.append("ratios and sizes: each value at most once")
+        if not self.requests() and any(not w.forget for w in self.workloads):
+            problems.append(
+                "ratios and sizes: at least one request size is needed for a workload without a forget list"
+            )
+        if self.chain < 1:
+            problems.append("chain: must be at least 1 request")
+        elif any(r * self.chain >= 1 for r in self.ratios):
+            problems.append(
+                f"ratios: {self.chain} requests of each ratio must leave rows to learn from (ratio × chain < 1)"
+            )
         if self.seeds < 1:
             problems.append("seeds: must be at least 1")
         labels = [m.label for m in self.methods]
@@ -148,7 +204,9 @@ def load_bench_config(path: str | os.PathLike[str] | None) -> tuple[BenchConfig,
     if path is None:
         return BenchConfig(), Path.cwd()
     path = Path(path)
-    mapping = read_yaml_mapping(path, "bench config", "a mapping with workloads, methods, ratios and seeds")
+    mapping = read_yaml_mapping(
+        path, "bench config", "a mapping with workloads, methods, ratios, sizes, chain and seeds"
+    )
     return from_dict(BenchConfig, mapping, source=str(path)), path.resolve().parent
 
 

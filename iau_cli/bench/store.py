@@ -7,15 +7,22 @@ import hashlib
 import json
 
 from iau_cli import __version__
-from iau_cli.bench.spec import MethodEntry
+from iau_cli.bench.spec import MethodEntry, RequestSize
 from iau_cli.config import (
     RunConfig,
     to_dict,
 )
 
 
-def cell_key(workload: str, run_config: RunConfig, entry: MethodEntry, ratio: float, seed: int) -> str:
-    text = json.dumps([workload, to_dict(run_config), dataclasses.asdict(entry), ratio, seed], sort_keys=True)
+def cell_key(
+    workload: str, run_config: RunConfig, entry: MethodEntry, request: RequestSize, seed: int, chain: int = 1
+) -> str:
+    """The content key of one cell. A one-request ratio cell keys as it did before sizes and chains
+    existed, so a results folder written then is resumed, not recomputed."""
+    what: list[object] = [workload, to_dict(run_config), dataclasses.asdict(entry), request.key(), seed]
+    if chain != 1:
+        what.append({"chain": chain})
+    text = json.dumps(what, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 

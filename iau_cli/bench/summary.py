@@ -10,6 +10,7 @@ import numpy as np
 from iau_cli.bench.spec import LISTED, ORIGINAL, retrains
 
 METRICS = (
+    "request_rows",
     "forget_rows",
     "reference_forget_accuracy",
     "seconds",
@@ -27,20 +28,33 @@ METRICS = (
     "test_gap",
     "mia_gap_abs",
     "test_gap_abs",
+    "max_step_test_drop",
 )
+STEP_METRICS = ("rows", "seconds", "test_accuracy", "forget_accuracy", "forgotten_accuracy", "test_drop")
+"""Each step of a chain, summarized over seeds: its rows, time, held-out accuracy after it, forget
+accuracy of its request and of every request so far, and the held-out accuracy it cost."""
+
+
+def cell_of(run: dict[str, Any]) -> tuple[str, float | None, int | None, int]:
+    """(workload, ratio, size, chain): the request a run or summary entry belongs to (runs written
+    before sizes and chains existed are one-request ratio cells)."""
+    return run["workload"], run["ratio"], run.get("size"), run.get("chain", 1)
 
 
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean, min and max over seeds for each (workload, ratio, method label)."""
-    groups: dict[tuple[str, float, str], list[dict[str, Any]]] = {}
+    """Mean, min and max over seeds for each (workload, ratio, size, chain, method label), and
+    for each step of a chain."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for run in runs:
-        groups.setdefault((run["workload"], run["ratio"], run["label"]), []).append(run)
+        groups.setdefault((*cell_of(run), run["label"]), []).append(run)
     summary = []
-    for (workload, ratio, label), group in groups.items():
+    for (workload, ratio, size, chain, label), group in groups.items():
         ok = [r for r in group if r.get("status") == "ok"]
         entry: dict[str, Any] = {
             "workload": workload,
             "ratio": ratio,
+            "size": size,
+            "chain": chain,
             "label": label,
             "method": group[0]["method"],
             "seeds": len(ok),
@@ -48,16 +62,28 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         }
         for metric in METRICS:
             source = metric.removesuffix("_abs")  # |gap| per seed, so gaps of opposite signs cannot cancel
-            values = [r[source] for r in ok if r.get(source) is not None and not _nan(r[source])]
-            if metric != source:
-                values = [abs(v) for v in values]
-            entry[metric] = (
-                {"mean": float(np.mean(values)), "min": float(np.min(values)), "max": float(np.max(values))}
-                if values
-                else None
-            )
+            values = [r.get(source) for r in ok]
+            entry[metric] = _spread([abs(v) for v in _numbers(values)] if metric != source else _numbers(values))
+        stepped = [r["steps"] for r in ok if r.get("steps")]
+        entry["steps"] = [
+            {
+                "step": k + 1,
+                **{m: _spread(_numbers([s[k].get(m) for s in stepped if len(s) > k])) for m in STEP_METRICS},
+            }
+            for k in range(max((len(s) for s in stepped), default=0))
+        ]
         summary.append(entry)
     return summary
+
+
+def _numbers(values: list[Any]) -> list[float]:
+    return [v for v in values if v is not None and not _nan(v)]
+
+
+def _spread(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    return {"mean": float(np.mean(values)), "min": float(np.min(values)), "max": float(np.max(values))}
 
 
 def _nan(value: Any) -> bool:
@@ -70,17 +96,14 @@ def targets(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
     of the retrained model's, ≥ 80% of the original's loss-attack AUC gap closed, test accuracy within
     1 point of the retrained model's, Tug-of-War ≥ 0.95 and above doing nothing and every method but
     retraining. Listed (mislabeled) rows judge ``iau cleanup``: ≥ 60% of retraining's test-accuracy
-    gain recovered. Both: RTE ≥ 20."""
+    gain recovered. Both: RTE ≥ 20. Request sizes in rows and chains are judged alike, a chain's
+    final model against the model retrained without all its requests."""
     found = []
     for entry in summary:
-        listed = entry["ratio"] == LISTED
+        listed = entry["ratio"] == LISTED  # a size in rows has no ratio
         if entry["status"] != "ok" or entry["label"] != ("iau cleanup" if listed else "iau"):
             continue
-        same = [
-            s
-            for s in summary
-            if s["workload"] == entry["workload"] and s["ratio"] == entry["ratio"] and s["status"] == "ok"
-        ]
+        same = [s for s in summary if cell_of(s) == cell_of(entry) and s["status"] == "ok"]
         original = next((s for s in same if s["method"] == ORIGINAL), None)
         mean = {k: (v or {}).get("mean", float("nan")) for k, v in entry.items() if isinstance(v, dict) or v is None}
         rte = mean["rte"]
@@ -113,19 +136,31 @@ def targets(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _target(entry: dict[str, Any], target: str, value: str, met: bool) -> dict[str, Any]:
-    return {"workload": entry["workload"], "ratio": entry["ratio"], "target": target, "value": value, "met": bool(met)}
+    workload, ratio, size, chain = cell_of(entry)
+    return {
+        "workload": workload,
+        "ratio": ratio,
+        "size": size,
+        "chain": chain,
+        "target": target,
+        "value": value,
+        "met": bool(met),
+    }
 
 
+_CELL = {"workload": str, "ratio": (float, None), "size": (int, None), "chain": int}
 JSON_SHAPE: dict[str, Any] = {
     "out": str,
     "config": dict,
-    "runs": [{"key": str, "workload": str, "label": str, "method": str, "ratio": float, "seed": int, "status": str}],
-    "summary": [{"workload": str, "ratio": float, "label": str, "method": str, "seeds": int, "status": str}],
-    "targets": [{"workload": str, "ratio": float, "target": str, "value": str, "met": bool}],
+    "runs": [{"key": str, **_CELL, "label": str, "method": str, "seed": int, "status": str}],
+    "summary": [{**_CELL, "label": str, "method": str, "seeds": int, "status": str, "steps": list}],
+    "targets": [{**_CELL, "target": str, "value": str, "met": bool}],
     "interrupted": bool,
     "skipped": int,
 }
-"""The documented shape of ``iau bench --json``: required keys and their types (lists hold records)."""
+"""The documented shape of ``iau bench --json``: required keys and their types (lists hold records;
+a tuple lists the types allowed, None for null). A cell is a ratio (``size`` null; ratio 0 = the
+workload's listed ids) or a size in rows (``ratio`` null), forgotten as ``chain`` requests in sequence."""
 
 
 def validate_shape(data: Any, shape: Any = JSON_SHAPE, where: str = "$") -> list[str]:
@@ -140,6 +175,13 @@ def validate_shape(data: Any, shape: Any = JSON_SHAPE, where: str = "$") -> list
             else:
                 problems += validate_shape(data[key], sub, f"{where}.{key}")
         return problems
+    if isinstance(shape, tuple):
+        if any(not validate_shape(data, alternative, where) for alternative in shape):
+            return []
+        names = " or ".join("null" if a is None else a.__name__ for a in shape)
+        return [f"{where}: expected {names}, got {type(data).__name__}"]
+    if shape is None:
+        return [] if data is None else [f"{where}: expected null, got {type(data).__name__}"]
     if isinstance(shape, list):
         if not isinstance(data, list):
             return [f"{where}: expected a list"]

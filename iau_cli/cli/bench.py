@@ -33,7 +33,29 @@ def command(
     ] = Path("bench-out"),
     seeds: Annotated[int | None, typer.Option("--seeds", min=1, help="Seeds per cell (overrides the config).")] = None,
     ratios: Annotated[
-        str | None, typer.Option("--ratios", metavar="R1,R2", help="Forget ratios, e.g. 0.01,0.05 (overrides).")
+        str | None,
+        typer.Option(
+            "--ratios",
+            metavar="R1,R2",
+            help="Request sizes as fractions, e.g. 0.01,0.05. With --sizes or alone, replaces the config's ratios and sizes.",
+        ),
+    ] = None,
+    sizes: Annotated[
+        str | None,
+        typer.Option(
+            "--sizes",
+            metavar="N1,N2",
+            help="Request sizes in rows, e.g. 2,5,30. With --ratios or alone, replaces the config's ratios and sizes.",
+        ),
+    ] = None,
+    chain: Annotated[
+        int | None,
+        typer.Option(
+            "--chain",
+            min=1,
+            help="Requests per cell, forgotten in sequence, each from the previous output; the final model is "
+            "judged against one retrained without all of them (overrides the config).",
+        ),
     ] = None,
     methods: Annotated[
         str | None,
@@ -54,7 +76,11 @@ def command(
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Compare unlearning methods on the same data and seeds: time, RTE, memory, accuracy, MIA, Tug-of-War."""
+    """Compare unlearning methods on the same data and seeds: time, RTE, memory, accuracy, MIA, Tug-of-War.
+
+    The config (YAML) lists workloads, methods, ratios (fractions), sizes (rows), chain (requests
+    forgotten in sequence) and seeds; each key is described in iau_cli.bench.BenchConfig.
+    """
     import dataclasses
 
     from iau_cli.bench import load_bench_config, require_matplotlib, run_bench
@@ -65,11 +91,11 @@ def command(
     changes: dict[str, object] = {}
     if seeds is not None:
         changes["seeds"] = seeds
-    if ratios is not None:
-        try:
-            changes["ratios"] = [float(r) for r in ratios.split(",") if r.strip()]
-        except ValueError:
-            raise ConfigError(f"--ratios {ratios!r}: expected numbers separated by commas") from None
+    if chain is not None:
+        changes["chain"] = chain
+    if ratios is not None or sizes is not None:  # the request sizes on the command line replace the config's
+        changes["ratios"] = _numbers("--ratios", ratios, float)
+        changes["sizes"] = _numbers("--sizes", sizes, int)
     if methods is not None:
         wanted = [m.strip() for m in methods.split(",") if m.strip()]
         known = {m.label: m for m in bench_config.methods}
@@ -117,3 +143,13 @@ def command(
         )
     if result.interrupted:
         raise typer.Exit(130)
+
+
+def _numbers(flag: str, text: str | None, kind: type) -> list:
+    from iau_cli.errors import ConfigError
+
+    try:
+        return [kind(part) for part in (text or "").split(",") if part.strip()]
+    except ValueError:
+        what = "whole numbers" if kind is int else "numbers"
+        raise ConfigError(f"{flag} {text!r}: expected {what} separated by commas") from None

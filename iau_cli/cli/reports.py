@@ -13,6 +13,7 @@ from typing import Any
 
 from iau_cli.audit import AuditResult
 from iau_cli.bench import LISTED, BenchResult
+from iau_cli.bench.summary import cell_of
 from iau_cli.demo import DemoResult, Story
 from iau_cli.ledger import LedgerResult
 from iau_cli.report import Report, Table, fmt, pct
@@ -32,8 +33,24 @@ _READINGS = {
 }
 
 
-def ratio_label(ratio: float) -> str:
-    return "the listed rows" if ratio == LISTED else f"{ratio:.0%}"
+def request_label(cell: dict[str, Any], rows: dict[str, float] | None = None) -> str:
+    """A bench cell's request: "5% (72 rows)", "2 rows", "the listed rows"; a chain's
+    "3 requests of 5% (72 rows) each, in sequence"."""
+    ratio, size, chain = cell["ratio"], cell.get("size"), cell.get("chain", 1)
+    count = f"{rows['mean']:,.0f} rows" if rows and rows.get("mean") is not None else ""
+    if size is not None:
+        what = f"{size:,} row" + ("s" if size != 1 else "")
+    elif ratio == LISTED:
+        what = "the listed rows" + (f" ({count})" if count else "")
+    else:
+        what = f"{ratio:.0%}" if ratio >= 0.01 else f"{ratio:.2%}"
+        what += f" ({count})" if count else ""
+    return what if chain == 1 else f"{chain} requests of {what} each, in sequence"
+
+
+def _cell_order(cell: tuple[str, float | None, int | None, int]) -> tuple[Any, ...]:
+    workload, ratio, size, chain = cell
+    return (workload, chain, ratio is None, ratio or 0.0, size or 0)
 
 
 def spread(values: dict[str, float] | None, digits: int) -> str:
@@ -41,7 +58,7 @@ def spread(values: dict[str, float] | None, digits: int) -> str:
         return "—"
     mean, low, high = values["mean"], values["min"], values["max"]
     if digits == 0:
-        return f"{mean:,.0f} ({low:,.0f}–{high:,.0f})"
+        return f"{mean:,.0f}" if round(low) == round(high) else f"{mean:,.0f} ({low:,.0f}–{high:,.0f})"
     if math.isclose(low, high):
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ({low:.{digits}f}–{high:.{digits}f})"
@@ -130,53 +147,43 @@ def audit_report(result: AuditResult) -> Report:
 
 def bench_report(result: BenchResult) -> Report:
     tables = []
-    keys = sorted({(s["workload"], s["ratio"]) for s in result.summary}, key=lambda k: (k[0], k[1]))
-    for workload, ratio in keys:
+    for cell in sorted({cell_of(s) for s in result.summary}, key=_cell_order):
+        workload, chain = cell[0], cell[3]
+        same = [s for s in result.summary if cell_of(s) == cell]
         rows = []
-        for s in result.summary:
-            if s["workload"] != workload or s["ratio"] != ratio:
-                continue
+        for s in same:
             if s["status"] != "ok":
-                rows.append([s["label"], s["status"].split(":")[0] + " (see JSON)"] + [""] * 9)
+                rows.append([s["label"], s["status"].split(":")[0] + " (see JSON)"] + [""] * (9 + (chain > 1)))
                 continue
-            rows.append(
-                [
-                    s["label"],
-                    spread(s["seconds"], 3),
-                    spread(s["rte"], 0),
-                    spread(s["peak_mb"], 1),
-                    spread(s["forget_accuracy"], 3),
-                    spread(s["retain_accuracy"], 3),
-                    spread(s["test_accuracy"], 3),
-                    spread(s["mia_auc"], 3),
-                    spread(s["indiscernibility"], 3),
-                    spread(s["tow"], 3),
-                    spread(s["forget_gap"], 3),
-                ]
-            )
+            row = [
+                s["label"],
+                spread(s["seconds"], 3),
+                spread(s["rte"], 0),
+                spread(s["peak_mb"], 1),
+                spread(s["forget_accuracy"], 3),
+                spread(s["retain_accuracy"], 3),
+                spread(s["test_accuracy"], 3),
+                spread(s["mia_auc"], 3),
+                spread(s["indiscernibility"], 3),
+                spread(s["tow"], 3),
+                spread(s["forget_gap"], 3),
+            ]
+            if chain > 1:
+                row.append(spread(s.get("max_step_test_drop"), 3))
+            rows.append(row)
         seeds = max((s["seeds"] for s in result.summary if s["workload"] == workload), default=0)
-        tables.append(
-            Table(
-                f"{workload}, forget {ratio_label(ratio)}: mean (min–max) over {seeds} seed(s)",
-                [
-                    "method",
-                    "time s",
-                    "RTE",
-                    "peak MB",
-                    "forget",
-                    "retain",
-                    "test",
-                    "MIA AUC",
-                    "indisc.",
-                    "ToW",
-                    "|f gap|",
-                ],
-                rows,
-            )
-        )
+        rows_seen = next((s["request_rows"] for s in same if s.get("request_rows")), None)
+        what = request_label(same[0], rows_seen)
+        columns = ["method", "time s", "RTE", "peak MB", "forget", "retain", "test", "MIA AUC", "indisc.", "ToW"]
+        columns.append("|f gap|")
+        if chain > 1:
+            columns.append("max step drop")
+        tables.append(Table(f"{workload}, forget {what}: mean (min–max) over {seeds} seed(s)", columns, rows))
+        if chain > 1:
+            tables.append(_steps_table(workload, what, same))
     if result.targets:
         target_rows = [
-            [t["workload"], ratio_label(t["ratio"]), t["target"], t["value"], "met" if t["met"] else "NOT met"]
+            [t["workload"], request_label(t), t["target"], t["value"], "met" if t["met"] else "NOT met"]
             for t in result.targets
         ]
         tables.append(
@@ -188,16 +195,44 @@ def bench_report(result: BenchResult) -> Report:
             )
         )
     notes = [
-        "time: the method's own wall time (gradients + update); RTE = retrain time / method time",
+        "time: the method's own wall time (gradients + update), every request of a chain counted; "
+        "RTE = retrain time × requests / method time (each request would need a retrain of its own)",
         "ToW = Π over forget/retain/test of (1 − |acc − retrained model's acc|)",
         "|f gap| = |forget acc − retrained model's forget acc|",
         "peak MB: resident memory above the level before the method ran (CPU) or the CUDA allocator's peak",
     ]
+    if any(cell[3] > 1 for cell in map(cell_of, result.summary)):
+        notes.append(
+            "chains: forget, retain and ToW are the final model's over every request, against a model retrained "
+            "without all of them; a retrain row's time is requests × one retrain; max step drop = the largest "
+            "held-out accuracy lost by one request"
+        )
     if result.skipped:
         notes.append(f"{result.skipped} cell(s) reused from {result.out}/runs.jsonl")
     if result.interrupted:
         notes.append("interrupted: the table shows the cells that finished; run again to resume")
     return Report(title="iau bench", tables=tables, notes=notes)
+
+
+def _steps_table(workload: str, what: str, summary: list[dict[str, Any]]) -> Table:
+    """Each request of a chain: the held-out accuracy after it and what it cost, per method."""
+    rows = []
+    for s in summary:
+        for step in s.get("steps") or []:
+            rows.append(
+                [
+                    s["label"] if step["step"] == 1 else "",
+                    str(step["step"]),
+                    spread(step["rows"], 0),
+                    spread(step["seconds"], 3),
+                    spread(step["test_accuracy"], 3),
+                    spread(step["test_drop"], 3),
+                    spread(step["forget_accuracy"], 3),
+                    spread(step["forgotten_accuracy"], 3),
+                ]
+            )
+    columns = ["method", "request", "rows", "time s", "test", "test drop", "forget (this)", "forget (so far)"]
+    return Table(f"{workload}, forget {what}: after each request", columns, rows)
 
 
 def demo_report(result: DemoResult) -> Report:
