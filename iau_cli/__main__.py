@@ -1,3 +1,3 @@
-from iau_cli.cli.app import main
+from iau_cli.entry import main
 
 main()

@@ -379,7 +379,13 @@ def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditRe
     values = [v for figure in figures for series in figure.series.values() for v in series if math.isfinite(v)]
     if values:  # before and after on one axis, so the eye compares like with like
         figures = [dataclasses.replace(f, x_range=(min(values), max(values))) for f in figures]
-    checks += verdict_checks(scored, reference, original, request.thresholds)
+    cleanup = _cleanup_lineage(restored)
+    if cleanup:
+        notes.append(
+            "audited as a cleanup (the last unlearn event ran --purpose cleanup): the forget rows' labels are taken "
+            "to be wrong, so forget figures below the retrained model's are what the cleanup wants, not a failure"
+        )
+    checks += verdict_checks(scored, reference, original, request.thresholds, cleanup=cleanup)
     inconclusive = any(c.status == "inconclusive" for c in checks)
     passed = all(c.passed is not False for c in checks) and (request.accept_inconclusive or not inconclusive)
     per_sample = [
@@ -443,8 +449,20 @@ def _other(path: str, restored: Restored, request: AuditRequest, role: str) -> t
     return other.model
 
 
+def _cleanup_lineage(restored: Restored) -> bool:
+    """Whether the checkpoint's last unlearn event was a cleanup (mislabeled or poisoned rows)."""
+    events = [e for e in restored.meta.lineage if e.get("event") == "unlearn"]
+    ran = events[-1].get("ran", {}) if events else {}
+    return isinstance(ran, dict) and ran.get("purpose") == "cleanup"
+
+
 def verdict_checks(
-    model: ModelFigures, reference: ModelFigures | None, original: ModelFigures | None, thresholds: Thresholds
+    model: ModelFigures,
+    reference: ModelFigures | None,
+    original: ModelFigures | None,
+    thresholds: Thresholds,
+    *,
+    cleanup: bool = False,
 ) -> list[Check]:
     """Removal and utility checks. Margins default to two standard errors of the figure at hand.
 
@@ -466,6 +484,7 @@ def verdict_checks(
             f"{target_label} {target:.3f} ± {margin:.3f}",
             original.mia.loss_auc if original is not None else None,
             "the forget rows score as members less than rows the model never saw (over-forgotten)",
+            below_ok=cleanup,
         )
     ]
     n_forget = max(mia.members, 1)
@@ -492,6 +511,7 @@ def verdict_checks(
             original.accuracy["forget"] if original is not None else None,
             "the forget rows are predicted worse than rows the model never saw (over-forgotten)",
             ceiling=1.0,
+            below_ok=cleanup,
         )
     )
     baseline = original if original is not None else reference
@@ -536,6 +556,7 @@ def _two_sided(
     below: str,
     *,
     ceiling: float | None = None,
+    below_ok: bool = False,
 ) -> Check:
     """Fail when ``value`` lies more than ``margin`` from ``target``, on either side. A value inside
     the range passes, unless the check could not have failed on the side that matters: the upper
@@ -545,6 +566,8 @@ def _two_sided(
     threshold = f"{low:.3f} … {high:.3f}"
     if value > high:
         return Check(name, False, value, threshold, f"{where}; over by {value - high:.2g}")
+    if value < low and below_ok:  # a cleanup: rows whose labels are wrong may end below retraining's
+        return Check(name, True, value, threshold, f"{where}; under by {low - value:.2g}: ok for a cleanup")
     if value < low:
         if original is not None and original < low and value >= original - margin:
             # The rows were already there before the deletion: harder than the average held-out

@@ -59,8 +59,9 @@ def format_ids(ids: list[str]) -> str:
     return "".join((json.dumps(i) if needs_quoting(i) else i) + "\n" for i in ids)
 
 
-def parse_forget_ids(raw: bytes, source: str) -> ForgetRequest:
-    """Parse a forget-id file (the format is in the module docstring)."""
+def parse_forget_ids(raw: bytes, source: str, *, allow_empty: bool = False) -> ForgetRequest:
+    """Parse a forget-id file (the format is in the module docstring). An empty (or comment-only)
+    file is an error unless ``allow_empty`` (``unlearn --allow-missing``: an empty day is a no-op)."""
     if b"\x00" in raw[:65536]:
         raise IdsError(f"{source}: looks like a binary file, not a text file of ids (one per line)")
     try:
@@ -78,8 +79,11 @@ def parse_forget_ids(raw: bytes, source: str) -> ForgetRequest:
             item = _quoted(item, source, number)
         total += 1
         seen[item] = None
-    if not seen:
-        raise IdsError(f"{source}: no ids found (one id per line; blank lines and # comments are ignored)")
+    if not seen and not allow_empty:
+        raise IdsError(
+            f"{source}: no ids found (one id per line; blank lines and # comments are ignored); with "
+            "--allow-missing an empty request is a no-op (exit 0, an unchanged copy)"
+        )
     digest = hashlib.sha256(raw).hexdigest()
     return ForgetRequest(ids=list(seen), duplicates=total - len(seen), source=source, sha256=digest)
 
@@ -121,13 +125,13 @@ def _read_capped(stream: Any, source: str) -> bytes:
     return raw
 
 
-def read_forget_ids(path: str | os.PathLike[str], stdin: Any = None) -> ForgetRequest:
+def read_forget_ids(path: str | os.PathLike[str], stdin: Any = None, *, allow_empty: bool = False) -> ForgetRequest:
     """Read a forget-id file, or standard input when ``path`` is ``-`` (at most ``max_ids_bytes``)."""
     import sys
 
     if str(path) == "-":
         stream = stdin if stdin is not None else sys.stdin.buffer
-        return parse_forget_ids(_read_capped(stream, "<stdin>"), "<stdin>")
+        return parse_forget_ids(_read_capped(stream, "<stdin>"), "<stdin>", allow_empty=allow_empty)
     try:
         with open(path, "rb") as handle:
             raw = _read_capped(handle, str(path))
@@ -137,4 +141,4 @@ def read_forget_ids(path: str | os.PathLike[str], stdin: Any = None) -> ForgetRe
         raise IdsError(f"{path}: is a folder, not an ids file") from None
     except OSError as exc:
         raise IdsError(f"{path}: cannot read ids file ({exc.strerror})") from None
-    return parse_forget_ids(raw, str(path))
+    return parse_forget_ids(raw, str(path), allow_empty=allow_empty)

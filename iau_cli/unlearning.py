@@ -457,15 +457,17 @@ def _unchanged(
         details={},
         ids_digest=restored.meta.forgotten.list_digest([]),
         message=(
-            f"nothing to forget: {counts.already_forgotten} id(s) already forgotten"
-            + (f", {counts.unknown} not rows of the data (skipped: --allow-missing)" if counts.unknown else "")
-            + "; the output is an unchanged copy"
-            + (
-                " (it keeps the old data fingerprint: iau ledger refresh --allow-data-change --out NEW records the "
-                "data as it is now)"
-                if request.allow_data_change
-                else ""
-            )
+            "nothing to forget: the request is empty"
+            if counts.requested == 0
+            else f"nothing to forget: {counts.already_forgotten} id(s) already forgotten"
+        )
+        + (f", {counts.unknown} not rows of the data (skipped: --allow-missing)" if counts.unknown else "")
+        + "; the output is an unchanged copy"
+        + (
+            " (it keeps the old data fingerprint: iau ledger refresh --allow-data-change --out NEW records the "
+            "data as it is now)"
+            if request.allow_data_change
+            else ""
         ),
     )
 

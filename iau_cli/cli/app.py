@@ -61,8 +61,11 @@ app.add_typer(ledger.app, name=ledger.NAME, short_help="Show or refresh the grad
 def main() -> None:
     """The ``iau`` entry point. Usage errors (an unknown option, a missing argument) are one line on
     stderr and exit 2, like every other bad input; help and version print as usual; Ctrl-C is 130
-    (a closed standard output is handled by the commands' error boundary)."""
+    (a closed standard output is handled by the commands' error boundary); SIGTERM 143 and SIGHUP
+    129 (``iau_cli.signals``, installed by ``iau_cli.entry`` before this module is imported)."""
     import sys
+
+    from iau_cli.signals import Terminated
 
     try:  # typer vendors click from 0.2x on; older typer uses click itself
         from typer._click import exceptions
@@ -78,6 +81,9 @@ def main() -> None:
         where = f"; see '{exc.ctx.command_path} --help'" if exc.ctx else ""
         message = " ".join(exc.format_message().split()).rstrip(".")
         sys.stderr.write(f"iau: error: {message}{where}\n")
+        sys.exit(exc.exit_code)
+    except Terminated as exc:
+        sys.stderr.write(f"iau: terminated ({exc.name})\n")
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("iau: interrupted\n")

@@ -63,7 +63,13 @@ def boundary(command: Callable[..., Any]) -> Callable[..., Any]:
             sys.stderr.write(f"iau: error: {message}\n")
             _json_error(kwargs.get("json_target"), exc.kind, message)
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            from iau_cli.signals import Terminated
+
+            if isinstance(exc, Terminated):
+                sys.stderr.write(f"iau: terminated ({exc.name})\n")
+                _json_error(kwargs.get("json_target"), "interrupted", f"terminated ({exc.name})")
+                raise typer.Exit(exc.exit_code) from None
             sys.stderr.write("iau: interrupted\n")
             _json_error(kwargs.get("json_target"), "interrupted", "interrupted (Ctrl-C)")
             raise typer.Exit(130) from None

@@ -127,7 +127,7 @@ def command(
     }
     guard = {"checkpoint": checkpoint, "ids": forget, "config": config, "overwrite": overwrite}
     check_output_paths(outputs, **guard, report_format=report_format)
-    forget_request = read_forget_ids(forget)
+    forget_request = read_forget_ids(forget, allow_empty=allow_missing)
     options = parse_key_values(option or [], source="--option")
     if purpose is not None:
         from iau_cli.errors import ConfigError

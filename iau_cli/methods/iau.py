@@ -382,6 +382,7 @@ def _matched(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
         "rule": "matched",
         "purpose": options.purpose,
         "steps": steps,
+        "stopped": stopped,
         "lr": lr,
         "correction": correction,
         "calibration_rows": int(len(heldout_rows)),
