@@ -4,7 +4,7 @@
 #   audit it, promote it, and only then delete the forgotten rows from the data store.
 # Usage: nightly_retention.sh DAY REQUESTS.txt DATA.csv
 # Layout: models/current.safetensors is a symlink to the checkpoint in production.
-# It branches only on exit codes and JSON (0 ok, 1 audit failed, 2 bad input, 130 interrupted).
+# It branches only on exit codes and JSON (0 ok, 1 audit failed, 2 bad input, 130/143 interrupted).
 set -euo pipefail
 day=$1 requests=$2 data=$3
 current=models/current.safetensors

@@ -379,11 +379,11 @@ def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditRe
     values = [v for figure in figures for series in figure.series.values() for v in series if math.isfinite(v)]
     if values:  # before and after on one axis, so the eye compares like with like
         figures = [dataclasses.replace(f, x_range=(min(values), max(values))) for f in figures]
-    cleanup = _cleanup_lineage(restored)
+    cleanup = _cleanup_lineage(restored, restored.meta.forgotten.list_digest(audited + recorded_test))
     if cleanup:
         notes.append(
-            "audited as a cleanup (the last unlearn event ran --purpose cleanup): the forget rows' labels are taken "
-            "to be wrong, so forget figures below the retrained model's are what the cleanup wants, not a failure"
+            "audited as a cleanup (the lineage's event for exactly these ids ran --purpose cleanup): their labels are "
+            "taken to be wrong, so forget figures below the retrained model's are what the cleanup wants, not a failure"
         )
     checks += verdict_checks(scored, reference, original, request.thresholds, cleanup=cleanup)
     inconclusive = any(c.status == "inconclusive" for c in checks)
@@ -449,11 +449,15 @@ def _other(path: str, restored: Restored, request: AuditRequest, role: str) -> t
     return other.model
 
 
-def _cleanup_lineage(restored: Restored) -> bool:
-    """Whether the checkpoint's last unlearn event was a cleanup (mislabeled or poisoned rows)."""
-    events = [e for e in restored.meta.lineage if e.get("event") == "unlearn"]
-    ran = events[-1].get("ran", {}) if events else {}
-    return isinstance(ran, dict) and ran.get("purpose") == "cleanup"
+def _cleanup_lineage(restored: Restored, ids_digest: str) -> bool:
+    """Whether the audited ids are exactly one cleanup event's (mislabeled or poisoned rows): the
+    event recorded ``ran.purpose`` cleanup and the digest of these very ids. An erasure, or a
+    cleanup of other rows in the same lineage, is audited as an erasure."""
+    for event in restored.meta.lineage:
+        ran = event.get("ran")
+        if event.get("event") == "unlearn" and isinstance(ran, dict) and event.get("ids_digest") == ids_digest:
+            return ran.get("purpose") == "cleanup"
+    return False
 
 
 def verdict_checks(

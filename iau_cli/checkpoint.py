@@ -14,6 +14,7 @@ import contextlib
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -171,7 +172,9 @@ def check_schema(decoded: dict[str, Any]) -> None:
         _need(_is_int(references.get("models"), 2), "iau.references.models is not a model count")
         fit = references.get("fit")
         _need(
-            isinstance(fit, list) and len(fit) == 2 and all(isinstance(v, (int, float)) for v in fit),
+            isinstance(fit, list)
+            and len(fit) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in fit),
             "iau.references.fit is not two numbers",
         )
         if "key_id" in references:
@@ -249,6 +252,12 @@ def load_checkpoint(path: str | os.PathLike[str], *, require_meta: bool = True) 
     state = {k: v for k, v in tensors.items() if not k.startswith(extra)}
     ledger = {k[len(LEDGER_PREFIX) :]: v for k, v in tensors.items() if k.startswith(LEDGER_PREFIX)}
     references = {k[len(REFERENCE_PREFIX) :]: v for k, v in tensors.items() if k.startswith(REFERENCE_PREFIX)}
+    if meta is not None:
+        from iau_cli.references import check_tensors
+
+        problem = check_tensors(meta.references, references)
+        if problem:
+            raise CheckpointError(f"{path}: {problem}")
     return Checkpoint(
         path=path,
         state_dict=state,

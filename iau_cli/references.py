@@ -68,10 +68,10 @@ def phi(model: torch.nn.Module, split: Split, rows: np.ndarray, device: torch.de
     return predict(model, split, rows, device, keep_margins=True).margins.astype(np.float64)
 
 
-def _fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+def _fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float | None]:
     """Least-squares y ≈ a + b·x, and the correlation of x and y (b clipped to [0.25, 4])."""
-    if len(x) < 3 or float(np.std(x)) == 0.0:
-        return float(np.mean(y) - np.mean(x)) if len(x) else 0.0, 1.0, float("nan")
+    if len(x) < 3 or float(np.std(x)) == 0.0 or float(np.std(y)) == 0.0:
+        return float(np.mean(y) - np.mean(x)) if len(x) else 0.0, 1.0, None
     b = float(np.cov(x, y, bias=True)[0, 1] / np.var(x))
     b = min(max(b, 0.25), 4.0)  # a degenerate fit must not invert or explode the scale
     a = float(np.mean(y) - b * np.mean(x))
@@ -98,12 +98,18 @@ def compute_references(
     calibration = data.test.halves()[0]
     sums = np.zeros(len(rows.learn))
     seen_by = np.zeros(len(rows.learn))
-    calibration_phi = np.zeros(len(calibration))
+    calibration_ids = [data.test.ids[r] for r in calibration]
+    calibration_sums = np.zeros(len(calibration))
+    calibration_seen = np.zeros(len(calibration))
     for k in range(count):
-        pair = k // 2
-        in_half = np.array([unit_hash(f"iau-reference-{config.train.seed}-{pair}", i) < 0.5 for i in learn_ids])
+        key = f"iau-reference-{config.train.seed}-{k // 2}"
+        in_half = np.array([unit_hash(key, i) < 0.5 for i in learn_ids])
+        # A calibration row gets the estimator a learned row gets: the mean over the K/2 references
+        # on "its" side of each pair (drawn by the same hash), not over all K (a mean of K is less
+        # noisy than one of K/2, and a line fitted on it would stretch the targets).
+        calibration_side = np.array([unit_hash(key, i) >= 0.5 for i in calibration_ids])
         if k % 2:
-            in_half = ~in_half
+            in_half, calibration_side = ~in_half, ~calibration_side
         if not in_half.any() or in_half.all():  # tiny data: a half must have rows and leave some out
             in_half = np.arange(len(learn_ids)) % 2 == k % 2
         seed = config.train.seed + 7919 * (k + 1)
@@ -116,10 +122,14 @@ def compute_references(
         left_out = np.flatnonzero(~in_half)
         sums[left_out] += phi(reference, data.train, rows.learn[left_out], device)
         seen_by[left_out] += 1
-        calibration_phi += phi(reference, data.test, calibration, device)
+        side = np.flatnonzero(calibration_side)
+        calibration_sums[side] += phi(reference, data.test, calibration[side], device)
+        calibration_seen[side] += 1
     mean_phi = sums / np.maximum(seen_by, 1)
-    calibration_phi /= count
-    a, b, correlation = _fit_line(calibration_phi, phi(model, data.test, calibration, device))
+    calibration_phi = calibration_sums / np.maximum(calibration_seen, 1)
+    counted = calibration_seen > 0
+    full_phi = phi(model, data.test, calibration, device)
+    a, b, correlation = _fit_line(calibration_phi[counted], full_phi[counted])
     target = (a + b * mean_phi).astype(np.float32)
     keys = operator_keys()
     meta: dict[str, Any] = {"models": count, "rows": int(len(rows.learn)), "fit": [a, b]}
@@ -139,6 +149,24 @@ def compute_references(
     )
     tensors = {TENSOR_KEYS: torch.from_numpy(hashed[order]), TENSOR_TARGET: torch.from_numpy(target[order])}
     return meta, tensors
+
+
+def check_tensors(meta: dict[str, Any] | None, tensors: dict[str, torch.Tensor]) -> str | None:
+    """What is wrong with a checkpoint's reference table (None when it is sound or absent)."""
+    if meta is None and not tensors:
+        return None
+    if meta is None or set(tensors) != {TENSOR_KEYS, TENSOR_TARGET}:
+        return "the reference table is incomplete (metadata and both tensors, keys and target, go together)"
+    keys, target = tensors[TENSOR_KEYS], tensors[TENSOR_TARGET]
+    if keys.dtype != torch.int64 or keys.dim() != 1 or target.dim() != 1 or target.dtype != torch.float32:
+        return "the reference table's tensors are not 1-D int64 keys and float32 targets"
+    if len(keys) != len(target):
+        return f"the reference table has {len(keys)} keys and {len(target)} targets"
+    if len(keys) > 1 and not bool((keys[1:] >= keys[:-1]).all()):
+        return "the reference table's keys are not sorted"
+    if not bool(torch.isfinite(target).all()):
+        return "the reference table has non-finite targets"
+    return None
 
 
 def lookup_targets(

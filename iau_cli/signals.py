@@ -26,13 +26,28 @@ class Terminated(KeyboardInterrupt):
         super().__init__(self.name)
 
 
+received: int | None = None
+"""The signal that stopped this process, if one did (code that saw only a KeyboardInterrupt, such
+as typer's argument parsing, maps its 130 to this signal's code with :func:`exit_code`)."""
+
+
 def _stop(signum: int, frame: FrameType | None) -> None:
-    for handled in HANDLED:
+    global received
+    received = signum
+    for handled in (*HANDLED, signal.SIGINT):  # the cleanup that follows is not cut short
         signal.signal(handled, signal.SIG_IGN)
     raise Terminated(signum)
 
 
+def exit_code() -> int:
+    """128 + the signal that stopped the process; 130 (Ctrl-C) when none did."""
+    return 128 + received if received is not None else 130
+
+
 def install() -> None:
-    """Turn SIGTERM and SIGHUP into :class:`Terminated` (main thread only, as Python requires)."""
+    """Turn SIGTERM and SIGHUP into :class:`Terminated` (main thread only, as Python requires). A
+    signal the parent set to be ignored stays ignored (``nohup iau …`` keeps running when its
+    terminal closes), as Python itself does for SIGINT."""
     for handled in HANDLED:
-        signal.signal(handled, _stop)
+        if signal.getsignal(handled) is not signal.SIG_IGN:
+            signal.signal(handled, _stop)

@@ -292,10 +292,13 @@ def unlearn(
     fell_back = check not in ("ok", "none") and request.fallback == "retrain" and not spec.retrains
     if fell_back:
         progress(f"unlearn · self-check {check}: retraining instead (--fallback retrain)", 2, 5)
-        first = output.details
+        first = {"method": spec.name.value, "options": to_dict(options), "ran": output.details}
+        seconds["fallback_first_attempt"] = time.perf_counter() - update_started
+        first_gradients = context.seconds_gradients
         spec = get_method(MethodName.RETRAIN)
         options = spec.parse_options({})
         context = build_context(restored, rows, {}, batch_size=request.batch_size, progress=progress)
+        context.seconds_gradients = first_gradients
         output = spec.run(context, options)
         output.details["fallback_from"] = first
     model = output.model if output is not None else restored.model
@@ -356,7 +359,9 @@ def unlearn(
             "test rows) as forgotten; no update needed"
         )
     elif moved:
-        message = f"forgot {len(new_ids)} id(s) with {spec.name.value}"
+        message = f"forgot {len(new_ids)} id(s) with {spec.name.value}" + (
+            f" (the first method's self-check failed: {check}; --fallback retrain)" if fell_back else ""
+        )
     else:
         why = (output.details.get("stopped") if output is not None else None) or "the method took no step"
         message = (

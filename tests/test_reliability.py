@@ -61,13 +61,17 @@ def test_bad_ids_files_exit_2_and_write_nothing(
 
 
 @pytest.mark.parametrize("content", [b"", b"\n# only comments\n\n"])
-def test_an_empty_day_with_allow_missing_is_a_no_op_copy(small_checkpoint: Path, tmp_path: Path, content: bytes) -> None:
+def test_an_empty_day_with_allow_missing_is_a_no_op_copy(
+    small_checkpoint: Path, tmp_path: Path, content: bytes
+) -> None:
     """The most common day of a retention job has no requests: with --allow-missing it is exit 0
     and a byte-identical copy (without it, exit 2 and the message says how: see the test above)."""
     path = tmp_path / "ids.txt"
     path.write_bytes(content)
     out = tmp_path / "u.safetensors"
-    result = run_cli("unlearn", small_checkpoint, "--forget", path, "--out", out, "--allow-missing", "--json", "-", "-q")
+    result = run_cli(
+        "unlearn", small_checkpoint, "--forget", path, "--out", out, "--allow-missing", "--json", "-", "-q"
+    )
     assert result.exit_code == 0, result.stderr
     payload = json.loads(result.stdout)
     assert payload["changed"] is False and payload["message"].startswith("nothing to forget: the request is empty")

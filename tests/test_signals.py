@@ -31,10 +31,13 @@ def start_retraining(tmp_path: Path, small_checkpoint: Path, train_ids: list[str
 
 
 def wait_for_lock(tmp_path: Path, process: subprocess.Popen, limit: float = 120.0) -> None:
-    """Until the run holds its output lock (it is past start-up and working)."""
+    """Until the run holds its output lock (it is past start-up and working); a run that never
+    does is killed, so a failing test leaves no process behind."""
     started = time.monotonic()
     while not any(p.name.endswith("iau-lock") for p in tmp_path.iterdir()):
-        assert process.poll() is None and time.monotonic() - started < limit, "the run never took its lock"
+        if process.poll() is not None or time.monotonic() - started > limit:
+            process.kill()
+            pytest.fail(f"the run never took its lock: {process.communicate()[1]}")
         time.sleep(0.05)
 
 

@@ -130,6 +130,7 @@ def test_two_memorized_rows_move_and_a_failed_self_check_falls_back_to_retrainin
         request(paths["original"], ids, tmp_path / "r.safetensors", options={"steps": 1}, fallback="retrain")
     )
     assert fallback.fell_back and fallback.method == "retrain"
-    assert fallback.details["fallback_from"]["check"]["code"] == "targets_not_reached"
+    assert fallback.details["fallback_from"]["ran"]["check"]["code"] == "targets_not_reached"
+    assert fallback.details["fallback_from"]["options"]["steps"] == 1 and "self-check failed" in fallback.message
     event = restore(tmp_path / "r.safetensors").meta.lineage[-1]
     assert event["method"] == "retrain"  # the lineage records what ran

@@ -91,13 +91,15 @@ def _nan(value: Any) -> bool:
 
 
 def targets(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The removal targets for IAU's default (issue 11), per workload and forget set, on means over
-    seeds. Random forget fractions judge ``iau`` (erase): forget accuracy within max(2 points, 2·SE)
-    of the retrained model's, ≥ 80% of the original's loss-attack AUC gap closed, test accuracy within
-    1 point of the retrained model's, Tug-of-War ≥ 0.95 and above doing nothing and every method but
-    retraining. Listed (mislabeled) rows judge ``iau cleanup``: ≥ 60% of retraining's test-accuracy
-    gain recovered. Both: RTE ≥ 20. Request sizes in rows and chains are judged alike, a chain's
-    final model against the model retrained without all its requests."""
+    """The removal targets for IAU's default (issues 11 and 19), per workload and forget set, on
+    means over seeds. Random forget fractions judge ``iau`` (erase): forget accuracy within max(2
+    points, 2·SE) of the retrained model's, the loss-attack AUC within 0.03 of the retrained model's
+    (either way: overshooting counts), test accuracy within 1 point of the retrained model's (1.5 for
+    a chain's final model, whose every request must also cost at most 1 point of held-out accuracy),
+    Tug-of-War ≥ 0.95 and above doing nothing and every method but retraining. Listed (mislabeled)
+    rows judge ``iau cleanup``: ≥ 60% of retraining's test-accuracy gain recovered. Both: RTE ≥ 20.
+    Request sizes in rows and chains are judged alike, a chain's final model against the model
+    retrained without all its requests."""
     found = []
     for entry in summary:
         listed = entry["ratio"] == LISTED  # a size in rows has no ratio
@@ -120,12 +122,18 @@ def targets(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
         found.append(
             _target(entry, "forget acc within max(2 pt, 2 SE)", f"{gap:.3f} (allowed {allowed:.3f})", gap <= allowed)
         )
-        if original is not None and original["mia_gap"]["mean"] > 0:
-            closed = 1 - mean["mia_gap_abs"] / original["mia_gap"]["mean"]  # overshooting closes nothing
-            found.append(_target(entry, "≥ 80% of the AUC gap closed", f"{closed:.0%}", closed >= 0.8))
-        test_gap, test_gap_abs = mean["test_gap"], mean["test_gap_abs"]
-        value = f"{100 * test_gap:+.1f} pt (mean |gap| {100 * test_gap_abs:.1f})"
-        found.append(_target(entry, "test acc within 1 pt", value, test_gap_abs <= 0.01))
+        # Per seed |gap|, then the mean: gaps of opposite signs on two seeds do not cancel.
+        auc_gap, auc_gap_abs = mean["mia_gap"], mean["mia_gap_abs"]
+        value = f"{auc_gap:+.3f} (mean |gap| {auc_gap_abs:.3f})"
+        found.append(_target(entry, "|AUC − retrained's| ≤ 0.03", value, auc_gap_abs <= 0.03))
+        chained = entry.get("chain", 1) > 1
+        limit = 0.015 if chained else 0.01
+        test_gap = mean["test_gap"]
+        value = f"{100 * test_gap:+.1f} pt (mean |gap| {100 * mean['test_gap_abs']:.1f})"
+        found.append(_target(entry, f"test acc within {100 * limit:g} pt", value, mean["test_gap_abs"] <= limit))
+        if chained:
+            drop = (entry.get("max_step_test_drop") or {}).get("max", float("nan"))  # the worst seed
+            found.append(_target(entry, "no request costs > 1 pt", f"{100 * drop:.1f} pt", drop <= 0.01))
         tow = mean["tow"]
         rivals = [s for s in same if not retrains(s["method"]) and s is not entry and s["tow"]]
         best = max(rivals, key=lambda s: s["tow"]["mean"], default=None)

@@ -63,8 +63,10 @@ def main() -> None:
     stderr and exit 2, like every other bad input; help and version print as usual; Ctrl-C is 130
     (a closed standard output is handled by the commands' error boundary); SIGTERM 143 and SIGHUP
     129 (``iau_cli.signals``, installed by ``iau_cli.entry`` before this module is imported)."""
+    import signal
     import sys
 
+    from iau_cli import signals
     from iau_cli.signals import Terminated
 
     try:  # typer vendors click from 0.2x on; older typer uses click itself
@@ -88,4 +90,7 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("iau: interrupted\n")
         sys.exit(130)
+    if code == 130 and signals.received is not None:  # typer turned a SIGTERM into its Ctrl-C exit
+        sys.stderr.write(f"iau: terminated ({signal.Signals(signals.received).name})\n")
+        code = signals.exit_code()
     sys.exit(code if isinstance(code, int) else 0)

@@ -141,8 +141,10 @@ def command(
             inputs={"config": config},
             files={"--markdown": (markdown, report_for(result).to_markdown())} if markdown else None,
         )
-    if result.interrupted:
-        raise typer.Exit(130)
+    if result.interrupted:  # Ctrl-C 130; SIGTERM / SIGHUP 128 + the signal (iau_cli.signals)
+        from iau_cli.signals import exit_code
+
+        raise typer.Exit(exit_code())
 
 
 def _numbers(flag: str, text: str | None, kind: type) -> list:

@@ -88,6 +88,8 @@ def run(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
     rule = options.rule
     if rule == "auto":  # per-row targets where the checkpoint has them; cleanup is its own purpose
         has_targets = ctx.forget_targets is not None and bool(np.isfinite(ctx.forget_targets).any())
+        # under torchrun every rank must run the same rule (a rank without the key has no targets)
+        has_targets = not distributed.any_rank(not has_targets, ctx.device)
         rule = "targeted" if options.purpose == "erase" and has_targets else "matched"
     if rule == "adam-sign":
         return _adam_sign(ctx, options)
@@ -120,7 +122,10 @@ def _targeted(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
     n_forget = len(ctx.forget_rows)
-    heldout_split, heldout_rows = ctx.calibration_rows()
+    heldout_split, calibration = ctx.calibration_rows()
+    # Half the calibration rows hold the anchor, the other half judge it: a check on rows the
+    # objective itself holds in place could not fail.
+    anchored_rows, heldout_rows = _split_by_id(heldout_split, calibration, "iau-targeted-check")
     before = predict(model, heldout_split, heldout_rows, device, keep_margins=True)
     targets, filled = _complete_targets(ctx, heldout_split, heldout_rows, before.margins)
     targets_t = torch.from_numpy(targets).float().to(device)
@@ -134,7 +139,7 @@ def _targeted(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
         xf, yf = ctx.data.train.fetch(ctx.forget_rows[positions.numpy()], device)
         retained = rng.choice(ctx.retain_rows, size=min(retain_batch, len(ctx.retain_rows)), replace=False)
         xr, _ = ctx.data.train.fetch(np.sort(retained), device)
-        held = rng.choice(heldout_rows, size=min(retain_batch, len(heldout_rows)), replace=False)
+        held = rng.choice(anchored_rows, size=min(retain_batch, len(anchored_rows)), replace=False)
         xh, _ = heldout_split.fetch(np.sort(held), device)
         xa = torch.cat([xr, xh])
         logits = model(torch.cat([xf, xa]))
@@ -159,7 +164,7 @@ def _targeted(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
         "correction": correction,
         "targets": ctx.targets_source,
         "rows_without_target": filled,
-        "calibration_rows": int(len(heldout_rows)),
+        "calibration_rows": int(len(heldout_rows)),  # the checked half; as many held the anchor
         "calibration_accuracy_before": before.accuracy,
         "calibration_accuracy_after": after.accuracy,
         "target_gap_before": float(np.mean(gap_before)),
@@ -202,6 +207,16 @@ def self_check(accuracy_before: float, accuracy_after: float, rows: int, reached
     else:
         code, message = "ok", CHECK_CODES["ok"]
     return {"code": code, "message": message, "calibration_drop": drop, "calibration_drop_allowed": allowed}
+
+
+def _split_by_id(split: Any, rows: np.ndarray, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """``rows`` in two halves by id hash (both all of them when a half would be empty)."""
+    from iau_cli.data import unit_hash
+
+    first = np.array([unit_hash(key, split.ids[r]) < 0.5 for r in rows], dtype=bool)
+    if first.all() or not first.any():
+        return rows, rows
+    return rows[first], rows[~first]
 
 
 def _forget_phi(ctx: UnlearnContext, model: torch.nn.Module) -> np.ndarray:
