@@ -9,12 +9,12 @@ pe() {  # per-example test: workload, name
     --out "$O/pe-$2" --cache "$O/pe-cache"
   cp "$O/pe-$2/per_example.md" "$R/per_example_$2.md"
 }
-[ "${SKIP_PE_PURCHASE:-}" ] || pe builtin:purchase-mlp purchase
+pe builtin:purchase-mlp purchase
 iau bench benchmarks/bench_generalize.yaml --out "$O/generalize" --json "$O/generalize.json" \
   --markdown "$R/bench_generalize.md" -q
 iau bench benchmarks/bench_chains.yaml --chain 10 --out "$O/chains" --json "$O/chains10.json" \
   --markdown "$R/bench_chains10.md" -q
-iau bench benchmarks/bench_chains.yaml --chain 30 --out "$O/chains" --json "$O/chains30.json" \
+iau bench benchmarks/bench_chains30.yaml --out "$O/chains" --json "$O/chains30.json" \
   --markdown "$R/bench_chains30.md" -q
 iau bench benchmarks/bench_cleanup.yaml --out "$O/cleanup" --json "$O/cleanup.json" \
   --markdown "$R/bench_cleanup.md" -q
