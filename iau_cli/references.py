@@ -148,10 +148,10 @@ def compute_references(
 
 def check_tensors(meta: dict[str, Any] | None, tensors: dict[str, torch.Tensor]) -> str | None:
     """What is wrong with a checkpoint's reference table (None when it is sound or absent)."""
-    if meta is None and not tensors:
+    if not tensors:  # none, or stripped from the file: lookups then say so (no targets, rule matched)
         return None
     if meta is None or set(tensors) != {TENSOR_KEYS, TENSOR_TARGET}:
-        return "the reference table is incomplete (metadata and both tensors, keys and target, go together)"
+        return "the reference table is incomplete (its metadata and both tensors, keys and target, go together)"
     keys, target = tensors[TENSOR_KEYS], tensors[TENSOR_TARGET]
     if keys.dtype != torch.int64 or keys.dim() != 1 or target.dim() != 1 or target.dtype != torch.float32:
         return "the reference table's tensors are not 1-D int64 keys and float32 targets"
@@ -169,8 +169,10 @@ def lookup_targets(
 ) -> tuple[np.ndarray, str]:
     """Per id: its stored target φ (NaN where the table has none), and where the targets came from."""
     missing = np.full(len(ids), np.nan)
-    if meta is None or TENSOR_KEYS not in tensors or TENSOR_TARGET not in tensors:
+    if meta is None:
         return missing, "none (the checkpoint was trained without reference models)"
+    if TENSOR_KEYS not in tensors or TENSOR_TARGET not in tensors:
+        return missing, "none (the reference tensors were removed from the checkpoint)"
     if "key_id" in meta:
         secret = operator_keys().get(meta["key_id"])
         if secret is None:

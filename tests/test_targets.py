@@ -134,3 +134,54 @@ def test_two_memorized_rows_move_and_a_failed_self_check_falls_back_to_retrainin
     assert fallback.details["fallback_from"]["options"]["steps"] == 1 and "self-check failed" in fallback.message
     event = restore(tmp_path / "r.safetensors").meta.lineage[-1]
     assert event["method"] == "retrain"  # the lineage records what ran
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["two-dimensional keys", "short target", "int32 keys", "unsorted keys", "bf16 target", "keys only", "NaN target"],
+)
+def test_a_crafted_reference_table_is_refused_at_load(small_checkpoint: Path, tmp_path: Path, change: str) -> None:
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from iau_cli.checkpoint import REFERENCE_PREFIX
+    from iau_cli.errors import CheckpointError
+
+    with safe_open(str(small_checkpoint), framework="pt") as handle:
+        metadata = handle.metadata()
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+    keys, target = tensors[REFERENCE_PREFIX + "keys"], tensors[REFERENCE_PREFIX + "target"]
+    keys, target = {
+        "two-dimensional keys": (keys[:, None], target),
+        "short target": (keys, target[:-1]),
+        "int32 keys": (keys.to(torch.int32), target),
+        "unsorted keys": (keys.flip(0), target),
+        "bf16 target": (keys, target.to(torch.bfloat16)),
+        "keys only": (keys, None),
+        "NaN target": (keys, torch.full_like(target, float("nan"))),
+    }[change]
+    tensors[REFERENCE_PREFIX + "keys"] = keys
+    if target is None:
+        del tensors[REFERENCE_PREFIX + "target"]
+    else:
+        tensors[REFERENCE_PREFIX + "target"] = target
+    save_file(tensors, str(tmp_path / "m.safetensors"), metadata=metadata)
+    with pytest.raises(CheckpointError, match="reference table"):
+        load_checkpoint(tmp_path / "m.safetensors")
+
+
+def test_a_cleanup_audit_needs_the_lineage_event_of_exactly_the_audited_ids() -> None:
+    from types import SimpleNamespace
+
+    from iau_cli.audit import _cleanup_lineage
+
+    lineage = [
+        {"event": "train"},
+        {"event": "unlearn", "ids_digest": "A", "ran": {"purpose": "erase"}},
+        {"event": "unlearn", "ids_digest": "B", "ran": {"purpose": "cleanup"}},
+    ]
+    restored = SimpleNamespace(meta=SimpleNamespace(lineage=lineage))
+    assert _cleanup_lineage(restored, "B")
+    assert not _cleanup_lineage(restored, "A")  # an erasure in a lineage that later ran a cleanup
+    assert not _cleanup_lineage(restored, "C")  # ids no event recorded as one request
