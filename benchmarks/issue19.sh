@@ -17,8 +17,10 @@ iau bench benchmarks/bench_chains.yaml --chain 10 --out "$O/chains" --json "$O/c
   --markdown "$R/bench_chains10.md" -q --overwrite
 iau bench benchmarks/bench_chains30.yaml --out "$O/chains" --json "$O/chains30.json" \
   --markdown "$R/bench_chains30.md" -q --overwrite
+# stopped for time in the issue-19 session (BENCHMARKS §1, Cleanup):
 iau bench benchmarks/bench_cleanup.yaml --out "$O/cleanup" --json "$O/cleanup.json" \
   --markdown "$R/bench_cleanup.md" -q --overwrite
 pe builtin:mixed-mlp mixed 4   # 4 seeds (session time); purchase has 8
-pe builtin:noisyimages-lenet noisyimages 4   # 4 seeds: a LeNet training is 15 s here
-python benchmarks/request_cost.py --repeats 3
+# Not run in the issue-19 session (time); the next figure to add:
+# pe builtin:noisyimages-lenet noisyimages 4
+python benchmarks/request_cost.py --sizes 2000,20000 --repeats 3
