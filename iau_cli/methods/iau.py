@@ -74,7 +74,8 @@ from iau_cli.gradients import trainable
 from iau_cli.methods import MethodName
 from iau_cli.methods.base import MethodOutput, MethodSpec, UnlearnContext
 from iau_cli.methods.options import IauOptions
-from iau_cli.metrics import predict
+from iau_cli.metrics import predict, true_class_margin
+from iau_cli.references import phi
 
 ADAM_EPS = 1e-8
 PURPOSE_DEFAULTS = {
@@ -101,12 +102,6 @@ def run(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
     return output
 
 
-def _margins(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """φ = log(p_y/(1 − p_y)) = z_y − logsumexp of the other logits (differentiable)."""
-    others = logits.scatter(1, labels[:, None], float("-inf"))
-    return logits.gather(1, labels[:, None]).squeeze(1) - torch.logsumexp(others, 1)
-
-
 def _targeted(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
     """IAU toward per-row targets: descend Σ_f (φ_θ(z) − t_z)² + c · anchor (module docstring)."""
     lr = options.step_size if options.step_size is not None else 2e-3
@@ -129,7 +124,7 @@ def _targeted(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
     before = predict(model, heldout_split, heldout_rows, device, keep_margins=True)
     targets, filled = _complete_targets(ctx, heldout_split, heldout_rows, before.margins)
     targets_t = torch.from_numpy(targets).float().to(device)
-    start_phi = _forget_phi(ctx, model)
+    start_phi = phi(model, ctx.data.train, ctx.forget_rows, device)
     steps = 0
     for step in range(1, max_steps + 1):
         if n_forget <= options.forget_batch:
@@ -144,7 +139,7 @@ def _targeted(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
         xa = torch.cat([xr, xh])
         logits = model(torch.cat([xf, xa]))
         forget_logits, anchor_logits = logits[: len(positions)], logits[len(positions) :]
-        fit = (_margins(forget_logits, yf) - targets_t[positions.to(device)]).pow(2).mean()
+        fit = (true_class_margin(forget_logits, yf) - targets_t[positions.to(device)]).pow(2).mean()
         with torch.no_grad():
             anchored = anchor(xa)
         drift = (anchor_logits - anchored).pow(2).sum(1).mean()
@@ -153,7 +148,7 @@ def _targeted(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
         adam.step(list(grads), lr * min(1.0, step / options.warmup) * (1 - 0.9 * step / max_steps))
         steps = step
     distributed.broadcast_([p.data for p in params])
-    end_phi = _forget_phi(ctx, model)
+    end_phi = phi(model, ctx.data.train, ctx.forget_rows, device)
     after = predict(model, heldout_split, heldout_rows, device)
     gap_before, gap_after = start_phi - targets, end_phi - targets
     rms_after = float(np.sqrt(np.mean(gap_after**2)))
@@ -217,10 +212,6 @@ def _split_by_id(split: Any, rows: np.ndarray, key: str) -> tuple[np.ndarray, np
     if first.all() or not first.any():
         return rows, rows
     return rows[first], rows[~first]
-
-
-def _forget_phi(ctx: UnlearnContext, model: torch.nn.Module) -> np.ndarray:
-    return predict(model, ctx.data.train, ctx.forget_rows, ctx.device, keep_margins=True).margins.astype(np.float64)
 
 
 def _complete_targets(
