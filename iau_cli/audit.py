@@ -1,10 +1,11 @@
 """``audit``: did the deletion work? Utility, membership inference, closeness to a retrained
-reference, lineage, and a verdict with thresholds.
+reference, lineage, and a verdict whose false-alarm rate is stated.
 
-Membership inference compares the audited ids (members, if the deletion failed) with an equal
-number of held-out test rows drawn class by class in the same proportions (non-members). Every
-attack is scored so that *higher means "more member-like"*; an AUC of 0.5 means the forget rows are
-indistinguishable from rows the model never saw.
+Membership is judged against **every** row of the test split's evaluation half (never its
+calibration half, which unlearning methods may tune on), weighted to the forget rows' class mix.
+Every attack is scored so that *higher means "more member-like"*; an AUC of 0.5 means the forget
+rows are indistinguishable from rows the model never saw. The statistics (null distributions, the
+Holm correction, the smallest detectable effects) are in :mod:`iau_cli.verdict`.
 """
 
 from __future__ import annotations
@@ -18,28 +19,34 @@ from typing import Any
 import numpy as np
 import torch
 
+from iau_cli import verdict
 from iau_cli.config import RunConfig
 from iau_cli.data import Split
 from iau_cli.errors import CheckpointError, IdsError
 from iau_cli.gradients import per_sample_grad_norms
 from iau_cli.ids import ForgetRequest, short_id
-from iau_cli.metrics import Predictions, auc, mean_kl_js, predict, tpr_at_fpr, tug_of_war
+from iau_cli.metrics import Predictions, mean_kl_js, predict, tpr_at_fpr, tug_of_war
 from iau_cli.progress import Progress, no_progress
 from iau_cli.report import Histogram
 from iau_cli.runs import Restored, restore
 from iau_cli.training import RowPartition, train_model
 
 LOW_FPRS = (0.01, 0.001)
+DEFAULT_ALPHA = 0.01
+PROXY_ROWS = 1000
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    """When a deletion passes. ``None`` margins are derived from the sample sizes (see README)."""
+    """When a deletion passes. ``alpha`` bounds the chance that a deletion which truly removed the
+    rows fails any statistical check (family-wise, Holm). ``mia_margin`` / ``accuracy_margin``:
+    differences smaller than these never fail, however significant (default: none)."""
 
+    alpha: float = DEFAULT_ALPHA
     mia_margin: float | None = None
     accuracy_margin: float | None = None
     max_test_drop: float = 0.02
-    min_tow: float = 0.95
+    min_tow: float | None = None
 
 
 @dataclass
@@ -90,8 +97,12 @@ class ModelFigures:
 @dataclass
 class Check:
     """One check of the verdict. ``status``: pass, fail, inconclusive (the check could not have
-    failed here: too few rows, a limit at or beyond 100%, or the original model passes it too) or
-    not checked. ``passed`` is True / False for pass / fail and None otherwise."""
+    told a deletion from a model that kept the rows) or not checked. ``passed`` is True / False for
+    pass / fail and None otherwise. ``id`` is stable, for scripts; ``name`` is for people.
+
+    Statistical checks also carry their ``p_value``, the ``level`` Holm held it to, the smallest
+    effect they detect with 80% probability (``detectable``) and, where known, how far a model
+    that kept the rows would be (``noop_distance``: the original's, or the retained rows')."""
 
     name: str
     passed: bool | None
@@ -99,6 +110,11 @@ class Check:
     threshold: str
     detail: str
     status: str = ""
+    id: str = ""
+    p_value: float | None = None
+    level: float | None = None
+    detectable: float | None = None
+    noop_distance: float | None = None
 
     def __post_init__(self) -> None:
         if not self.status:
@@ -118,6 +134,11 @@ class AuditResult:
     notes: list[str]
     seconds: float
     passed: bool
+    verdict: str = ""
+    """pass / fail / inconclusive: what exit code 1 does not tell apart (a script branches on this)."""
+    alpha: float = DEFAULT_ALPHA
+    per_row: dict[str, Any] = field(default_factory=dict)
+    """Thorough mode: the shares of forget and held-out rows outside their shadows' range."""
     per_sample: list[dict[str, Any]] = field(default_factory=list, repr=False)
     ids_digest: str = ""  # the audited ids, digested with the checkpoint's salt (as its lineage events are)
     figures: list[Histogram] = field(default_factory=list, repr=False)
@@ -129,16 +150,19 @@ class AuditResult:
         return data
 
 
-def balanced_nonmembers(member_labels: np.ndarray, test: Split, seed: int) -> np.ndarray:
-    """Rows of the test split's evaluation half (never its calibration half, which unlearning
-    methods may tune on) with the members' class counts, as far as the half allows."""
-    pool = test.halves()[1]
-    pool_labels = test.labels[pool]
+def heldout_pool(test: Split) -> np.ndarray:
+    """The held-out rows every audit compares with: the whole evaluation half of the test split."""
+    return test.halves()[1]
+
+
+def matched_sample(candidates: np.ndarray, labels: np.ndarray, like: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """About ``size`` of ``candidates`` with the class mix of ``like`` (as far as each class allows)."""
     rng = np.random.default_rng(seed)
     chosen = []
-    for label, count in zip(*np.unique(member_labels, return_counts=True)):
-        candidates = pool[pool_labels == label]
-        chosen.append(rng.choice(candidates, size=min(count, len(candidates)), replace=False))
+    for label, count in zip(*np.unique(like, return_counts=True)):
+        pool = candidates[labels[candidates] == label]
+        want = min(len(pool), max(1, round(size * count / len(like))))
+        chosen.append(rng.choice(pool, size=want, replace=False))
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
 
 
@@ -195,66 +219,82 @@ def auc_null_se(n_members: int, n_nonmembers: int) -> float:
     return math.sqrt((n_members + n_nonmembers + 1) / (12.0 * n_members * n_nonmembers))
 
 
-def _mia(member: Predictions, nonmember: Predictions, folds: int, seed: int) -> MiaFigures:
-    challenge = challenge_attack(member.losses, nonmember.losses, folds, seed)
-    return MiaFigures(
-        members=len(member.losses),
-        non_members=len(nonmember.losses),
-        loss_auc=auc(-member.losses, -nonmember.losses),
-        challenge_accuracy=challenge,
-        indiscernibility=indiscernibility(challenge) if not math.isnan(challenge) else float("nan"),
-        tpr_at_fpr={f"{f:g}": tpr_at_fpr(-member.losses, -nonmember.losses, f) for f in LOW_FPRS},
-    )
-
-
 @dataclass
 class AuditRows:
-    """The rows an audit scores: forget rows (train split), retain rows, non-member test rows."""
+    """The rows an audit scores: forget rows (train split), retain rows, the held-out pool (test
+    split), and ``proxy``: retained rows with the forget rows' class mix, which the model still
+    holds — how a model that kept the forget rows would look, for the checks' power."""
 
     forget: np.ndarray
     retain: np.ndarray
     nonmember: np.ndarray
+    proxy: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+
+@dataclass
+class RowScores:
+    """One model's per-row predictions on the forget rows, the held-out pool and the proxy rows."""
+
+    forget: Predictions
+    pool: Predictions
+    proxy: Predictions | None = None
+
+
+def _mia(member: Predictions, pool: Predictions, groups: verdict.Groups, folds: int, seed: int) -> MiaFigures:
+    keep = groups.matched
+    weights = groups.pool_weights
+    balanced = matched_sample(np.arange(len(pool.losses)), groups.pool_labels, groups.forget_labels, len(keep), seed)
+    challenge = challenge_attack(member.losses[keep], pool.losses[balanced], folds, seed)
+    return MiaFigures(
+        members=int(keep.sum()),
+        non_members=len(pool.losses),
+        loss_auc=verdict.weighted_auc(-member.losses[keep], -pool.losses, weights),
+        challenge_accuracy=challenge,
+        indiscernibility=indiscernibility(challenge) if not math.isnan(challenge) else float("nan"),
+        tpr_at_fpr={f"{f:g}": tpr_at_fpr(-member.losses[keep], -pool.losses, f) for f in LOW_FPRS},
+    )
 
 
 def model_figures(
     restored: Restored, model: torch.nn.Module, rows: AuditRows, request: AuditRequest, probs: bool = False
-) -> tuple[ModelFigures, Predictions, Predictions]:
-    """Accuracy, loss and membership figures of ``model`` (and its forget / non-member predictions)."""
+) -> tuple[ModelFigures, RowScores]:
+    """Accuracy, loss and membership figures of ``model``, and its per-row predictions."""
     device = restored.device
-    forget = predict(model, restored.data.train, rows.forget, device, batch_size=request.batch_size, keep_probs=probs)
-    retain = predict(model, restored.data.train, rows.retain, device, batch_size=request.batch_size)
-    # Held-out figures on the evaluation half of the test split (see ``Split.halves``).
-    evaluation = restored.data.test.halves()[1]
-    test = predict(model, restored.data.test, evaluation, device, batch_size=request.batch_size)
-    position = np.searchsorted(evaluation, rows.nonmember)
-    nonmember = Predictions(test.losses[position], test.correct[position])
-    mia = _mia(forget, nonmember, request.folds, request.seed)
+    train, test = restored.data.train, restored.data.test
+    forget = predict(model, train, rows.forget, device, batch_size=request.batch_size, keep_probs=probs)
+    retain = predict(model, train, rows.retain, device, batch_size=request.batch_size)
+    pool = predict(model, test, rows.nonmember, device, batch_size=request.batch_size)
+    proxy = predict(model, train, rows.proxy, device, batch_size=request.batch_size) if len(rows.proxy) else None
+    groups = verdict.Groups(train.labels[rows.forget], test.labels[rows.nonmember])
+    mia = _mia(forget, pool, groups, request.folds, request.seed)
     # Gradient-norm attack: members were fit, so their per-sample gradients tend to be smaller.
-    member_norms = per_sample_grad_norms(model, restored.data.train, rows.forget, device)
-    nonmember_norms = per_sample_grad_norms(model, restored.data.test, rows.nonmember, device)
-    mia.grad_norm_auc = auc(-member_norms, -nonmember_norms)
+    member_norms = per_sample_grad_norms(model, train, rows.forget[groups.matched], device)
+    pool_norms = per_sample_grad_norms(model, test, rows.nonmember, device)
+    mia.grad_norm_auc = verdict.weighted_auc(-member_norms, -pool_norms, groups.pool_weights)
     figures = ModelFigures(
-        accuracy={"forget": forget.accuracy, "retain": retain.accuracy, "test": test.accuracy},
-        loss={"forget": forget.loss, "retain": retain.loss, "test": test.loss},
+        accuracy={"forget": forget.accuracy, "retain": retain.accuracy, "test": pool.accuracy},
+        loss={"forget": forget.loss, "retain": retain.loss, "test": pool.loss},
         mia=mia,
-        test_rows=len(evaluation),
+        test_rows=len(rows.nonmember),
     )
-    return figures, forget, nonmember
+    return figures, RowScores(forget, pool, proxy)
 
 
 def lineage_checks(restored: Restored, audited_ids: list[str]) -> list[Check]:
     """Every audited id recorded as forgotten; parent-hash chain consistent up to these weights."""
     forgotten = restored.meta.forgotten
     missing = [i for i in audited_ids if not forgotten.contains(i)]
+    how = "keyed hash" if forgotten.keyed else "salted hash"
     checks = [
         Check(
             "ids recorded as forgotten",
             not missing,
             f"{len(audited_ids) - len(missing)}/{len(audited_ids)}",
             "all",
-            "every id's salted hash is in the checkpoint"
+            f"every id's {how} is in the checkpoint"
             if not missing
             else f"{len(missing)} id(s) never forgotten by this model, e.g. {', '.join(missing[:5])}",
+            id="ids_recorded",
         )
     ]
     problems = []
@@ -275,22 +315,14 @@ def lineage_checks(restored: Restored, audited_ids: list[str]) -> list[Check]:
             f"{len(lineage)} event(s)",
             "consistent",
             "; ".join(problems) if problems else "each event continues its parent; weights match the last event",
+            id="lineage_chain",
         )
     )
     return checks
 
 
-def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditResult:
-    """Audit a checkpoint's deletion of ``request.forget``."""
-    started = time.perf_counter()
-    restored = restore(
-        request.checkpoint,
-        config=request.config,
-        trust_code=request.trust_code,
-        allow_data_change=request.allow_data_change,
-        device=request.device,
-        progress=progress,
-    )
+def _audited_ids(request: AuditRequest, restored: Restored) -> tuple[list[str], list[str], list[str]]:
+    """(training rows to audit, recorded test rows, unknown ids) — or a one-line refusal."""
     index = restored.data.train.row_index()
     test_index = restored.data.test.row_index()
     # Test rows the checkpoint recorded as forgotten (a request named them; the model never learned
@@ -319,39 +351,58 @@ def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditRe
             f"{request.forget.source}: no training rows to audit ({len(recorded_test)} recorded test row(s), which the "
             "model never learned, and nothing else)"
         )
-    forget_rows = np.array(sorted(index[i] for i in audited), dtype=np.int64)
-    learn = restored.partition(exclude=set(audited)).learn
-    nonmember = balanced_nonmembers(restored.data.train.labels[forget_rows], restored.data.test, request.seed)
-    rows = AuditRows(forget=forget_rows, retain=learn, nonmember=nonmember)
-    progress("audit: the audited model", 0, 1)
-    scored, model_forget, model_nonmember = model_figures(restored, restored.model, rows, request, probs=True)
-    progress("audit: the audited model", 1, 1)
-    figures = [
-        Histogram(
-            "Loss of forget rows vs held-out rows (audited model)",
-            "cross-entropy loss (log scale: log10(loss + 1e-6))",
-            {"forget rows": _log_losses(model_forget.losses), "held-out rows": _log_losses(model_nonmember.losses)},
-        )
-    ]
-    checks = lineage_checks(restored, audited)
-    notes: list[str] = []
-    if len(nonmember) < 100:
-        notes.append(f"TPR at 1% FPR needs ≥ 100 non-member rows to mean anything; there are {len(nonmember)}")
-    elif len(nonmember) < 1000:
-        notes.append(f"TPR at 0.1% FPR needs ≥ 1,000 non-member rows to mean anything; there are {len(nonmember)}")
-    if len(nonmember) < len(forget_rows):
-        notes.append("the test split has fewer rows of some classes than the forget set; non-members are fewer")
+    return audited, recorded_test, unknown
 
+
+def audit_rows(restored: Restored, audited: list[str], seed: int) -> AuditRows:
+    """Forget rows, retain rows, the whole held-out pool, and the proxy rows for power."""
+    index = restored.data.train.row_index()
+    forget = np.array(sorted(index[i] for i in audited), dtype=np.int64)
+    learn = restored.partition(exclude=set(audited)).learn
+    labels = restored.data.train.labels
+    proxy = matched_sample(learn, labels, labels[forget], min(PROXY_ROWS, len(learn) // 4), seed + 2)
+    return AuditRows(forget=forget, retain=learn, nonmember=heldout_pool(restored.data.test), proxy=proxy)
+
+
+def _loss_histogram(title: str, scores: RowScores) -> Histogram:
+    return Histogram(
+        title,
+        "cross-entropy loss (log scale: log10(loss + 1e-6))",
+        {"forget rows": _log_losses(scores.forget.losses), "held-out rows": _log_losses(scores.pool.losses)},
+    )
+
+
+def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditResult:
+    """Audit a checkpoint's deletion of ``request.forget``."""
+    started = time.perf_counter()
+    restored = restore(
+        request.checkpoint,
+        config=request.config,
+        trust_code=request.trust_code,
+        allow_data_change=request.allow_data_change,
+        device=request.device,
+        progress=progress,
+    )
+    audited, recorded_test, unknown = _audited_ids(request, restored)
+    rows = audit_rows(restored, audited, request.seed)
+    train, test = restored.data.train, restored.data.test
+    groups = verdict.Groups(train.labels[rows.forget], test.labels[rows.nonmember])
+    progress("audit: the audited model", 0, 1)
+    scored, scores = model_figures(restored, restored.model, rows, request, probs=True)
+    progress("audit: the audited model", 1, 1)
+    evidence = Evidence(groups, verdict.Groups(train.labels[rows.proxy], groups.pool_labels), scores)
+    figures = [_loss_histogram("Loss of forget rows vs held-out rows (audited model)", scores)]
+    notes = _size_notes(groups)
     reference = original = None
     comparison: dict[str, float] = {}
-    lira_targets = [(scored, restored.model)]
+    models = {"audited": (scored, restored.model)}  # name → (figures, model)
     if request.reference:
         progress("audit: the retrained reference", 0, 1)
         ref = _other(request.reference, restored, request, "reference")
-        reference, ref_forget, _ = model_figures(restored, ref, rows, request, probs=True)
+        reference, evidence.reference = model_figures(restored, ref, rows, request, probs=True)
         progress("audit: the retrained reference", 1, 1)
-        lira_targets.append((reference, ref))
-        kl, js = mean_kl_js(model_forget.probs, ref_forget.probs)  # type: ignore[arg-type]
+        models["reference"] = (reference, ref)
+        kl, js = mean_kl_js(scores.forget.probs, evidence.reference.forget.probs)  # type: ignore[arg-type]
         comparison = {
             "tug_of_war": tug_of_war(scored.accuracy, reference.accuracy),
             **{f"{s}_accuracy_gap": scored.accuracy[s] - reference.accuracy[s] for s in ("forget", "retain", "test")},
@@ -363,42 +414,37 @@ def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditRe
         progress("audit: the original", 0, 1)
         _check_ancestor(request.original, restored)
         orig = _other(request.original, restored, request, "original")
-        original, orig_forget, orig_nonmember = model_figures(restored, orig, rows, request)
-        lira_targets.append((original, orig))
+        original, evidence.original = model_figures(restored, orig, rows, request)
+        models["original"] = (original, orig)
         figures.insert(
             0,
-            Histogram(
-                "Loss of forget rows vs held-out rows (original, before the deletion)",
-                "cross-entropy loss (log scale: log10(loss + 1e-6))",
-                {"forget rows": _log_losses(orig_forget.losses), "held-out rows": _log_losses(orig_nonmember.losses)},
-            ),
+            _loss_histogram("Loss of forget rows vs held-out rows (original, before the deletion)", evidence.original),
         )
         progress("audit: the original", 1, 1)
+    per_row: dict[str, Any] = {}
     if request.shadow_models:
-        _lira(restored, rows, request, lira_targets, progress)
+        evidence.shadow = shadow_scores(restored, rows, request, {k: m for k, (_, m) in models.items()}, progress)
+        for name, (figs, _) in models.items():
+            z = evidence.shadow[name]
+            figs.mia.lira_auc = _auc(z.forget, z.pool, groups)
+            figs.mia.lira_tpr_at_fpr = {f"{f:g}": tpr_at_fpr(z.forget, z.pool, f) for f in LOW_FPRS}
+        per_row = _outside_shares(evidence, request.shadow_models)
     values = [v for figure in figures for series in figure.series.values() for v in series if math.isfinite(v)]
     if values:  # before and after on one axis, so the eye compares like with like
         figures = [dataclasses.replace(f, x_range=(min(values), max(values))) for f in figures]
-    cleanup = _cleanup_lineage(restored, restored.meta.forgotten.list_digest(audited + recorded_test))
+    digest = restored.meta.forgotten.list_digest(audited + recorded_test)
+    cleanup = _cleanup_lineage(restored, digest)
     if cleanup:
         notes.append(
             "audited as a cleanup (the lineage's event for exactly these ids ran --purpose cleanup): their labels are "
             "taken to be wrong, so forget figures below the retrained model's are what the cleanup wants, not a failure"
         )
-    checks += verdict_checks(scored, reference, original, request.thresholds, cleanup=cleanup)
+    checks = lineage_checks(restored, audited)
+    checks += verdict_checks(evidence, request.thresholds, cleanup=cleanup, seed=request.seed)
+    if request.thresholds.min_tow is not None and reference is not None:
+        checks.append(_tow_check(scored, reference, request.thresholds.min_tow))
     inconclusive = any(c.status == "inconclusive" for c in checks)
     passed = all(c.passed is not False for c in checks) and (request.accept_inconclusive or not inconclusive)
-    per_sample = [
-        {
-            "id": restored.data.train.ids[row],
-            "label": int(restored.data.train.labels[row]),
-            "loss": float(loss),
-            "correct": bool(correct),
-            "membership_score": float(-loss),
-            "nonmember_rank": float(np.mean(model_nonmember.losses > loss)) if len(model_nonmember.losses) else None,
-        }
-        for row, loss, correct in zip(forget_rows, model_forget.losses, model_forget.correct)
-    ]
     return AuditResult(
         checkpoint=str(request.checkpoint),
         ids={
@@ -407,7 +453,7 @@ def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditRe
             "unknown_skipped": len(unknown),
             "test_rows_recorded": len(recorded_test),
         },
-        ids_digest=restored.meta.forgotten.list_digest(audited + recorded_test),
+        ids_digest=digest,
         figures=figures,
         model=scored,
         reference=reference,
@@ -418,8 +464,45 @@ def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditRe
         notes=notes,
         seconds=time.perf_counter() - started,
         passed=passed,
-        per_sample=per_sample,
+        verdict="fail" if any(c.passed is False for c in checks) else ("inconclusive" if inconclusive else "pass"),
+        alpha=request.thresholds.alpha,
+        per_row=per_row,
+        per_sample=_per_sample(restored, rows, evidence),
     )
+
+
+def _size_notes(groups: verdict.Groups) -> list[str]:
+    notes = []
+    n_pool = len(groups.pool_labels)
+    if n_pool < 100:
+        notes.append(f"TPR at 1% FPR needs ≥ 100 held-out rows to mean anything; there are {n_pool}")
+    elif n_pool < 1000:
+        notes.append(f"TPR at 0.1% FPR needs ≥ 1,000 held-out rows to mean anything; there are {n_pool}")
+    unmatched = int((~groups.matched).sum())
+    if unmatched:
+        notes.append(
+            f"{unmatched} forget row(s) are of classes the held-out rows lack; the membership figures leave them out"
+        )
+    return notes
+
+
+def _per_sample(restored: Restored, rows: AuditRows, evidence: Evidence) -> list[dict[str, Any]]:
+    scores, groups = evidence.audited, evidence.groups
+    rank = verdict.member_ranks(-scores.forget.losses, -scores.pool.losses, groups.pool_weights)
+    z = evidence.shadow["audited"].forget if evidence.shadow else None
+    return [
+        {
+            "id": restored.data.train.ids[row],
+            "label": int(restored.data.train.labels[row]),
+            "loss": float(scores.forget.losses[i]),
+            "correct": bool(scores.forget.correct[i]),
+            "membership_score": float(-scores.forget.losses[i]),
+            # Share of held-out rows (weighted to the forget mix) this row looks more member-like than.
+            "nonmember_rank": float(rank[i]),
+            "shadow_z": float(z[i]) if z is not None else None,
+        }
+        for i, row in enumerate(rows.forget)
+    ]
 
 
 def _check_ancestor(path: str, restored: Restored) -> None:
@@ -460,160 +543,257 @@ def _cleanup_lineage(restored: Restored, ids_digest: str) -> bool:
     return False
 
 
-def verdict_checks(
-    model: ModelFigures,
-    reference: ModelFigures | None,
-    original: ModelFigures | None,
-    thresholds: Thresholds,
-    *,
-    cleanup: bool = False,
-) -> list[Check]:
-    """Removal and utility checks. Margins default to two standard errors of the figure at hand.
+# ---------------------------------------------------------------------------------------- verdict
 
-    The removal checks are two-sided (rows *less* member-like than rows the model never saw are
-    over-forgotten, which is detectable too), and inconclusive when they could not have failed: the
-    upper limit reaches 100%, or (with ``--original``) the original model passes them as well.
-    """
-    mia = model.mia
-    se = auc_null_se(mia.members, mia.non_members)
-    margin = thresholds.mia_margin if thresholds.mia_margin is not None else max(0.02, 2 * se)
-    target = reference.mia.loss_auc if reference is not None else 0.5
-    target_label = "retrained model" if reference else "chance"
-    checks = [
-        _two_sided(
-            "membership (loss AUC)",
-            mia.loss_auc,
-            target,
-            margin,
-            f"{target_label} {target:.3f} ± {margin:.3f}",
-            original.mia.loss_auc if original is not None else None,
-            "the forget rows score as members less than rows the model never saw (over-forgotten)",
-            below_ok=cleanup,
-        )
-    ]
-    n_forget = max(mia.members, 1)
-    if reference is not None:
-        target_acc = reference.accuracy["forget"]
-        label = "retrained model's forget accuracy"
-        # The same rows under two models: the forget rows' binomial error bounds the difference.
-        inverse_rows = 1 / n_forget
+
+@dataclass
+class ShadowZ:
+    """Per-row z-scores of one model's logit-scaled confidence against the shadow models', and
+    whether the row lies below / above every shadow's value."""
+
+    forget: np.ndarray
+    pool: np.ndarray
+    proxy: np.ndarray
+    forget_side: np.ndarray  # −1 below every shadow, +1 above every shadow, 0 inside their range
+    pool_side: np.ndarray
+
+
+@dataclass
+class Evidence:
+    """What the verdict weighs: per-row predictions of each model, the class groups, and (thorough
+    mode) the per-row z-scores against shadow models."""
+
+    groups: verdict.Groups
+    proxy_groups: verdict.Groups
+    audited: RowScores
+    reference: RowScores | None = None
+    original: RowScores | None = None
+    shadow: dict[str, ShadowZ] | None = None
+
+
+@dataclass
+class _Candidate:
+    id: str
+    name: str
+    test: verdict.Test
+    sided: str
+    value: float
+    target: float
+    where: str  # what the target is, for the detail
+    removal: bool
+    noop: float | None = None
+    noop_source: str = ""
+    tolerance: float = 0.0
+
+
+def _auc(scores: np.ndarray, pool: np.ndarray, groups: verdict.Groups) -> float:
+    return verdict.weighted_auc(scores[groups.matched], pool, groups.pool_weights)
+
+
+def _accuracy_gap(forget_correct: np.ndarray, pool_correct: np.ndarray, groups: verdict.Groups) -> float:
+    return float(forget_correct[groups.matched].mean() - np.sum(groups.pool_weights * pool_correct))
+
+
+def _membership(evidence: Evidence, rng: np.random.Generator, sided: str, tolerance: float) -> _Candidate:
+    groups, a, ref, orig = evidence.groups, evidence.audited, evidence.reference, evidence.original
+    keep, weights = groups.matched, groups.pool_weights
+    if ref is None:
+        test = verdict.stratified_auc_test(-a.forget.losses, -a.pool.losses, groups, rng)
+        value, target, where = test.statistic, 0.5, "chance 0.500 (held-out rows weighted to the forget rows' classes)"
     else:
-        target_acc = model.accuracy["test"]
-        label = "held-out accuracy (what a model that never saw the rows gets)"
-        # Two samples (forget rows, held-out rows): the difference carries both errors.
-        inverse_rows = 1 / n_forget + 1 / max(model.test_rows, 1) if model.test_rows else 1 / n_forget
-    variance = max(target_acc * (1 - target_acc), 0.25 / n_forget)
-    acc_se = math.sqrt(variance * inverse_rows)
-    acc_margin = thresholds.accuracy_margin if thresholds.accuracy_margin is not None else max(0.01, 2 * acc_se)
-    checks.append(
-        _two_sided(
-            "forget accuracy",
-            model.accuracy["forget"],
-            target_acc,
-            acc_margin,
-            f"{label} {target_acc:.3f} ± {acc_margin:.3f}",
-            original.accuracy["forget"] if original is not None else None,
-            "the forget rows are predicted worse than rows the model never saw (over-forgotten)",
-            ceiling=1.0,
-            below_ok=cleanup,
-        )
+        ranks = verdict.member_ranks(-a.forget.losses[keep], -a.pool.losses, weights)
+        ref_ranks = verdict.member_ranks(-ref.forget.losses[keep], -ref.pool.losses, weights)
+        test = verdict.paired_test(ranks - ref_ranks, rng)
+        value, target = float(ranks.mean()), float(ref_ranks.mean())
+        where = f"retrained model {target:.3f} (paired, row by row)"
+    candidate = _Candidate(
+        "membership_auc", "membership (loss AUC)", test, sided, value, target, where, True, tolerance=tolerance
     )
-    baseline = original if original is not None else reference
-    if baseline is not None:
-        drop = baseline.accuracy["test"] - model.accuracy["test"]
+    if orig is not None:
+        noop = _auc(-orig.forget.losses, -orig.pool.losses, groups) - (target if ref is not None else 0.5)
+        candidate.noop, candidate.noop_source = noop, "the original"
+    elif a.proxy is not None and len(a.proxy.losses):
+        candidate.noop = _auc(-a.proxy.losses, -a.pool.losses, evidence.proxy_groups) - 0.5
+        candidate.noop_source = "retained rows this model still holds"
+    return candidate
+
+
+def _forget_accuracy(evidence: Evidence, rng: np.random.Generator, sided: str, tolerance: float) -> _Candidate:
+    groups, a, ref, orig = evidence.groups, evidence.audited, evidence.reference, evidence.original
+    if ref is None:
+        test = verdict.stratified_accuracy_test(a.forget.correct, a.pool.correct, groups, rng)
+        target = float(np.sum(groups.pool_weights * a.pool.correct))
+        value = test.statistic + target
+        where = f"held-out accuracy {target:.3f} (weighted to the forget rows' classes)"
+    else:
+        test = verdict.paired_test(a.forget.correct.astype(float) - ref.forget.correct.astype(float), rng)
+        value, target = a.forget.accuracy, ref.forget.accuracy
+        where = f"retrained model's forget accuracy {target:.3f} (paired: McNemar)"
+    candidate = _Candidate(
+        "forget_accuracy", "forget accuracy", test, sided, value, target, where, True, tolerance=tolerance
+    )
+    if orig is not None:
+        if ref is not None:
+            candidate.noop = orig.forget.accuracy - target
+        else:
+            candidate.noop = _accuracy_gap(orig.forget.correct, orig.pool.correct, groups)
+        candidate.noop_source = "the original"
+    elif a.proxy is not None and len(a.proxy.correct):
+        candidate.noop = _accuracy_gap(a.proxy.correct, a.pool.correct, evidence.proxy_groups)
+        candidate.noop_source = "retained rows this model still holds"
+    return candidate
+
+
+def _per_row(evidence: Evidence, rng: np.random.Generator, sided: str) -> _Candidate:
+    shadow = evidence.shadow
+    assert shadow is not None
+    z = shadow["audited"]
+    test = verdict.stratified_auc_test(z.forget, z.pool, evidence.groups, rng)
+    where = "0.500: forget and held-out rows equally far from their shadows"
+    candidate = _Candidate(
+        "per_row_shadow", "per-row vs shadow models (z AUC)", test, sided, test.statistic, 0.5, where, True
+    )
+    if "original" in shadow:
+        candidate.noop = _auc(shadow["original"].forget, shadow["original"].pool, evidence.groups) - 0.5
+        candidate.noop_source = "the original"
+    elif len(z.proxy):
+        candidate.noop = _auc(z.proxy, z.pool, evidence.proxy_groups) - 0.5
+        candidate.noop_source = "retained rows this model still holds (no shadow saw them)"
+    return candidate
+
+
+def _utility(evidence: Evidence, max_drop: float) -> _Candidate | None:
+    baseline = evidence.original or evidence.reference
+    if baseline is None:
+        return None
+    test = verdict.drop_test(baseline.pool.correct, evidence.audited.pool.correct, max_drop)
+    which = "original" if evidence.original is not None else "retrained"
+    where = f"{which} {baseline.pool.accuracy:.3f} − {max_drop:.3f} (the same rows, paired)"
+    return _Candidate(
+        "test_accuracy_kept",
+        "test accuracy kept",
+        test,
+        "greater",
+        evidence.audited.pool.accuracy,
+        baseline.pool.accuracy - max_drop,
+        where,
+        False,
+    )
+
+
+def verdict_checks(evidence: Evidence, thresholds: Thresholds, *, cleanup: bool = False, seed: int = 0) -> list[Check]:
+    """The statistical checks, held together to a family-wise false-alarm rate ``alpha`` (Holm).
+
+    Removal checks are two-sided (rows *less* member-like than rows the model never saw are
+    over-forgotten, which is detectable too; a cleanup fails only on the member-like side). A
+    removal check that is not rejected is inconclusive when a model that kept the rows would lie
+    closer than the smallest effect the check detects (80% power at level alpha / m): the original
+    with ``--original``, else the retained rows the audited model still holds.
+    """
+    rng = np.random.default_rng([seed, 20])
+    sided = "greater" if cleanup else "two"
+    candidates = [
+        _membership(evidence, rng, sided, thresholds.mia_margin or 0.0),
+        _forget_accuracy(evidence, rng, sided, thresholds.accuracy_margin or 0.0),
+    ]
+    if evidence.shadow is not None:
+        candidates.append(_per_row(evidence, rng, sided))
+    utility = _utility(evidence, thresholds.max_test_drop)
+    if utility is not None:
+        candidates.append(utility)
+    decisions = verdict.holm([c.test.p_value(c.sided) for c in candidates], thresholds.alpha)
+    worst_level = thresholds.alpha / len(candidates)
+    checks = [_decide(c, rejected, level, worst_level, evidence) for c, (rejected, level) in zip(candidates, decisions)]
+    if utility is None:
         checks.append(
             Check(
                 "test accuracy kept",
-                drop <= thresholds.max_test_drop,
-                model.accuracy["test"],
-                f"≥ {baseline.accuracy['test'] - thresholds.max_test_drop:.3f}",
-                f"{'original' if original is not None else 'retrained'} {baseline.accuracy['test']:.3f} − "
-                f"{thresholds.max_test_drop:.3f}; "
-                + ("ok" if drop <= thresholds.max_test_drop else f"lost {drop - thresholds.max_test_drop:.2g} more"),
-            )
-        )
-    else:
-        checks.append(
-            Check("test accuracy kept", None, model.accuracy["test"], "—", "pass --original or --reference to check")
-        )
-    if reference is not None:
-        tow = tug_of_war(model.accuracy, reference.accuracy)
-        checks.append(
-            Check(
-                "Tug-of-War vs retrained",
-                tow >= thresholds.min_tow,
-                tow,
-                f"≥ {thresholds.min_tow:.3f}",
-                "ok" if tow >= thresholds.min_tow else f"short by {thresholds.min_tow - tow:.2g}",
+                None,
+                evidence.audited.pool.accuracy,
+                "—",
+                "pass --original or --reference to check",
+                id="test_accuracy_kept",
             )
         )
     return checks
 
 
-def _two_sided(
-    name: str,
-    value: float,
-    target: float,
-    margin: float,
-    where: str,
-    original: float | None,
-    below: str,
-    *,
-    ceiling: float | None = None,
-    below_ok: bool = False,
-) -> Check:
-    """Fail when ``value`` lies more than ``margin`` from ``target``, on either side. A value inside
-    the range passes, unless the check could not have failed on the side that matters: the upper
-    limit reaches ``ceiling`` (even a model that kept every row would pass), or the original
-    model's ``original`` value passes it too; then it is inconclusive."""
-    low, high = target - margin, target + margin
-    threshold = f"{low:.3f} … {high:.3f}"
-    if value > high:
-        return Check(name, False, value, threshold, f"{where}; over by {value - high:.2g}")
-    if value < low and below_ok:  # a cleanup: rows whose labels are wrong may end below retraining's
-        return Check(name, True, value, threshold, f"{where}; under by {low - value:.2g}: ok for a cleanup")
-    if value < low:
-        if original is not None and original < low and value >= original - margin:
+def _decide(c: _Candidate, rejected: bool, level: float, worst_level: float, evidence: Evidence) -> Check:
+    effect = c.test.statistic - c.test.center
+    detectable = c.test.detectable(worst_level, c.sided)
+    p = c.test.p_value(c.sided)
+    stats = f"p = {_p(p)} ({'one' if c.sided == 'greater' else 'two'}-sided), held to {level:.2g}"
+    if c.removal:
+        stats += f"; detects a shift ≥ {detectable:.3f}"
+        if c.noop is not None:
+            stats += f"; a model that kept the rows: {c.noop:+.3f} ({c.noop_source})"
+    threshold = f"p ≥ {level:.2g}"
+    common = dict(id=c.id, p_value=p, level=level, detectable=detectable, noop_distance=c.noop)
+    if rejected and abs(effect) > c.tolerance:
+        if not c.removal:
+            detail = f"{c.where}; lost {c.test.statistic:.3f}, beyond {c.test.center:.3f} by more than its sampling error; {stats}"
+            return Check(c.name, False, c.value, threshold, detail, **common)
+        if effect > 0:
+            detail = f"{c.where}: the forget rows look more like rows the model learned (remembers); {stats}"
+            return Check(c.name, False, c.value, threshold, detail, **common)
+        if c.noop is not None and c.noop_source == "the original" and c.noop < 0 and effect >= c.noop - detectable:
             # The rows were already there before the deletion: harder than the average held-out
             # row (for example rows the original never fit), which this check cannot tell apart
             # from over-forgetting. Only a drop below the original would be the deletion's doing.
             detail = (
-                f"{where}; under by {low - value:.2g}, but the original model was as low ({original:.3f}): these rows "
-                "are harder than the average held-out row, not over-forgotten by the deletion; audit against "
-                "--reference to compare with a retrained model"
+                f"{c.where}: below it, but the original model was as low: these rows are harder than the average "
+                f"held-out row, not over-forgotten by the deletion; audit against --reference to decide; {stats}"
             )
-            return Check(name, None, value, threshold, detail, status="inconclusive")
-        return Check(name, False, value, threshold, f"{where}; under by {low - value:.2g}: {below}")
-    if ceiling is not None and high >= ceiling:
+            return Check(c.name, None, c.value, threshold, detail, status="inconclusive", **common)
         detail = (
-            f"{where}: the upper limit reaches {ceiling:.0%}, so even a model that kept every row passes; "
-            "audit against --reference, or with more rows"
+            f"{c.where}: the forget rows look less like members than rows the model never saw (over-forgotten); {stats}"
         )
-        return Check(name, None, value, threshold, detail, status="inconclusive")
-    if original is not None and low <= original <= high:
+        return Check(c.name, False, c.value, threshold, detail, **common)
+    if c.removal and c.noop is not None and c.noop < detectable:
         detail = (
-            f"{where}: the original model ({original:.3f}) passes it too, so passing it is no evidence of "
-            f"forgetting (the smallest effect it could detect is {margin:.3f})"
+            f"{c.where}; not told apart, but this check could not have told a model that kept the rows either: "
+            f"its distance {c.noop:+.3f} is below the smallest effect detected, {detectable:.3f}; more rows, "
+            f"--reference RETRAINED, or --method retrain would decide; {stats}"
         )
-        return Check(name, None, value, threshold, detail, status="inconclusive")
-    return Check(name, True, value, threshold, f"{where}; ok")
+        return Check(c.name, None, c.value, threshold, detail, status="inconclusive", **common)
+    note = " (within the tolerance)" if rejected else ""
+    return Check(c.name, True, c.value, threshold, f"{c.where}; ok{note}; {stats}", **common)
 
 
-def _lira(
+def _p(p: float) -> str:
+    return f"{p:.2g}" if p >= 0.001 else f"{p:.1e}"
+
+
+def _tow_check(model: ModelFigures, reference: ModelFigures, min_tow: float) -> Check:
+    tow = tug_of_war(model.accuracy, reference.accuracy)
+    return Check(
+        "Tug-of-War vs retrained",
+        tow >= min_tow,
+        tow,
+        f"≥ {min_tow:.3f}",
+        ("ok" if tow >= min_tow else f"short by {min_tow - tow:.2g}") + " (a fixed limit, outside the stated alpha)",
+        id="tug_of_war",
+    )
+
+
+def shadow_scores(
     restored: Restored,
     rows: AuditRows,
     request: AuditRequest,
-    targets: list[tuple[ModelFigures, torch.nn.Module]],
-    progress: Progress,
-) -> None:
-    """Offline LiRA: shadow models trained on random halves of the retain rows never see the
-    audited rows; a row's score is how far the audited model's confidence on it lies above the
-    shadow models' (a per-row Gaussian fitted to the logit-scaled confidence)."""
+    models: dict[str, torch.nn.Module],
+    progress: Progress = no_progress,
+) -> dict[str, ShadowZ]:
+    """Thorough mode. k shadow models, trained with the checkpoint's recipe on random halves of
+    the retained rows less the proxy rows, never see the forget, held-out or proxy rows; a row's z
+    is how far a model's logit-scaled confidence on it lies from the shadows' mean (one pooled
+    variance, as LiRA does for small k)."""
     k = request.shadow_models
     rng = np.random.default_rng(request.seed + 1)
-    forget_phi, test_phi = [], []
+    train, test = restored.data.train, restored.data.test
+    trainable = np.setdiff1d(rows.retain, rows.proxy)
+    phis: dict[str, list[np.ndarray]] = {"forget": [], "pool": [], "proxy": []}
     for shadow in range(k):
-        half = np.sort(rng.choice(rows.retain, size=len(rows.retain) // 2, replace=False))
+        half = np.sort(rng.choice(trainable, size=len(trainable) // 2, replace=False))
         config = dataclasses.replace(
             restored.config, train=dataclasses.replace(restored.config.train, seed=request.seed * 1000 + shadow)
         )
@@ -624,19 +804,47 @@ def _lira(
             restored.device,
             allow_import=True,
         )
-        forget_phi.append(_phi(model, restored, restored.data.train, rows.forget, request))
-        test_phi.append(_phi(model, restored, restored.data.test, rows.nonmember, request))
+        phis["forget"].append(_phi(model, restored, train, rows.forget, request))
+        phis["pool"].append(_phi(model, restored, test, rows.nonmember, request))
+        phis["proxy"].append(_phi(model, restored, train, rows.proxy, request))
         progress("shadow models", shadow + 1, k)
-    forget_phi_arr, test_phi_arr = np.stack(forget_phi), np.stack(test_phi)
-    # With few shadows a per-row variance is noisy; use one variance pooled over all rows (as LiRA does for small k).
-    pooled_std = float(np.concatenate([forget_phi_arr, test_phi_arr], axis=1).std(axis=0, ddof=0).mean()) + 1e-6
-    for figures, model in targets:
-        f_obs = _phi(model, restored, restored.data.train, rows.forget, request)
-        t_obs = _phi(model, restored, restored.data.test, rows.nonmember, request)
-        f_score = (f_obs - forget_phi_arr.mean(0)) / pooled_std
-        t_score = (t_obs - test_phi_arr.mean(0)) / pooled_std
-        figures.mia.lira_auc = auc(f_score, t_score)
-        figures.mia.lira_tpr_at_fpr = {f"{f:g}": tpr_at_fpr(f_score, t_score, f) for f in LOW_FPRS}
+    stacked = {key: np.stack(value) for key, value in phis.items()}
+    pooled_std = float(np.concatenate([stacked["forget"], stacked["pool"]], axis=1).std(axis=0).mean()) + 1e-6
+    result = {}
+    for name, model in models.items():
+        observed = {
+            "forget": _phi(model, restored, train, rows.forget, request),
+            "pool": _phi(model, restored, test, rows.nonmember, request),
+            "proxy": _phi(model, restored, train, rows.proxy, request),
+        }
+        z = {key: (observed[key] - stacked[key].mean(0)) / pooled_std for key in observed}
+        sides = {key: _side(observed[key], stacked[key]) for key in ("forget", "pool")}
+        result[name] = ShadowZ(z["forget"], z["pool"], z["proxy"], sides["forget"], sides["pool"])
+    return result
+
+
+def _side(observed: np.ndarray, shadows: np.ndarray) -> np.ndarray:
+    """−1 where a row lies below every shadow's value, +1 above every one, 0 inside their range."""
+    return np.where(observed < shadows.min(0), -1, np.where(observed > shadows.max(0), 1, 0))
+
+
+def _outside_shares(evidence: Evidence, shadow_models: int) -> dict[str, Any]:
+    """Shares of forget rows (and of held-out rows, weighted to their classes) below / above the
+    range of every shadow model's value: what a retrained model shows on held-out rows, it shows
+    on forget rows too."""
+    assert evidence.shadow is not None
+    z = evidence.shadow["audited"]
+    groups = evidence.groups
+    forget_side = z.forget_side[groups.matched]
+    weights = groups.pool_weights
+    return {
+        "shadow_models": shadow_models,
+        "forget_below": float(np.mean(forget_side == -1)),
+        "forget_above": float(np.mean(forget_side == 1)),
+        "heldout_below": float(np.sum(weights * (z.pool_side == -1))),
+        "heldout_above": float(np.sum(weights * (z.pool_side == 1))),
+        "z_auc": _auc(z.forget, z.pool, groups),
+    }
 
 
 def _phi(model: torch.nn.Module, restored: Restored, split: Any, rows: np.ndarray, request: AuditRequest) -> np.ndarray:
@@ -646,12 +854,13 @@ def _phi(model: torch.nn.Module, restored: Restored, split: Any, rows: np.ndarra
 
 
 def per_sample_csv(result: AuditResult) -> str:
-    """One row per audited id: id, label, loss, correct, membership score, non-member rank."""
+    """One row per audited id: id, label, loss, correct, membership score, non-member rank, shadow z."""
     import csv
     import io
 
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["id", "label", "loss", "correct", "membership_score", "nonmember_rank"])
+    fields = ["id", "label", "loss", "correct", "membership_score", "nonmember_rank", "shadow_z"]
+    writer = csv.DictWriter(buffer, fieldnames=fields)
     writer.writeheader()
     writer.writerows(result.per_sample)
     return buffer.getvalue()

@@ -274,15 +274,20 @@ def test_without_a_key_unlearn_warns_that_the_record_is_enumerable(
 
 
 def test_rows_the_original_already_got_wrong_are_not_called_over_forgotten() -> None:
-    from iau_cli.audit import _two_sided
+    from iau_cli.audit import Thresholds, verdict_checks
 
-    args = ("forget accuracy", 0.4, 0.96, 0.2, "held-out 0.96 ± 0.2")
-    same = _two_sided(*args, 0.4, "over-forgotten", ceiling=1.0)
-    assert same.status == "inconclusive" and "the original model was as low" in same.detail
-    pushed = _two_sided("forget accuracy", 0.1, 0.96, 0.2, "held-out", 0.4, "over-forgotten", ceiling=1.0)
-    assert pushed.status == "fail"  # the deletion pushed them further down: that is its doing
-    fine_before = _two_sided("forget accuracy", 0.4, 0.96, 0.2, "held-out", 1.0, "over-forgotten", ceiling=1.0)
-    assert fine_before.status == "fail"
+    from .test_audit import _evidence, _status
+
+    # Hard rows: the original already predicted them badly; the deletion left them there.
+    same = verdict_checks(_evidence(10, (3.0, 0.40), original=((3.0, 0.40), (1.0, 0.75))), Thresholds())
+    assert _status(same, "forget_accuracy") == "inconclusive"
+    assert "the original model was as low" in next(c.detail for c in same if c.id == "forget_accuracy")
+    # The deletion pushed them further down: that is its doing.
+    pushed = verdict_checks(_evidence(11, (6.0, 0.05), original=((3.0, 0.40), (1.0, 0.75))), Thresholds())
+    assert _status(pushed, "forget_accuracy") == "fail"
+    # An original that fit them: a drop below held-out rows is over-forgetting.
+    fine_before = verdict_checks(_evidence(12, (3.0, 0.40), original=((0.05, 1.0), (1.0, 0.75))), Thresholds())
+    assert _status(fine_before, "forget_accuracy") == "fail"
 
 
 def test_the_html_report_renders_in_a_real_browser(csv_model: tuple[Path, Path, list[str]], tmp_path: Path) -> None:

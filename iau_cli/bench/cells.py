@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from iau_cli.audit import AuditRequest, AuditRows, balanced_nonmembers, model_figures
+from iau_cli.audit import AuditRequest, AuditRows, heldout_pool, model_figures
 from iau_cli.bench.spec import BUILTIN_FORGET, ORIGINAL, MethodEntry, RequestSize, Workload, retrains
 from iau_cli.bench.store import recipe_digest, with_seed
 from iau_cli.config import (
@@ -279,14 +279,14 @@ class SeedGrid:
             audit_rows = AuditRows(
                 forget=rows.forget,
                 retain=rows.retain,
-                nonmember=balanced_nonmembers(restored.data.train.labels[rows.forget], restored.data.test, self.seed),
+                nonmember=heldout_pool(restored.data.test),
             )
             retrain = get_method(MethodName.RETRAIN)
             context = retrain_context(restored, rows)
             started = time.perf_counter()
             reference = retrain.run(context, retrain.parse_options({})).model
             seconds = time.perf_counter() - started
-            figures, _, _ = model_figures(restored, reference, audit_rows, self.audit_request)
+            figures, _ = model_figures(restored, reference, audit_rows, self.audit_request)
             self._plans[(kind, size, chain)] = _Plan(plan, audit_rows, reference, seconds, figures)
         return self._plans[(kind, size, chain)]
 
@@ -340,7 +340,7 @@ class SeedGrid:
         if not finite(model):
             run.update(status="diverged (NaN/Inf parameters)")
             return run
-        figures, _, _ = model_figures(restored, model, plan.audit_rows, self.audit_request)
+        figures, _ = model_figures(restored, model, plan.audit_rows, self.audit_request)
         ref_figures = plan.reference_figures
         run.update(
             status="ok",

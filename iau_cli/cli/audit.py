@@ -43,19 +43,38 @@ def command(
         int,
         typer.Option("--shadow-models", min=0, help="Thorough mode: offline LiRA with k shadow models (k trainings)."),
     ] = 0,
+    alpha: Annotated[
+        float,
+        typer.Option(
+            "--alpha",
+            min=1e-6,
+            max=0.5,
+            help="Family-wise false-alarm rate: the chance that a model which truly never saw the rows fails any "
+            "statistical check (Holm over the checks).",
+        ),
+    ] = 0.01,
     mia_margin: Annotated[
-        float | None, typer.Option("--mia-margin", help="Allowed MIA AUC above chance/reference [default: 2 SE].")
+        float | None,
+        typer.Option("--mia-margin", min=0.0, help="AUC differences this small never fail, however significant."),
     ] = None,
     accuracy_margin: Annotated[
-        float | None, typer.Option("--accuracy-margin", help="Allowed forget accuracy above target [default: 2 SE].")
+        float | None,
+        typer.Option("--accuracy-margin", min=0.0, help="Forget-accuracy differences this small never fail."),
     ] = None,
-    max_test_drop: Annotated[float, typer.Option("--max-test-drop", help="Allowed test accuracy drop.")] = 0.02,
-    min_tow: Annotated[float, typer.Option("--min-tow", help="Minimum Tug-of-War against --reference.")] = 0.95,
+    max_test_drop: Annotated[
+        float, typer.Option("--max-test-drop", min=0.0, help="Allowed test accuracy drop (tested with its own error).")
+    ] = 0.02,
+    min_tow: Annotated[
+        float | None,
+        typer.Option(
+            "--min-tow", help="Also require this Tug-of-War against --reference (a fixed limit, outside alpha)."
+        ),
+    ] = None,
     accept_inconclusive: Annotated[
         bool,
         typer.Option(
             "--accept-inconclusive",
-            help="Pass when the only checks that did not pass could not have failed (too few rows, a limit at 100%).",
+            help="Pass when the only checks that did not pass could not have told a model that kept the rows.",
         ),
     ] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed for the non-member draw and the attacks.")] = 0,
@@ -72,7 +91,9 @@ def command(
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Check a deletion: utility, membership inference, lineage; exit 0 pass, 1 fail or inconclusive, 2 bad input."""
+    """Check a deletion: utility, membership inference, lineage; exit 0 pass, 1 fail or inconclusive, 2 bad input.
+
+    A model truly retrained without the rows fails with probability at most --alpha (default 0.01)."""
     from iau_cli.config import load_run_config
     from iau_cli.ids import read_forget_ids
 
@@ -97,7 +118,7 @@ def command(
         allow_data_change=allow_data_change,
         allow_missing=allow_missing,
         device=device,
-        thresholds=Thresholds(mia_margin, accuracy_margin, max_test_drop, min_tow),
+        thresholds=Thresholds(alpha, mia_margin, accuracy_margin, max_test_drop, min_tow),
         accept_inconclusive=accept_inconclusive,
         shadow_models=shadow_models,
         seed=seed,

@@ -1,0 +1,259 @@
+"""Audit calibration: how often `iau audit`'s verdict fails a model that truly never saw the rows
+(false alarms), and how often it catches a deletion that did nothing or only part of its work.
+
+    python benchmarks/audit_calibration.py --workloads purchase-mlp,digits-mlp --pools 10 --sets 5 \
+        --out benchmarks/results/audit_calibration.json
+    python benchmarks/audit_calibration.py --thorough --workloads purchase-mlp --pools 5 \
+        --out benchmarks/results/audit_thorough.json
+
+Construction, per workload (seed 0):
+- the original: `iau train`'s recipe on every row (with its reference models, so that the default
+  rule runs as it does for users);
+- P pools, each a random 20% of the learned rows, and per pool a model trained with the same recipe
+  on the other 80%: it never saw any row of its pool, so it is a model *truly retrained without*
+  every forget set drawn from that pool (without a few more rows too; that costs it a little test
+  accuracy, which makes the `--original` rows slightly pessimistic);
+- per pool and request size, `sets` random forget sets inside the pool (sizes: 5 rows, 1%, 5%,
+  10% of the learned rows);
+- judged for each forget set: the retrained model (a fail is a false alarm), the original (a
+  no-op: a fail is a detection), the default rule with a quarter of its step budget
+  (`-O steps=38`: a half-done deletion), and the default rule itself;
+- the verdict is `iau audit`'s own (`verdict_checks` on the per-row evidence `audit` collects:
+  every held-out row of the evaluation half, proxy rows the model still holds), alpha 0.01, with
+  and without `--original`. "pass" / "fail" / "inconclusive" as the audit reports them.
+
+Forget sets from one pool share one retrained model, so their outcomes are not independent: the
+pools, not the sets, are the independent replicates (the table gives both counts).
+
+`--thorough`: the per-row check against k = 4 shadow models (trained on halves of the pool's
+complement), 5% requests, for the retrained model, the original, the default rule, and two
+deletions that push every forget row too far (`-O rule=matched`, the previous default, and
+`gradient-ascent`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+SIZES = [("5 rows", 5, None), ("1%", None, 0.01), ("5%", None, 0.05), ("10%", None, 0.10)]
+
+
+def take(predictions, index):
+    from iau_cli.metrics import Predictions
+
+    return Predictions(predictions.losses[index], predictions.correct[index])
+
+
+def full_predictions(restored, model):
+    """A model's predictions on every training row and every held-out (evaluation-half) row."""
+    from iau_cli.audit import heldout_pool
+    from iau_cli.metrics import predict
+
+    train = predict(model, restored.data.train, np.arange(len(restored.data.train)), restored.device)
+    pool = predict(model, restored.data.test, heldout_pool(restored.data.test), restored.device)
+    return train, pool
+
+
+def scores(cached, forget, proxy):
+    from iau_cli.audit import RowScores
+
+    train, pool = cached
+    return RowScores(take(train, forget), pool, take(train, proxy))
+
+
+def unlearned(restored, forget, method, options):
+    from iau_cli.methods import get_method
+    from iau_cli.unlearning import build_context, plan_rows
+
+    spec = get_method(method)
+    context = build_context(restored, plan_rows(restored, forget.tolist()), {}, model=copy.deepcopy(restored.model))
+    return spec.run(context, spec.parse_options(options)).model
+
+
+def verdict_of(evidence, alpha, seed):
+    from iau_cli.audit import Thresholds, verdict_checks
+
+    checks = verdict_checks(evidence, Thresholds(alpha=alpha), seed=seed)
+    if any(c.status == "fail" for c in checks):
+        return "fail"
+    return "inconclusive" if any(c.status == "inconclusive" for c in checks) else "pass"
+
+
+def prepare(workload: str, work: Path, pools: int, device: str):
+    from iau_cli.bench.spec import BUILTIN_WORKLOADS
+    from iau_cli.runs import restore, train
+    from iau_cli.training import RowPartition, train_model
+
+    config = BUILTIN_WORKLOADS[workload]()
+    path = work / f"{workload}-original.safetensors"
+    if not path.exists():
+        train(config, path, device=device)
+    restored = restore(path, device=device)
+    partition = restored.partition()
+    learned = partition.learn
+    rng = np.random.default_rng(12345)
+    pool_rows, retrained = [], []
+    for p in range(pools):
+        chosen = np.sort(rng.choice(learned, size=len(learned) // 5, replace=False))
+        started = time.perf_counter()
+        model, _ = train_model(
+            config, restored.data, RowPartition(learn=np.setdiff1d(learned, chosen), val=partition.val), restored.device
+        )
+        print(f"  {workload}: pool {p + 1}/{pools} retrained in {time.perf_counter() - started:.1f} s", flush=True)
+        pool_rows.append(chosen)
+        retrained.append(model)
+    return config, restored, learned, pool_rows, retrained
+
+
+def calibrate(args, workload: str) -> dict:
+    from iau_cli.audit import Evidence, matched_sample
+    from iau_cli.methods import MethodName
+    from iau_cli.verdict import Groups
+
+    started = time.perf_counter()
+    config, restored, learned, pool_rows, retrained = prepare(workload, args.work, args.pools, args.device)
+    train_labels, test = restored.data.train.labels, restored.data.test
+    pool_labels = test.labels[test.halves()[1]]
+    original = full_predictions(restored, restored.model)
+    kinds = ["retrained", "original (no-op)", "default rule, 1/4 of its steps", "default rule"]
+    outcomes: dict = {}
+    for p, (chosen, model) in enumerate(zip(pool_rows, retrained)):
+        retrained_cached = full_predictions(restored, model)
+        candidates = np.setdiff1d(learned, chosen)
+        for label, rows, ratio in SIZES:
+            count = rows if rows is not None else max(1, round(ratio * len(learned)))
+            count = min(count, len(chosen) // 2)
+            for s in range(args.sets):
+                seed = p * 1000 + s
+                forget = np.sort(np.random.default_rng([p, s, count]).choice(chosen, size=count, replace=False))
+                proxy = matched_sample(
+                    candidates, train_labels, train_labels[forget], min(1000, len(candidates) // 4), seed
+                )
+                groups = Groups(train_labels[forget], pool_labels)
+                proxy_groups = Groups(train_labels[proxy], pool_labels)
+                models = {"retrained": retrained_cached, "original (no-op)": original}
+                if s < args.unlearn_sets:
+                    models["default rule, 1/4 of its steps"] = full_predictions(
+                        restored, unlearned(restored, forget, MethodName.IAU, {"steps": 38})
+                    )
+                    models["default rule"] = full_predictions(restored, unlearned(restored, forget, MethodName.IAU, {}))
+                for kind, cached in models.items():
+                    audited = scores(cached, forget, proxy)
+                    plain = Evidence(groups, proxy_groups, audited)
+                    with_original = Evidence(groups, proxy_groups, audited, original=scores(original, forget, proxy))
+                    for mode, evidence in (("plain", plain), ("--original", with_original)):
+                        key = f"{label}|{kind}|{mode}"
+                        entry = outcomes.setdefault(key, {"pass": 0, "fail": 0, "inconclusive": 0, "pools": set()})
+                        entry[verdict_of(evidence, args.alpha, seed)] += 1
+                        entry["pools"].add(p)
+        print(f"  {workload}: pool {p + 1} judged ({time.perf_counter() - started:.0f} s so far)", flush=True)
+    table = []
+    for key, entry in outcomes.items():
+        size, kind, mode = key.split("|")
+        n = entry["pass"] + entry["fail"] + entry["inconclusive"]
+        table.append(
+            {
+                "workload": workload,
+                "size": size,
+                "model": kind,
+                "mode": mode,
+                "sets": n,
+                "pools": len(entry["pools"]),
+                "pass": entry["pass"] / n,
+                "fail": entry["fail"] / n,
+                "inconclusive": entry["inconclusive"] / n,
+            }
+        )
+    return {"workload": workload, "seconds": time.perf_counter() - started, "rows": table, "kinds": kinds}
+
+
+def thorough(args, workload: str) -> dict:
+    """The per-row check (k shadow models) on 5% requests, one forget set per pool."""
+    from iau_cli.audit import AuditRequest, AuditRows, Evidence, heldout_pool, matched_sample, shadow_scores
+    from iau_cli.ids import ForgetRequest
+    from iau_cli.methods import MethodName
+    from iau_cli.verdict import Groups
+
+    started = time.perf_counter()
+    config, restored, learned, pool_rows, retrained = prepare(workload, args.work, args.pools, args.device)
+    train_labels, test = restored.data.train.labels, restored.data.test
+    pool = heldout_pool(test)
+    request = AuditRequest(checkpoint="", forget=ForgetRequest([], 0, "bench"), shadow_models=args.shadows)
+    results: dict = {}
+    for p, (chosen, model) in enumerate(zip(pool_rows, retrained)):
+        count = round(0.05 * len(learned))
+        forget = np.sort(np.random.default_rng([p, 0, count]).choice(chosen, size=count, replace=False))
+        candidates = np.setdiff1d(learned, chosen)
+        proxy = matched_sample(candidates, train_labels, train_labels[forget], min(1000, len(candidates) // 4), p)
+        rows = AuditRows(forget=forget, retain=candidates, nonmember=pool, proxy=proxy)
+        models = {
+            "retrained": model,
+            "original (no-op)": restored.model,
+            "default rule": unlearned(restored, forget, MethodName.IAU, {}),
+            "overshoot: -O rule=matched": unlearned(restored, forget, MethodName.IAU, {"rule": "matched"}),
+            "overshoot: gradient-ascent": unlearned(restored, forget, MethodName.GRADIENT_ASCENT, {}),
+        }
+        request.seed = p
+        z = shadow_scores(restored, rows, request, models)
+        groups = Groups(train_labels[forget], test.labels[pool])
+        proxy_groups = Groups(train_labels[proxy], test.labels[pool])
+        original = scores(full_predictions(restored, restored.model), forget, proxy)
+        for kind, m in models.items():
+            audited = scores(full_predictions(restored, m), forget, proxy)
+            evidence = Evidence(groups, proxy_groups, audited, original=original)
+            evidence.shadow = {"audited": z[kind], "original": z["original (no-op)"]}
+            from iau_cli.audit import Thresholds, verdict_checks
+
+            checks = {c.id: c for c in verdict_checks(evidence, Thresholds(alpha=args.alpha), seed=p)}
+            per_row = checks["per_row_shadow"]
+            matched = groups.matched
+            entry = results.setdefault(kind, {"statuses": [], "z_auc": [], "below": [], "above": [], "loss_auc": []})
+            entry["statuses"].append(per_row.status)
+            entry["z_auc"].append(per_row.value)
+            entry["below"].append(float(np.mean(z[kind].forget_side[matched] == -1)))
+            entry["above"].append(float(np.mean(z[kind].forget_side[matched] == 1)))
+            entry["loss_auc"].append(checks["membership_auc"].status)
+        print(f"  {workload}: thorough pool {p + 1} ({time.perf_counter() - started:.0f} s)", flush=True)
+    return {
+        "workload": workload,
+        "seconds": time.perf_counter() - started,
+        "shadow_models": args.shadows,
+        "per_kind": results,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workloads", default="purchase-mlp,mixed-mlp,digits-mlp")
+    parser.add_argument("--pools", type=int, default=10)
+    parser.add_argument("--sets", type=int, default=5, help="forget sets per pool and size")
+    parser.add_argument("--unlearn-sets", type=int, default=2, help="of those, how many also run the unlearning rows")
+    parser.add_argument("--alpha", type=float, default=0.01)
+    parser.add_argument("--shadows", type=int, default=4)
+    parser.add_argument("--thorough", action="store_true")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--work", type=Path, default=Path("bench-out/calibration"))
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    for workload in args.workloads.split(","):
+        print(f"{workload} …", flush=True)
+        results[workload] = thorough(args, workload) if args.thorough else calibrate(args, workload)
+        results[workload]["command"] = " ".join(sys.argv)
+        args.out.write_text(json.dumps(results, indent=1, default=float) + "\n")  # after each workload
+
+
+if __name__ == "__main__":
+    main()
