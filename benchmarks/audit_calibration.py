@@ -85,9 +85,10 @@ def verdict_of(evidence, alpha, seed):
     from iau_cli.audit import Thresholds, verdict_checks
 
     checks = verdict_checks(evidence, Thresholds(alpha=alpha), seed=seed)
-    if any(c.status == "fail" for c in checks):
-        return "fail"
-    return "inconclusive" if any(c.status == "inconclusive" for c in checks) else "pass"
+    failed = [c.id for c in checks if c.status == "fail"]
+    if failed:
+        return "fail", failed
+    return ("inconclusive" if any(c.status == "inconclusive" for c in checks) else "pass"), []
 
 
 def prepare(workload: str, work: Path, pools: int, device: str):
@@ -154,9 +155,14 @@ def calibrate(args, workload: str) -> dict:
                     with_original = Evidence(groups, proxy_groups, audited, original=scores(original, forget, proxy))
                     for mode, evidence in (("plain", plain), ("--original", with_original)):
                         key = f"{label}|{kind}|{mode}"
-                        entry = outcomes.setdefault(key, {"pass": 0, "fail": 0, "inconclusive": 0, "pools": set()})
-                        entry[verdict_of(evidence, args.alpha, seed)] += 1
+                        entry = outcomes.setdefault(
+                            key, {"pass": 0, "fail": 0, "inconclusive": 0, "pools": set(), "failed_checks": {}}
+                        )
+                        outcome, failed = verdict_of(evidence, args.alpha, seed)
+                        entry[outcome] += 1
                         entry["pools"].add(p)
+                        for check in failed:
+                            entry["failed_checks"][check] = entry["failed_checks"].get(check, 0) + 1
         print(f"  {workload}: pool {p + 1} judged ({time.perf_counter() - started:.0f} s so far)", flush=True)
     table = []
     for key, entry in outcomes.items():
@@ -173,6 +179,7 @@ def calibrate(args, workload: str) -> dict:
                 "pass": entry["pass"] / n,
                 "fail": entry["fail"] / n,
                 "inconclusive": entry["inconclusive"] / n,
+                "failed_checks": entry["failed_checks"],
             }
         )
     return {"workload": workload, "seconds": time.perf_counter() - started, "rows": table, "kinds": kinds}

@@ -4,7 +4,8 @@
 #   audit it, promote it, and only then delete the forgotten rows from the data store.
 # Usage: nightly_retention.sh DAY REQUESTS.txt DATA.csv
 # Layout: models/current.safetensors is a symlink to the checkpoint in production.
-# It branches only on exit codes and JSON (0 ok, 1 audit failed, 2 bad input, 130/143 interrupted).
+# It branches only on exit codes and JSON (0 ok, 1 audit failed, 2 bad input, 130/143 interrupted;
+# the audit's "verdict": pass, fail or inconclusive).
 set -euo pipefail
 day=$1 requests=$2 data=$3
 current=models/current.safetensors
@@ -27,11 +28,30 @@ else
   learned=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ids"]["forgotten_now"])' "records/unlearn-$day.json")
   if [ "$learned" != "0" ]; then
     # Audit before the rows leave the data store: the audit measures the forgotten rows.
-    iau audit "$out" --forget "records/forgotten-$day.txt" --original "$(readlink -f "$current")" \
-      --accept-inconclusive --overwrite --json "records/audit-$day.json" --quiet || {
-      echo "day $day: audit did not pass; see records/audit-$day.json (current is unchanged)" >&2
-      exit 1
+    audit() {  # sets $verdict; an audit that could not run (bad input, interrupted) stops the job
+      local rc=0
+      iau audit "$out" --forget "records/forgotten-$day.txt" --original "$(readlink -f "$current")" \
+        --overwrite --json "records/audit-$day.json" --quiet "$@" || rc=$?
+      if [ "$rc" -gt 1 ]; then
+        echo "day $day: audit could not run (exit $rc); see records/audit-$day.json" >&2
+        exit "$rc"
+      fi
+      verdict=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["verdict"])' "records/audit-$day.json")
     }
+    audit
+    if [ "$verdict" = "inconclusive" ]; then
+      # The audit cannot tell this deletion from one that did nothing (too few rows, or a model
+      # that does not memorize them). Redo the night as a retrain — removal by construction — and
+      # promote it once no check fails (its statistical checks cannot decide either).
+      echo "day $day: audit inconclusive; retraining instead"
+      iau unlearn "$current" --forget "$requests" --method retrain --out "$out" --overwrite --allow-missing \
+        --forgotten-ids "records/forgotten-$day.txt" --json "records/unlearn-$day.json" --quiet
+      audit --accept-inconclusive
+    fi
+    if [ "$verdict" != "pass" ]; then
+      echo "day $day: audit: $verdict; see records/audit-$day.json (current is unchanged)" >&2
+      exit 1
+    fi
   fi
 
   # Promote atomically: a new symlink renamed over the old one.

@@ -302,3 +302,109 @@ def test_a_cleanup_audit_accepts_forget_figures_below_the_retrained_model() -> N
     assert _status(verdict_checks(below, Thresholds(), cleanup=True), "forget_accuracy") == "pass"
     above = _evidence(9, (0.05, 0.99), reference=((1.0, 0.75), (1.0, 0.75)))
     assert _status(verdict_checks(above, Thresholds(), cleanup=True), "forget_accuracy") == "fail"
+
+
+def test_the_held_out_pool_is_the_whole_evaluation_half(memorizing_pair: dict) -> None:
+    from iau_cli.runs import restore
+
+    result = _audit(memorizing_pair["retrained"], memorizing_pair["ids"])
+    evaluation = restore(memorizing_pair["retrained"], device="cpu").data.test.halves()[1]
+    assert result.model.mia.non_members == result.model.test_rows == len(evaluation) > 60  # not 60 drawn rows
+    assert result.verdict in ("pass", "inconclusive") and all(c.id for c in result.checks)
+    assert result.to_dict()["alpha"] == 0.01
+
+
+def _restored_rows(memorizing_pair: dict):
+    from iau_cli.audit import audit_rows
+    from iau_cli.runs import restore
+
+    restored = restore(memorizing_pair["original"], device="cpu")
+    ids = read_forget_ids(memorizing_pair["ids"]).ids
+    return restored, audit_rows(restored, ids, seed=0)
+
+
+def _evidence_for(restored, rows, model, request):
+    from iau_cli.audit import Evidence, model_figures
+    from iau_cli.verdict import Groups
+
+    train, test = restored.data.train, restored.data.test
+    _, scores = model_figures(restored, model, rows, request)
+    pool_labels = test.labels[rows.nonmember]
+    return Evidence(
+        Groups(train.labels[rows.forget], pool_labels), Groups(train.labels[rows.proxy], pool_labels), scores
+    )
+
+
+def test_thorough_mode_tells_an_overshoot_from_retraining_and_from_a_noop(memorizing_pair: dict) -> None:
+    """Per row against shadow models: the retrained model passes, the original (a no-op) fails as
+    remembering, and a deletion that pushed every forget row far down fails as over-forgotten."""
+    import copy
+
+    from iau_cli.audit import Thresholds, shadow_scores, verdict_checks
+    from iau_cli.methods import MethodName, get_method
+    from iau_cli.runs import restore
+    from iau_cli.unlearning import build_context, plan_rows
+
+    restored, rows = _restored_rows(memorizing_pair)
+    spec = get_method(MethodName.GRADIENT_ASCENT)
+    context = build_context(
+        restored, plan_rows(restored, rows.forget.tolist()), {}, model=copy.deepcopy(restored.model)
+    )
+    overshoot = spec.run(context, spec.parse_options({"epochs": 20})).model
+    models = {
+        "retrained": restore(memorizing_pair["retrained"], device="cpu").model,
+        "original": restored.model,
+        "overshoot": overshoot,
+    }
+    request = AuditRequest(checkpoint="", forget=read_forget_ids(memorizing_pair["ids"]), shadow_models=3)
+    z = shadow_scores(restored, rows, request, models)
+    status = {}
+    for name, model in models.items():
+        evidence = _evidence_for(restored, rows, model, request)
+        evidence.shadow = {"audited": z[name]}
+        check = next(c for c in verdict_checks(evidence, Thresholds()) if c.id == "per_row_shadow")
+        status[name] = (check.status, check.detail)
+    assert status["retrained"][0] == "pass", status["retrained"]
+    assert status["original"][0] == "fail" and "remembers" in status["original"][1]
+    assert status["overshoot"][0] == "fail" and "over-forgotten" in status["overshoot"][1]
+    # Outside the shadows' range: the overshoot's forget rows below every shadow far more often
+    # than held-out rows are.
+    below = lambda name: float(np.mean(z[name].forget_side == -1))  # noqa: E731
+    assert below("overshoot") > 0.5 > below("retrained")
+
+
+def test_a_model_retrained_without_a_pool_passes_forget_sets_drawn_from_it(memorizing_pair: dict) -> None:
+    """A model that never saw a pool of 100 rows, audited on 30 forget sets drawn from the pool:
+    fails at a rate consistent with alpha; the original (which saw them) fails nearly always."""
+    from iau_cli.audit import Evidence, RowScores, Thresholds, heldout_pool, matched_sample, verdict_checks
+    from iau_cli.metrics import Predictions, predict
+    from iau_cli.runs import restore
+    from iau_cli.training import RowPartition, train_model
+    from iau_cli.verdict import Groups
+
+    restored = restore(memorizing_pair["original"], device="cpu")
+    learned = restored.partition().learn
+    pool = np.random.default_rng(0).choice(learned, size=100, replace=False)
+    kept = np.setdiff1d(learned, pool)
+    retrained, _ = train_model(
+        restored.config, restored.data, RowPartition(kept, restored.partition().val), restored.device
+    )
+    train_split, test_split = restored.data.train, restored.data.test
+    held_out = heldout_pool(test_split)
+    labels = train_split.labels
+    outcomes: dict[str, list[bool]] = {"retrained": [], "original": []}
+    for name, model in (("retrained", retrained), ("original", restored.model)):
+        # The audit's own per-row predictions, once per model; each forget set takes its rows.
+        every = predict(model, train_split, np.arange(len(train_split)), restored.device)
+        heldout = predict(model, test_split, held_out, restored.device)
+        for s in range(30):
+            forget = np.sort(np.random.default_rng(s).choice(pool, size=25, replace=False))
+            proxy = matched_sample(kept, labels, labels[forget], 40, s)
+            rows = {key: Predictions(every.losses[r], every.correct[r]) for key, r in (("f", forget), ("x", proxy))}
+            scores = RowScores(rows["f"], heldout, rows["x"])
+            groups = Groups(labels[forget], test_split.labels[held_out])
+            evidence = Evidence(groups, Groups(labels[proxy], groups.pool_labels), scores)
+            checks = verdict_checks(evidence, Thresholds(alpha=0.05), seed=s)
+            outcomes[name].append(any(c.status == "fail" for c in checks))
+    assert sum(outcomes["retrained"]) <= 6, outcomes["retrained"]
+    assert sum(outcomes["original"]) >= 28, outcomes["original"]

@@ -121,6 +121,23 @@ def audit_report(result: AuditResult) -> Report:
         for c in result.checks
     ]
     tables.append(Table("Checks", ["check", "result", "value", "threshold", "detail"], check_rows, align="llrrl"))
+    if result.per_row:
+        shares = result.per_row
+        tables.append(
+            Table(
+                f"Per row, against {shares['shadow_models']} shadow models that never saw these rows",
+                ["rows", "below every shadow", "above every shadow"],
+                [
+                    ["forget", pct(shares["forget_below"]), pct(shares["forget_above"])],
+                    [
+                        "held-out (what a retrained model shows)",
+                        pct(shares["heldout_below"]),
+                        pct(shares["heldout_above"]),
+                    ],
+                ],
+                align="lrr",
+            )
+        )
     history = [
         [str(i), e.get("event", "?"), e.get("time", ""), str(e.get("ids", "")), e.get("method", "")]
         for i, e in enumerate(result.lineage)
@@ -137,7 +154,9 @@ def audit_report(result: AuditResult) -> Report:
     ids = result.ids
     notes = [
         f"{ids['audited']} audited id(s) against {result.model.mia.non_members} held-out test rows "
-        f"(class-balanced); {result.seconds:.1f} s",
+        f"(weighted to the forget rows' classes); {result.seconds:.1f} s",
+        f"statistical checks held together to a false-alarm rate of {result.alpha:g} (Holm): a model truly "
+        "retrained without the rows fails them with at most that probability",
         *result.notes,
     ]
     return Report(
