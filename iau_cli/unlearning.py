@@ -101,7 +101,9 @@ class UnlearnResult:
     details: dict[str, Any]
     message: str
     weights_moved: bool = False
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[dict[str, str]] = field(default_factory=list)
+    """Each {"code", "message"}; codes (stable, for scripts): heldout_accuracy_drop,
+    self_check_failed (``check`` says which), ids_enumerable."""
     ids_digest: str = ""  # salted digest of the ids forgotten now (as in the lineage event)
     forgotten_ids: list[str] = field(default_factory=list, repr=False)  # clear ids: --forgotten-ids only
     # The method's self-check (details.check.code of the rule that ran first): ok,
@@ -317,9 +319,10 @@ def unlearn(
     warnings = _utility_warnings(before, after, request.max_test_drop)
     if check not in ("ok", "none") and not fell_back:
         message = (output.details.get("check") or {}).get("message", "")
-        warnings.append(f"self-check {check}: {message}; rerun with --fallback retrain to retrain instead")
+        text = f"self-check {check}: {message}; rerun with --fallback retrain to retrain instead"
+        warnings.append({"code": "self_check_failed", "message": text})
     if not restored.meta.forgotten.private:
-        warnings.append(ENUMERABLE_WARNING)
+        warnings.append({"code": "ids_enumerable", "message": ENUMERABLE_WARNING})
 
     progress("unlearn · writing", 4, 5)
     write_started = time.perf_counter()
@@ -416,17 +419,18 @@ def _deleted_too_early(error: DataChangedError, request: ForgetRequest) -> DataC
     )
 
 
-def _utility_warnings(before: Figures, after: Figures, max_drop: float) -> list[str]:
+def _utility_warnings(before: Figures, after: Figures, max_drop: float) -> list[dict[str, str]]:
     """A deletion that costs more held-out accuracy than ``max_drop`` says so (a retention job can
     then fall back to ``--method retrain``)."""
     drop = before.test_accuracy - after.test_accuracy
     if drop <= max_drop:
         return []
-    return [
+    message = (
         f"held-out accuracy fell {100 * drop:.1f} points ({100 * before.test_accuracy:.1f}% → "
         f"{100 * after.test_accuracy:.1f}%), more than the {100 * max_drop:.1f} allowed by --max-test-drop; "
         f"consider --method retrain for this request"
-    ]
+    )
+    return [{"code": "heldout_accuracy_drop", "message": message}]
 
 
 def _unchanged(

@@ -233,7 +233,7 @@ def test_keyed_ids_cannot_be_enumerated_and_rotation_keeps_old_ones_readable(
     monkeypatch.setenv("IAU_ID_KEY_FILE", str(keys))
     done = forget(tmp_path, model, learned[:3], "m1.safetensors", "--json", "-", "-q")
     assert done.exit_code == 0, done.stderr
-    assert not any("enumerable" in w or "without an operator key" in w for w in json.loads(done.stdout)["warnings"])
+    assert not any(w["code"] == "ids_enumerable" for w in json.loads(done.stdout)["warnings"])
 
     # The attack of finding 7: hash every id of the data with the stored salt. Nothing matches.
     forgotten = json.loads(read_metadata(tmp_path / "m1.safetensors")["iau.forgotten"])
@@ -267,7 +267,10 @@ def test_without_a_key_unlearn_warns_that_the_record_is_enumerable(
 ) -> None:
     model, _, _ = csv_model
     done = forget(tmp_path, model, train_ids_of(model)[:3], "m1.safetensors", "--json", "-", "-q")
-    assert any("without an operator key" in w for w in json.loads(done.stdout)["warnings"])
+    assert any(
+        w["code"] == "ids_enumerable" and "without an operator key" in w["message"]
+        for w in json.loads(done.stdout)["warnings"]
+    )
 
 
 # ------------------------------------------------------------------------------ the audit rule

@@ -125,7 +125,10 @@ def test_two_memorized_rows_move_and_a_failed_self_check_falls_back_to_retrainin
     # A budget of one step cannot reach the targets: the self-check says so, and the fallback retrains.
     failed = unlearn(request(paths["original"], ids, tmp_path / "f.safetensors", options={"steps": 1}))
     assert failed.check == "targets_not_reached" and not failed.fell_back
-    assert any(w.startswith("self-check targets_not_reached") for w in failed.warnings)
+    assert any(
+        w["code"] == "self_check_failed" and w["message"].startswith("self-check targets_not_reached")
+        for w in failed.warnings
+    )
     fallback = unlearn(
         request(paths["original"], ids, tmp_path / "r.safetensors", options={"steps": 1}, fallback="retrain")
     )

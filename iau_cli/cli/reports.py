@@ -352,7 +352,7 @@ def unlearn_report(result: UnlearnResult) -> Report:
     tables.append(Table("Method", ["", ""], method_rows))
     tables.append(Table("Time (s)", ["step", "seconds"], [[k, f"{v:.3f}"] for k, v in result.seconds.items()]))
     notes = [
-        *(f"WARNING: {w}" for w in result.warnings),
+        *(f"WARNING: {w['message']}" for w in result.warnings),
         result.message,
         f"wrote {result.out} (sha256 {result.out_sha256[:16]}…), parent {result.parent_sha256[:16]}…",
     ]
