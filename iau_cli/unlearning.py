@@ -106,6 +106,7 @@ class UnlearnResult:
     self_check_failed (``check`` says which), ids_enumerable."""
     ids_digest: str = ""  # salted digest of the ids forgotten now (as in the lineage event)
     forgotten_ids: list[str] = field(default_factory=list, repr=False)  # clear ids: --forgotten-ids only
+    outcomes: list[tuple[str, str]] = field(default_factory=list, repr=False)  # clear ids: --outcomes only
     # The method's self-check (details.check.code of the rule that ran first): ok,
     # targets_not_reached, heldout_accuracy_drop; "none" when the method has no self-check.
     check: str = "none"
@@ -114,6 +115,7 @@ class UnlearnResult:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         del data["forgotten_ids"]  # the JSON may travel further than the ids file it was asked for
+        del data["outcomes"]
         return data
 
 
@@ -160,6 +162,26 @@ def resolve_ids(
         test_rows=len(test_ids),
     )
     return new_ids, counts, [index[i] for i in new_ids], test_ids
+
+
+OUTCOMES = ("erased", "test_row", "already_forgotten", "not_found")
+
+
+def id_outcomes(restored: Restored, request: ForgetRequest) -> list[tuple[str, str]]:
+    """Per requested id (once each, in request order), what this run does with it: ``erased`` (a
+    training row, forgotten now), ``test_row`` (a held-out row, never learned, recorded now),
+    ``already_forgotten`` (recorded by an earlier request), ``not_found`` (no row of the data)."""
+    index, test_index = restored.data.train.row_index(), restored.data.test.row_index()
+    forgotten = restored.meta.forgotten
+
+    def outcome(sample_id: str) -> str:
+        if forgotten.contains(sample_id):
+            return "already_forgotten"
+        if sample_id in index:
+            return "erased"
+        return "test_row" if sample_id in test_index else "not_found"
+
+    return [(i, outcome(i)) for i in request.ids]
 
 
 def _figures(restored: Restored, model: torch.nn.Module, forget_rows: np.ndarray, batch_size: int) -> Figures:
@@ -273,8 +295,11 @@ def unlearn(
         )
     seconds["load"] = time.perf_counter() - started
 
+    outcomes = id_outcomes(restored, request.forget)
     if not new_ids and not test_ids:
-        return _unchanged(request, restored, out, counts, seconds, started, rows.retain, outputs)
+        result = _unchanged(request, restored, out, counts, seconds, started, rows.retain, outputs)
+        result.outcomes = outcomes
+        return result
 
     model_before = {k: p.detach().clone() for k, p in trainable(restored.model).items()}
     progress("unlearn · measuring the model before", 1, 5)
@@ -391,6 +416,7 @@ def unlearn(
         warnings=warnings,
         ids_digest=meta.lineage[-1]["ids_digest"],
         forgotten_ids=new_ids + test_ids,
+        outcomes=outcomes,
         check=check,
         fell_back=fell_back,
     )

@@ -456,3 +456,44 @@ def test_a_forgotten_record_that_lies_about_itself_is_refused(
         crafted = tmp_path / "crafted.safetensors"
         save_file(load_checkpoint(tmp_path / "m1.safetensors").state_dict, str(crafted), metadata=meta)
         assert_bad_input(forget(tmp_path, crafted, learned[3:5], "c.safetensors"), "corrupt")
+
+
+def test_outcomes_say_what_happened_to_each_requested_id(
+    csv_model: tuple[Path, Path, list[str]], tmp_path: Path
+) -> None:
+    """--outcomes: one line per requested id, for replying to each requester."""
+    import csv as csv_module
+
+    from iau_cli.runs import restore
+
+    model, _, _ = csv_model
+    learned = train_ids_of(model)
+    held_out = list(restore(model).data.test.ids)[0]
+    request = [learned[0], held_out, "never-a-user", learned[1], learned[0]]  # a duplicate too
+    done = forget(tmp_path, model, request, "m1.safetensors", "--allow-missing", "--outcomes", tmp_path / "o.csv", "-q")
+    assert done.exit_code == 0, done.stderr
+    with open(tmp_path / "o.csv", newline="") as handle:
+        rows = list(csv_module.DictReader(handle))
+    assert [(r["id"], r["outcome"]) for r in rows] == [
+        (learned[0], "erased"),
+        (held_out, "test_row"),
+        ("never-a-user", "not_found"),
+        (learned[1], "erased"),
+    ]
+    assert len({r["request_sha256"] for r in rows}) == 1 and len(rows[0]["request_sha256"]) == 64
+    # The next request, from the new model, as JSON lines: what was done before is said so.
+    again = forget(
+        tmp_path,
+        tmp_path / "m1.safetensors",
+        [learned[1], learned[2]],
+        "m2.safetensors",
+        "--outcomes",
+        tmp_path / "o.jsonl",
+        "-q",
+    )
+    assert again.exit_code == 0, again.stderr
+    lines = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert [(x["id"], x["outcome"]) for x in lines] == [(learned[1], "already_forgotten"), (learned[2], "erased")]
+    # Clear ids stay out of the JSON record.
+    record = forget(tmp_path, tmp_path / "m2.safetensors", [learned[3]], "m3.safetensors", "--json", "-", "-q")
+    assert "outcomes" not in json.loads(record.stdout)

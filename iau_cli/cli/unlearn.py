@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -94,6 +94,15 @@ def command(
             "the list to audit); empty if none.",
         ),
     ] = None,
+    outcomes: Annotated[
+        Path | None,
+        typer.Option(
+            "--outcomes",
+            metavar="PATH",
+            help="Write what happened to each requested id, for replying to requesters: id, outcome (erased, "
+            "test_row, already_forgotten, not_found), request_sha256; CSV, or JSON lines for a .jsonl name.",
+        ),
+    ] = None,
     allow_data_change: AllowDataChangeOpt = False,
     trust_checkpoint_code: TrustOpt = False,
     ledger_refresh: Annotated[
@@ -124,6 +133,7 @@ def command(
         "--json": json_target,
         "--report": report,
         "--forgotten-ids": forgotten_ids,
+        "--outcomes": outcomes,
     }
     guard = {"checkpoint": checkpoint, "ids": forget, "config": config, "overwrite": overwrite}
     check_output_paths(outputs, **guard, report_format=report_format)
@@ -160,7 +170,6 @@ def command(
         fallback=fallback,
     )
     from iau_cli.files import Outputs
-    from iau_cli.ids import format_ids
 
     with Outputs() as staged, progress_sink(not quiet) as progress:
         result = unlearn(request, progress=progress, outputs=staged)
@@ -172,5 +181,32 @@ def command(
             Publish(json_target, report, report_format, quiet, overwrite),
             outputs=staged,
             inputs={"checkpoint": checkpoint, "ids": (forget_request.source, forget_request.sha256), "config": config},
-            files={"--forgotten-ids": (forgotten_ids, format_ids(result.forgotten_ids))} if forgotten_ids else None,
+            files=_id_files(result, forgotten_ids, outcomes, forget_request.sha256),
         )
+
+
+def _id_files(result: Any, forgotten_ids: Path | None, outcomes: Path | None, request_sha256: str) -> dict | None:
+    """The clear-id outputs asked for: --forgotten-ids (one id per line) and --outcomes."""
+    from iau_cli.ids import format_ids
+
+    files: dict[str, tuple[Path, str]] = {}
+    if forgotten_ids:
+        files["--forgotten-ids"] = (forgotten_ids, format_ids(result.forgotten_ids))
+    if outcomes:
+        files["--outcomes"] = (outcomes, format_outcomes(result.outcomes, request_sha256, outcomes.suffix == ".jsonl"))
+    return files or None
+
+
+def format_outcomes(outcomes: list[tuple[str, str]], request_sha256: str, jsonl: bool) -> str:
+    import csv
+    import io
+    import json
+
+    if jsonl:
+        lines = [json.dumps({"id": i, "outcome": o, "request_sha256": request_sha256}) for i, o in outcomes]
+        return "".join(line + "\n" for line in lines)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["id", "outcome", "request_sha256"])
+    writer.writerows([i, o, request_sha256] for i, o in outcomes)
+    return buffer.getvalue()
