@@ -18,7 +18,8 @@ else
   # Ids that match no row (people never in the data) are a normal day: exit 0, an unchanged copy.
   rc=0
   iau unlearn "$current" --forget "$requests" --out "$out" --overwrite --allow-missing \
-    --forgotten-ids "records/forgotten-$day.txt" --json "records/unlearn-$day.json" --quiet || rc=$?
+    --forgotten-ids "records/forgotten-$day.txt" --outcomes "records/outcomes-$day.csv" \
+    --json "records/unlearn-$day.json" --quiet || rc=$?
   if [ "$rc" -ne 0 ]; then
     kind=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["error"]["kind"])' "records/unlearn-$day.json")
     echo "day $day: unlearn failed ($kind); see records/unlearn-$day.json" >&2
@@ -45,7 +46,8 @@ else
       # promote it once no check fails (its statistical checks cannot decide either).
       echo "day $day: audit inconclusive; retraining instead"
       iau unlearn "$current" --forget "$requests" --method retrain --out "$out" --overwrite --allow-missing \
-        --forgotten-ids "records/forgotten-$day.txt" --json "records/unlearn-$day.json" --quiet
+        --forgotten-ids "records/forgotten-$day.txt" --outcomes "records/outcomes-$day.csv" \
+        --json "records/unlearn-$day.json" --quiet
       audit --accept-inconclusive
     fi
     if [ "$verdict" != "pass" ]; then
@@ -74,4 +76,6 @@ if json.load(open(record))["changed"] and raw.strip():
         csv.writer(f).writerows([rows[0]] + [r for r in rows[1:] if r[0] not in gone])
     os.replace(data + ".tmp", data)
 PY
+# Reply to each requester from records/outcomes-$day.csv (id, outcome: erased, test_row,
+# already_forgotten, not_found): the rows are gone from the model and now from the data.
 echo "day $day: done ($(readlink "$current"))"

@@ -692,6 +692,12 @@ def verdict_checks(evidence: Evidence, thresholds: Thresholds, *, cleanup: bool 
     """
     rng = np.random.default_rng([seed, 20])
     sided = "greater" if cleanup else "two"
+    if not evidence.groups.matched.any():
+        why = "no held-out row shares a class with the forget rows: nothing to compare them with"
+        return [
+            Check(name, None, None, "—", why, status="inconclusive", id=check_id)
+            for check_id, name in (("membership_auc", "membership (loss AUC)"), ("forget_accuracy", "forget accuracy"))
+        ]
     candidates = [
         _membership(evidence, rng, sided, thresholds.mia_margin or 0.0),
         _forget_accuracy(evidence, rng, sided, thresholds.accuracy_margin or 0.0),

@@ -84,10 +84,17 @@ def test_five_nights_of_a_retention_job(tmp_path: Path) -> None:
             assert (tmp_path / "models" / "model-4.safetensors").read_bytes() == parent.read_bytes()
             assert not (tmp_path / "records" / "audit-4.json").exists()
         else:
-            assert record(tmp_path, f"audit-{day}.json")["passed"] is True
+            audited = record(tmp_path, f"audit-{day}.json")
+            assert audited["passed"] is True and audited["verdict"] == "pass"
+            if "retraining instead" in done.stdout:  # the first audit could not decide: a retrain was promoted
+                assert unlearned["method"] == "retrain", day
             # the job deleted the day's rows from the CSV; the next night accepts the data as it is
             assert not csv_ids(tmp_path / "data.csv") & set(requested)
         assert os.readlink(tmp_path / "models" / "current.safetensors") == f"model-{day}.safetensors"
+    # Each requester's answer, from --outcomes: day 2 named two ids that were never rows.
+    replies = (tmp_path / "records" / "outcomes-2.csv").read_text().splitlines()
+    assert replies[0] == "id,outcome,request_sha256" and len(replies) == 1 + 6  # the duplicate once
+    assert sorted(line.split(",")[1] for line in replies[1:]).count("not_found") == 2
     assert record(tmp_path, "unlearn-2.json")["ids"]["unknown"] == 2
     assert record(tmp_path, "unlearn-2.json")["ids"]["duplicates"] == 1
     assert record(tmp_path, "unlearn-3.json")["ids"]["already_forgotten"] == 3
