@@ -67,14 +67,32 @@ def check_outputs(outputs: dict[str, Any], inputs: dict[str, Any], *, overwrite:
             if _same_or_inside(path, other):
                 raise OutputError(f"{path}: {label} and {other_label} name the same file; give each its own")
         taken.append((label, path))
-        check_writable(path, overwrite=overwrite, label=label)
+        check_writable(path, overwrite=overwrite, label=label, replace_error=label == "--json")
 
 
-def check_writable(path: Path, *, overwrite: bool, label: str = "output") -> None:
-    """Fail early (before any work) if ``path`` cannot be written."""
+def is_error_record(path: Path) -> bool:
+    """Whether ``path`` is a regular file holding an iau error JSON and nothing else
+    (``{"error": {"kind", "message"}}``, what a failed run leaves under ``--json``): the one output
+    a rerun may replace without ``--overwrite``, so that a retry is not blocked by its own failure."""
+    import json
+
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > 1_000_000:
+            return False
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    error = data.get("error") if isinstance(data, dict) else None
+    return set(data) == {"error"} and isinstance(error, dict) and {"kind", "message"} <= set(error)
+
+
+def check_writable(path: Path, *, overwrite: bool, label: str = "output", replace_error: bool = False) -> None:
+    """Fail early (before any work) if ``path`` cannot be written. ``replace_error``: an existing
+    error record (see :func:`is_error_record`) may be replaced without ``overwrite``."""
     if path.is_dir():
         raise OutputError(f"{path}: {label} names a folder; give a file name")
-    if (path.exists() or path.is_symlink()) and not overwrite:
+    exists = path.exists() or path.is_symlink()
+    if exists and not overwrite and not (replace_error and is_error_record(path)):
         raise OutputError(f"{path}: {label} already exists; pass --overwrite to replace it")
     parent = path.resolve().parent
     if not parent.is_dir():
@@ -154,6 +172,7 @@ class _Staged:
     path: Path
     overwrite: bool
     primary: bool
+    replace_error: bool = False
     backup: Path | None = None
     published: bool = False
     sha256: str = ""
@@ -192,13 +211,19 @@ class Outputs:
         self._locks.enter_context(output_lock(path))
 
     def stage(
-        self, path: Path, write: Callable[[Path], None], *, overwrite: bool = False, primary: bool = False
+        self,
+        path: Path,
+        write: Callable[[Path], None],
+        *,
+        overwrite: bool = False,
+        primary: bool = False,
+        replace_error: bool = False,
     ) -> str:
         path = Path(path).expanduser()
-        check_writable(path, overwrite=overwrite)
+        check_writable(path, overwrite=overwrite, replace_error=replace_error)
         remove_stale_temps(path)
         temp = temp_path(path)
-        self._staged.append(_Staged(temp, path, overwrite, primary))
+        self._staged.append(_Staged(temp, path, overwrite, primary, replace_error))
         try:
             write(temp)
             # Writers (safetensors) may create files 0600: give outputs the permissions any new file gets.
@@ -216,8 +241,9 @@ class Outputs:
         """path → sha256 of every file staged so far."""
         return {str(item.path): item.sha256 for item in self._staged}
 
-    def stage_text(self, path: Path, text: str, *, overwrite: bool = False) -> str:
-        return self.stage(path, lambda temp: temp.write_text(text, encoding="utf-8"), overwrite=overwrite)
+    def stage_text(self, path: Path, text: str, *, overwrite: bool = False, replace_error: bool = False) -> str:
+        write = lambda temp: temp.write_text(text, encoding="utf-8")  # noqa: E731
+        return self.stage(path, write, overwrite=overwrite, replace_error=replace_error)
 
     def stage_copy(self, source: Path, path: Path, *, overwrite: bool = False, primary: bool = True) -> str:
         return self.stage(path, lambda temp: shutil.copyfile(source, temp), overwrite=overwrite, primary=primary)
@@ -243,7 +269,9 @@ class Outputs:
         self._staged.clear()
 
     def _publish_one(self, item: _Staged) -> None:
-        if item.overwrite:
+        # An error record is checked again here, just before it is replaced: a success record that
+        # a concurrent run published meanwhile is never replaced without --overwrite.
+        if item.overwrite or (item.replace_error and is_error_record(item.path)):
             if item.path.exists():
                 item.backup = temp_path(item.path, "backup")
                 os.link(item.path, item.backup)
@@ -269,10 +297,12 @@ class Outputs:
                     item.path.unlink()
 
 
-def write_text_atomic(path: str | os.PathLike[str], text: str, *, overwrite: bool = True) -> None:
+def write_text_atomic(
+    path: str | os.PathLike[str], text: str, *, overwrite: bool = True, replace_error: bool = False
+) -> None:
     """Write one text file atomically (see :class:`Outputs`)."""
     with Outputs() as outputs:
-        outputs.stage_text(Path(path), text, overwrite=overwrite)
+        outputs.stage_text(Path(path), text, overwrite=overwrite, replace_error=replace_error)
         outputs.publish()
 
 

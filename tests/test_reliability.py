@@ -560,3 +560,29 @@ def test_odd_ids_lines_lone_surrogates_cr_line_ends_and_a_leading_bom() -> None:
         parse_forget_ids(b'ok\n"\\ud800"\n', "ids")
     assert parse_forget_ids(b"a\rb\r\nc\n", "ids").ids == ["a", "b", "c"]
     assert parse_forget_ids(format_ids(["\ufeffx", "y"]).encode(), "ids").ids == ["\ufeffx", "y"]
+
+
+def test_an_error_record_is_the_one_output_a_rerun_replaces_without_overwrite(
+    small_checkpoint: Path, train_ids: list[str], tmp_path: Path
+) -> None:
+    ids = ids_file(tmp_path, train_ids[:2])
+    record = tmp_path / "run.json"
+    (tmp_path / "taken.safetensors").write_bytes(b"in the way")
+    failed = run_cli("unlearn", small_checkpoint, "-f", ids, "-o", tmp_path / "taken.safetensors", "--json", record)
+    assert failed.exit_code == 2 and json.loads(record.read_text())["error"]["kind"] == "output"
+    # The retry, fixed, with the same --json and no --overwrite: the error record gives way.
+    retried = run_cli("unlearn", small_checkpoint, "-f", ids, "-o", tmp_path / "u.safetensors", "--json", record, "-q")
+    assert retried.exit_code == 0, retried.stderr
+    success = record.read_bytes()
+    assert json.loads(success)["changed"] is True
+    # A success record is not an error record: a later run needs --overwrite, and its failure
+    # leaves the success record as it was (no error JSON over it).
+    again = run_cli("unlearn", small_checkpoint, "-f", ids, "-o", tmp_path / "v.safetensors", "--json", record)
+    assert_bad_input(again, "already exists")
+    assert record.read_bytes() == success and not (tmp_path / "v.safetensors").exists()
+    # Something that only looks like an error record (another key beside "error") is no error record.
+    record.write_text(json.dumps({"error": {"kind": "output", "message": "x"}, "changed": True}))
+    assert_bad_input(
+        run_cli("unlearn", small_checkpoint, "-f", ids, "-o", tmp_path / "w.safetensors", "--json", record),
+        "already exists",
+    )

@@ -61,17 +61,19 @@ def boundary(command: Callable[..., Any]) -> Callable[..., Any]:
         except IauError as exc:
             message = " ".join(str(exc).split())
             sys.stderr.write(f"iau: error: {message}\n")
-            _json_error(kwargs.get("json_target"), exc.kind, message)
+            _json_error(kwargs.get("json_target"), exc.kind, message, bool(kwargs.get("overwrite")))
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:
             from iau_cli.signals import Terminated
 
             if isinstance(exc, Terminated):
                 sys.stderr.write(f"iau: terminated ({exc.name})\n")
-                _json_error(kwargs.get("json_target"), "interrupted", f"terminated ({exc.name})")
+                _json_error(
+                    kwargs.get("json_target"), "interrupted", f"terminated ({exc.name})", bool(kwargs.get("overwrite"))
+                )
                 raise typer.Exit(exc.exit_code) from None
             sys.stderr.write("iau: interrupted\n")
-            _json_error(kwargs.get("json_target"), "interrupted", "interrupted (Ctrl-C)")
+            _json_error(kwargs.get("json_target"), "interrupted", "interrupted (Ctrl-C)", bool(kwargs.get("overwrite")))
             raise typer.Exit(130) from None
         except BrokenPipeError:
             # Whoever read standard output went away. Say so once, and point stdout at /dev/null so
@@ -89,7 +91,7 @@ _CHECKED_OUTPUTS: set[Path] = set()
 """Output files this command's guard found safe to write (see ``check_output_paths``)."""
 
 
-def _json_error(target: str | None, kind: str, message: str) -> None:
+def _json_error(target: str | None, kind: str, message: str, overwrite: bool = False) -> None:
     """Under ``--json`` a failure still writes JSON, ``{"error": {"kind", "message"}}``, so a script
     can branch on ``error.kind`` instead of reading English from stderr. A file is written only if
     the output guard passed it (each command runs the guard first): an error report must never
@@ -107,7 +109,9 @@ def _json_error(target: str | None, kind: str, message: str) -> None:
     if path.resolve() not in _CHECKED_OUTPUTS:
         return
     try:
-        write_text_atomic(path, text)
+        # Never over a record another run published meanwhile (only over an error record), unless
+        # --overwrite: a failed run must not replace a concurrent run's success record.
+        write_text_atomic(path, text, overwrite=overwrite, replace_error=True)
     except OutputError:
         pass  # the JSON file itself cannot be written: stderr already says what failed
 
@@ -221,7 +225,7 @@ def emit(
             )
         data = {**data, "record": record}
         if json_target not in (None, "-"):
-            staged.stage_text(Path(json_target), to_json(data), overwrite=overwrite)
+            staged.stage_text(Path(json_target), to_json(data), overwrite=overwrite, replace_error=True)
         staged.publish()
     if not flags.quiet:
         console = Console(stderr=True) if json_target == "-" else Console()
