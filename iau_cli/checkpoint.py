@@ -236,8 +236,9 @@ def recorded_data_paths(path: str | os.PathLike[str]) -> dict[str, str]:
         return {}
 
 
-def load_checkpoint(path: str | os.PathLike[str], *, require_meta: bool = True) -> Checkpoint:
-    """Load tensors and metadata; ``require_meta=False`` accepts a plain state dict (meta is None)."""
+def load_checkpoint(path: str | os.PathLike[str], *, require_meta: bool = True, need_keys: bool = True) -> Checkpoint:
+    """Load tensors and metadata; ``require_meta=False`` accepts a plain state dict (meta is None);
+    ``need_keys=False`` reads a keyed forgotten record without its operator key (counted, never matched)."""
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -247,7 +248,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, require_meta: bool = True) 
     if metadata.get("iau.format") is None and not require_meta:
         meta = None
     else:
-        meta = CheckpointMeta.from_metadata(metadata, str(path))
+        meta = CheckpointMeta.from_metadata(metadata, str(path), need_keys=need_keys)
     extra = (LEDGER_PREFIX, REFERENCE_PREFIX)
     state = {k: v for k, v in tensors.items() if not k.startswith(extra)}
     ledger = {k[len(LEDGER_PREFIX) :]: v for k, v in tensors.items() if k.startswith(LEDGER_PREFIX)}

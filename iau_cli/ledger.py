@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from iau_cli.checkpoint import Checkpoint, params_sha256, utc_now
+from iau_cli.checkpoint import Checkpoint, load_checkpoint, params_sha256, utc_now
 from iau_cli.data import DataBundle
 from iau_cli.gradients import GradDict, loss_grad_sum
 from iau_cli.progress import Progress, no_progress
@@ -117,8 +117,10 @@ class LedgerResult:
     checkpoint: str
     status: str
     detail: str
-    rows: int
-    drift: float
+    rows: int | None
+    """Rows the ledger sums over (None when there is no ledger)."""
+    drift: float | None
+    """Relative parameter drift since it was computed (0 when fresh; None when absent or mismatched)."""
     out: str | None = None
     seconds: float = 0.0
 
@@ -131,13 +133,54 @@ class LedgerResult:
 def show_ledger(
     path: str, *, device: str = "cpu", trust_code: bool = False, allow_data_change: bool = False
 ) -> LedgerResult:
-    """Whether a checkpoint's ledger is fresh, stale (and by how much) or absent."""
+    """Whether a checkpoint's ledger is fresh, stale (and by how much) or absent.
+
+    The ledger holds no id, so no operator key is needed: where the forgotten ids are keyed with a
+    key not at hand, the file alone decides (the ledger's tensors against the weights, its recorded
+    parameters against these), and the rows are the ledger's own count, not matched against the
+    data. Otherwise the data is read too, and its rows must be the ones the ledger covers."""
     from iau_cli.runs import restore
 
+    checkpoint = load_checkpoint(path, need_keys=False)
+    forgotten = checkpoint.meta.forgotten if checkpoint.meta else None
+    keyless = forgotten is not None and any(kid not in forgotten.keys for kid in forgotten.keyed)
+    if keyless:
+        state = _file_state(checkpoint)
+        note = (
+            "; rows not matched against the data (the forgotten ids are keyed and their operator key is not at hand)"
+            if state.status in ("fresh", "stale")
+            else ""
+        )
+        return _result(path, state, checkpoint, note)
     restored = restore(path, device=device, trust_code=trust_code, allow_data_change=allow_data_change)
-    learn = restored.partition().learn
-    state = ledger_state(restored.checkpoint, restored.model, len(learn))
-    return LedgerResult(str(path), state.status, state.reason, len(learn), state.drift)
+    return _result(path, ledger_state(restored.checkpoint, restored.model, len(restored.partition().learn)), checkpoint)
+
+
+def _file_state(checkpoint: Checkpoint) -> LedgerState:
+    """:func:`ledger_state` from the file alone: its stored weights stand in for the model."""
+    meta, tensors = checkpoint.meta.ledger if checkpoint.meta else None, checkpoint.ledger_tensors
+    if meta and tensors:
+        weights = checkpoint.state_dict
+        if any(name not in weights or weights[name].shape != t.shape for name, t in tensors.items()):
+            return LedgerState("mismatch", float("inf"), "the ledger's tensors do not match the model's parameters")
+        if meta.get("params_sha256") == checkpoint.params_digest() and meta.get("exact", True):
+            return LedgerState("fresh", 0.0, "computed at these parameters")
+        drift = float(meta.get("drift", float("inf")))
+        return LedgerState("stale", drift, f"computed at earlier parameters (they moved {drift:.1e} relative)")
+    return LedgerState("absent", float("inf"), "the checkpoint has no gradient ledger")
+
+
+def _result(path: str, state: LedgerState, checkpoint: Checkpoint, note: str = "") -> LedgerResult:
+    """The states as a user reads them: an absent or mismatched ledger covers no rows and has no drift."""
+    meta = checkpoint.meta.ledger if checkpoint.meta else None
+    if state.status in ("absent", "mismatch"):
+        detail = state.reason + (
+            " (a retrain or a plain state dict writes none; iau ledger refresh --out NEW records one)"
+            if state.status == "absent"
+            else ""
+        )
+        return LedgerResult(str(path), state.status, detail, None, None)
+    return LedgerResult(str(path), state.status, state.reason + note, int(meta["count"]) if meta else None, state.drift)
 
 
 def refresh_ledger(

@@ -246,12 +246,27 @@ def test_keyed_ids_cannot_be_enumerated_and_rotation_keeps_old_ones_readable(
     guesses = {hashlib.sha256(salt + i.encode()).digest()[:16] for i in learned}
     assert not {keyed[i : i + 16] for i in range(0, len(keyed), 16)} & guesses
 
-    # Without the key the file is refused in one line; with a rotated key file it is read.
+    # Without the key, what matches ids is refused in one line; what touches no id needs no key:
+    # the history, and the ledger's state (from the file alone, said so).
     monkeypatch.delenv("IAU_ID_KEY_FILE")
     assert_bad_input(
-        run_cli("ledger", "show", tmp_path / "m1.safetensors"), "keyed with operator key", "IAU_ID_KEY_FILE"
+        run_cli(
+            "unlearn",
+            tmp_path / "m1.safetensors",
+            "-f",
+            tmp_path / "m1.safetensors.ids",
+            "-o",
+            tmp_path / "x.safetensors",
+        ),
+        "keyed with operator key",
+        "IAU_ID_KEY_FILE",
     )
-    assert run_cli("lineage", tmp_path / "m1.safetensors", "-q").exit_code == 0  # the history needs no key
+    assert run_cli("lineage", tmp_path / "m1.safetensors", "-q").exit_code == 0
+    shown = run_cli("ledger", "show", tmp_path / "m1.safetensors", "--json", "-", "-q")
+    assert shown.exit_code == 0, shown.stderr
+    ledger = json.loads(shown.stdout)
+    assert ledger["status"] in ("fresh", "stale") and "not matched against the data" in ledger["detail"]
+    assert ledger["rows"] == len(learned) - 3
     keys.write_text("second-secret-key-9876543210\nfirst-secret-key-0123456789\n")
     monkeypatch.setenv("IAU_ID_KEY_FILE", str(keys))
     delete_rows(data, set(learned[:3]))  # masked row digests are unmasked with the old key
@@ -497,3 +512,20 @@ def test_outcomes_say_what_happened_to_each_requested_id(
     # Clear ids stay out of the JSON record.
     record = forget(tmp_path, tmp_path / "m2.safetensors", [learned[3]], "m3.safetensors", "--json", "-", "-q")
     assert "outcomes" not in json.loads(record.stdout)
+
+
+def test_ledger_show_of_a_checkpoint_without_a_ledger_says_absent_with_no_rows_and_no_drift(
+    csv_model: tuple[Path, Path, list[str]], tmp_path: Path
+) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from iau_cli.checkpoint import LEDGER_PREFIX
+
+    model, _, _ = csv_model
+    tensors = {k: v for k, v in load_file(str(model)).items() if not k.startswith(LEDGER_PREFIX)}
+    bare = tmp_path / "bare.safetensors"
+    save_file(tensors, str(bare), metadata=read_metadata(model))
+    shown = json.loads(run_cli("ledger", "show", bare, "--json", "-", "-q").stdout)
+    assert shown["status"] == "absent" and shown["rows"] is None and shown["drift"] is None
+    assert "ledger refresh" in shown["detail"]
+    assert "inf" not in run_cli("ledger", "show", bare).stdout
