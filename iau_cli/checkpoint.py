@@ -282,7 +282,24 @@ def _reading(path: str | os.PathLike[str]) -> Iterator[None]:
     except PermissionError:
         raise CheckpointError(f"{path}: permission denied") from None
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        if _is_torch_pickle(path):
+            raise CheckpointError(
+                f"{path}: a PyTorch pickle (torch.save), not a safetensors file; iau never unpickles. Convert it in "
+                "your own Python, where you trust the file: import torch; from safetensors.torch import save_file; "
+                f"save_file(torch.load({Path(path).name!r}, weights_only=True), 'model.safetensors'); then pass that "
+                "file with --config describing its model and data (README: Checkpoints)"
+            ) from None
         raise CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt: {exc})") from None
+
+
+def _is_torch_pickle(path: str | os.PathLike[str]) -> bool:
+    """A torch.save file: a zip archive (PyTorch ≥ 1.6) or a bare pickle (protocol 2+), or named so."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError:
+        return False
+    return head == b"PK\x03\x04" or head[:1] == b"\x80" or Path(path).suffix in (".pt", ".pth")
 
 
 def save_checkpoint(

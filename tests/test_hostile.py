@@ -469,3 +469,14 @@ def test_the_error_json_is_written_when_another_output_fails_the_guard(
     assert_bad_input(result, "--report already exists")
     assert json.loads((tmp_path / "e.json").read_text())["error"]["kind"] == "output"
     assert (tmp_path / "r.md").read_text() == "an old report" and not (tmp_path / "u.safetensors").exists()
+
+
+def test_a_torch_save_file_is_named_for_what_it_is_and_never_unpickled(tmp_path: Path) -> None:
+    for name, payload in (("m.pt", {"w": torch.zeros(2)}), ("weights.bin", {"w": torch.ones(1)})):
+        path = tmp_path / name
+        torch.save(payload, path)  # a zip archive: read as bytes by iau, never loaded
+        result = run_cli("unlearn", path, "-f", "-", input="a\n")
+        assert_bad_input(result, "a PyTorch pickle (torch.save)", "weights_only=True", "--config")
+    garbage = tmp_path / "junk.safetensors"
+    garbage.write_bytes(b"not anything")
+    assert_bad_input(run_cli("unlearn", garbage, "-f", "-", input="a\n"), "not a readable safetensors file")
