@@ -443,8 +443,8 @@ def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditRe
     checks += verdict_checks(evidence, request.thresholds, cleanup=cleanup, seed=request.seed)
     if request.thresholds.min_tow is not None and reference is not None:
         checks.append(_tow_check(scored, reference, request.thresholds.min_tow))
-    inconclusive = any(c.status == "inconclusive" for c in checks)
-    passed = all(c.passed is not False for c in checks) and (request.accept_inconclusive or not inconclusive)
+    outcome = overall_verdict(checks)
+    passed = outcome == "pass" or (outcome == "inconclusive" and request.accept_inconclusive)
     return AuditResult(
         checkpoint=str(request.checkpoint),
         ids={
@@ -464,11 +464,24 @@ def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditRe
         notes=notes,
         seconds=time.perf_counter() - started,
         passed=passed,
-        verdict="fail" if any(c.passed is False for c in checks) else ("inconclusive" if inconclusive else "pass"),
+        verdict=outcome,
         alpha=request.thresholds.alpha,
         per_row=per_row,
         per_sample=_per_sample(restored, rows, evidence),
     )
+
+
+REMOVAL_CHECKS = ("membership_auc", "forget_accuracy", "per_row_shadow")
+
+
+def overall_verdict(checks: list[Check]) -> str:
+    """fail if any check failed; else pass if at least one removal check passed with the power to
+    have caught a model that kept the rows (one such check suffices: a model that kept them would
+    have failed it); else inconclusive. A removal check that lacked power is reported inconclusive
+    on its own either way."""
+    if any(c.status == "fail" for c in checks):
+        return "fail"
+    return "pass" if any(c.status == "pass" and c.id in REMOVAL_CHECKS for c in checks) else "inconclusive"
 
 
 def _size_notes(groups: verdict.Groups) -> list[str]:

@@ -276,6 +276,7 @@ def test_cli_inconclusive_exits_1_unless_accepted(memorized: Path, train_ids: li
     payload = json.loads(plain.stdout)
     statuses = {c["name"]: c["status"] for c in payload["checks"]}
     assert statuses["forget accuracy"] == "inconclusive" and "fail" not in statuses.values()
+    assert payload["verdict"] == "inconclusive" and payload["passed"] is False
     accepted = run_cli("audit", tmp_path / "u.safetensors", "-f", ids, "--accept-inconclusive", "-q")
     assert accepted.exit_code == 0, accepted.stdout
 
