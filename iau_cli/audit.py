@@ -141,6 +141,7 @@ class AuditResult:
     """Thorough mode: the shares of forget and held-out rows outside their shadows' range."""
     per_sample: list[dict[str, Any]] = field(default_factory=list, repr=False)
     ids_digest: str = ""  # the audited ids, digested with the checkpoint's salt (as its lineage events are)
+    data_sha256: str = ""  # the data files' fingerprint the audit read
     figures: list[Histogram] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -454,6 +455,7 @@ def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditRe
             "test_rows_recorded": len(recorded_test),
         },
         ids_digest=digest,
+        data_sha256=restored.data.fingerprint["sha256"],
         figures=figures,
         model=scored,
         reference=reference,

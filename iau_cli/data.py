@@ -300,6 +300,11 @@ class DataBundle:
     input_shape: list[int]
     fingerprint: dict[str, Any]
     class_names: list[str] | None = None
+    feature_names: list[str] | None = None
+    """The tabular feature columns, in the order the model reads them (None for images)."""
+    dropped_columns: list[str] = field(default_factory=list)
+    """Columns of the training file that are no feature: non-numeric ones when
+    ``data.feature_columns`` was not given (said in the train report), or ones it left out."""
 
     _row_digests: dict[str, RowDigest] | None = field(default=None, repr=False)
 
@@ -327,6 +332,7 @@ class DataBundle:
             "input_shape": self.input_shape,
             "rows": {"train": len(self.train), "test": len(self.test)},
             "class_names": self.class_names,
+            **({"feature_names": self.feature_names} if self.feature_names is not None else {}),
         }
 
 
@@ -452,6 +458,8 @@ def _bundle(
         input_shape=train.features.row_shape,
         fingerprint=fingerprint,
         class_names=meta["class_names"],
+        feature_names=meta.get("feature_columns"),
+        dropped_columns=list(meta.get("dropped_columns") or []),
     )
 
 
@@ -566,6 +574,8 @@ def _read_and_encode(
             "mean": mean,
             "std": std,
             "test_origin": test_origin,
+            "feature_columns": None if images else feature_columns,
+            "dropped_columns": _dropped_columns(train_table, config, feature_columns),
         }
         staging.publish(meta)
     return _bundle(config, splits, meta, fingerprint, _sources(train_path, test_path, test_origin))
@@ -657,6 +667,12 @@ def _feature_columns(table: Any, config: DataConfig, source: str) -> list[str]:
         if not _numeric(schema.field(name).type, pa):
             raise DataError(f"{source}: feature column {name!r} is {schema.field(name).type}, not numeric")
     return columns
+
+
+def _dropped_columns(table: Any, config: DataConfig, feature_columns: list[str]) -> list[str]:
+    """Columns that are neither id, label, image nor a feature (what the model never sees)."""
+    used = {config.id_column, config.label_column, config.image_column, *feature_columns}
+    return [name for name in table.data.schema.names if name not in used and not name.startswith("__")]
 
 
 def _numeric(arrow_type: Any, pa: Any) -> bool:

@@ -310,6 +310,11 @@ class TrainResult:
     reference_models: int = 0  # per-row unlearning targets (iau_cli.references), a one-off cost
     reference_seconds: float = 0.0
     epoch_losses: list[float] = dataclasses.field(default_factory=list)
+    data_sha256: str = ""
+    """The data files' fingerprint (what later commands check the data against)."""
+    features: list[str] | None = None
+    dropped_columns: list[str] = dataclasses.field(default_factory=list)
+    """Columns of the training file the model never reads (non-numeric ones, unless data.feature_columns chose)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -403,6 +408,9 @@ def train(
         reference_models=config.train.references if meta.references else 0,
         reference_seconds=meta.references["seconds"] if meta.references else 0.0,
         epoch_losses=[record["train_loss"] for record in stats.history],
+        data_sha256=data.fingerprint["sha256"],
+        features=data.feature_names,
+        dropped_columns=data.dropped_columns,
     )
 
 

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-STORE_FORMAT = 2
+STORE_FORMAT = 3  # 3: the meta records the feature and dropped columns
 _SIZE_SUFFIXES = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _CHUNK_BYTES = 64 << 20
 """Rows are encoded in chunks of about this many bytes (so encoding itself stays bounded)."""

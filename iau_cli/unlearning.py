@@ -105,6 +105,7 @@ class UnlearnResult:
     """Each {"code", "message"}; codes (stable, for scripts): heldout_accuracy_drop,
     self_check_failed (``check`` says which), ids_enumerable."""
     ids_digest: str = ""  # salted digest of the ids forgotten now (as in the lineage event)
+    data_sha256: str = ""  # the data files' fingerprint this run read
     forgotten_ids: list[str] = field(default_factory=list, repr=False)  # clear ids: --forgotten-ids only
     outcomes: list[tuple[str, str]] = field(default_factory=list, repr=False)  # clear ids: --outcomes only
     # The method's self-check (details.check.code of the rule that ran first): ok,
@@ -415,6 +416,7 @@ def unlearn(
         weights_moved=moved,
         warnings=warnings,
         ids_digest=meta.lineage[-1]["ids_digest"],
+        data_sha256=restored.data.fingerprint["sha256"],
         forgotten_ids=new_ids + test_ids,
         outcomes=outcomes,
         check=check,
@@ -491,6 +493,7 @@ def _unchanged(
         ledger={},
         details={},
         ids_digest=restored.meta.forgotten.list_digest([]),
+        data_sha256=restored.data.fingerprint["sha256"],
         message=(
             "nothing to forget: the request is empty"
             if counts.requested == 0

@@ -161,3 +161,25 @@ def test_help_does_not_import_torch_or_datasets() -> None:
     )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "[]"
+
+
+def test_columns_the_model_never_reads_are_said_and_feature_names_are_stored(tmp_path: Path) -> None:
+    from iau_cli.checkpoint import read_metadata
+
+    rng = np.random.default_rng(0)
+    lines = ["id,label,age,city,income,comment"]
+    for i in range(80):
+        lines.append(f'u{i},{i % 2},{rng.integers(18, 90)},town-{i % 3},{rng.normal():.3f},"free text {i}"')
+    (tmp_path / "rows.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "run.yaml").write_text(
+        "data:\n  train: rows.csv\n  test_fraction: 0.25\nmodel:\n  name: logreg\ntrain:\n  epochs: 1\n"
+    )
+    done = run_cli("train", tmp_path / "run.yaml", "--out", tmp_path / "m.safetensors", "--json", "-", "-q")
+    assert done.exit_code == 0, done.stderr
+    payload = json.loads(done.stdout)
+    assert payload["features"] == ["age", "income"] and payload["dropped_columns"] == ["city", "comment"]
+    assert len(payload["data_sha256"]) == 64
+    shown = run_cli("train", tmp_path / "run.yaml", "--out", tmp_path / "n.safetensors")
+    assert "not used as features: city, comment" in shown.stdout
+    data = json.loads(read_metadata(tmp_path / "m.safetensors")["iau.data"])
+    assert data["feature_names"] == ["age", "income"]

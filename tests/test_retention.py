@@ -529,3 +529,14 @@ def test_ledger_show_of_a_checkpoint_without_a_ledger_says_absent_with_no_rows_a
     assert shown["status"] == "absent" and shown["rows"] is None and shown["drift"] is None
     assert "ledger refresh" in shown["detail"]
     assert "inf" not in run_cli("ledger", "show", bare).stdout
+
+
+def test_every_record_names_the_data_it_read(csv_model: tuple[Path, Path, list[str]], tmp_path: Path) -> None:
+    model, _, _ = csv_model
+    learned = train_ids_of(model)
+    fingerprint = json.loads(read_metadata(model)["iau.data"])["fingerprint"]["sha256"]
+    done = forget(tmp_path, model, learned[:2], "m1.safetensors", "--json", "-", "-q")
+    assert json.loads(done.stdout)["data_sha256"] == fingerprint
+    ids = tmp_path / "m1.safetensors.ids"
+    audited = run_cli("audit", tmp_path / "m1.safetensors", "-f", ids, "--json", "-", "-q")
+    assert json.loads(audited.stdout)["data_sha256"] == fingerprint

@@ -305,10 +305,23 @@ def train_report(result: TrainResult) -> Report:
         ["time", f"{result.seconds:.1f} s ({result.samples_per_second:,.0f} samples/s)"],
         ["checkpoint", result.out],
         ["sha256", result.sha256[:16] + "…"],
+        ["data sha256", result.data_sha256[:16] + "…"],
     ]
+    if result.features is not None:
+        shown = ", ".join(result.features[:12]) + (
+            f", … ({len(result.features)} in all)" if len(result.features) > 12 else ""
+        )
+        run.insert(1, ["features", shown])
+    notes = []
+    if result.dropped_columns:
+        notes.append(
+            f"not used as features: {', '.join(result.dropped_columns)} — iau reads numeric columns only "
+            "(data.feature_columns chooses which)"
+        )
     return Report(
         title="iau train",
         tables=[Table("Run", ["", ""], run), Table("Accuracy", ["split", "rows", "accuracy", "loss"], rows)],
+        notes=notes,
     )
 
 
