@@ -74,6 +74,7 @@ def test_five_nights_of_a_retention_job(tmp_path: Path) -> None:
         4: ["stranger-1", "stranger-2"],  # nothing matches: a normal day, exit 0, unchanged copy
         5: ids[14:20],
     }
+    retrained_days: list[int] = []
     for day, requested in days.items():
         done = night(tmp_path, day, requested)
         assert done.returncode == 0, (day, done.stdout, done.stderr)
@@ -85,12 +86,17 @@ def test_five_nights_of_a_retention_job(tmp_path: Path) -> None:
             assert not (tmp_path / "records" / "audit-4.json").exists()
         else:
             audited = record(tmp_path, f"audit-{day}.json")
-            assert audited["passed"] is True and audited["verdict"] == "pass"
+            assert audited["passed"] is True
             if "retraining instead" in done.stdout:  # the first audit could not decide: a retrain was promoted
-                assert unlearned["method"] == "retrain", day
+                assert unlearned["method"] == "retrain" and audited["verdict"] == "inconclusive", day
+                retrained_days.append(day)
+            else:
+                assert audited["verdict"] == "pass", day
             # the job deleted the day's rows from the CSV; the next night accepts the data as it is
             assert not csv_ids(tmp_path / "data.csv") & set(requested)
         assert os.readlink(tmp_path / "models" / "current.safetensors") == f"model-{day}.safetensors"
+    # Nights of a handful of rows are too small for the audit to decide: the job retrained them.
+    assert retrained_days, "expected the small nights to fall back to a retrain"
     # Each requester's answer, from --outcomes: day 2 named two ids that were never rows.
     replies = (tmp_path / "records" / "outcomes-2.csv").read_text().splitlines()
     assert replies[0] == "id,outcome,request_sha256" and len(replies) == 1 + 6  # the duplicate once

@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from iau_cli import __version__
-from iau_cli.cli import audit, bench, demo, ledger, lineage, train, unlearn
+from iau_cli.cli import audit, bench, delete_rows, demo, ledger, lineage, train, unlearn
 from iau_cli.cli.common import boundary
 
 app = typer.Typer(
@@ -43,9 +43,10 @@ SHORT = {
     "bench": "Compare unlearning methods on the same data and seeds.",
     "demo": "The whole story on the built-in data, end to end.",
     "lineage": "Print a checkpoint's whole history.",
+    "delete-rows": "Delete forgotten rows from a data file, atomically.",
 }
 
-for module in (train, unlearn, audit, bench, demo, lineage):
+for module in (train, unlearn, audit, bench, demo, lineage, delete_rows):
     app.command(
         module.NAME,
         help=module.command.__doc__,
