@@ -26,7 +26,10 @@ NO_ARGS_HELP = False
 
 def command(
     config: Annotated[
-        Path | None, typer.Argument(metavar="CONFIG.yaml", help="Bench config; default: a quick grid on purchase-mlp, noisy-mlp and digits-mlp.")
+        Path | None,
+        typer.Argument(
+            metavar="CONFIG.yaml", help="Bench config; default: a quick grid on purchase-mlp, noisy-mlp and digits-mlp."
+        ),
     ] = None,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Folder for cached models and runs.jsonl (resumable).")
