@@ -142,6 +142,10 @@ class AuditResult:
     per_sample: list[dict[str, Any]] = field(default_factory=list, repr=False)
     ids_digest: str = ""  # the audited ids, digested with the checkpoint's salt (as its lineage events are)
     data_sha256: str = ""  # the data files' fingerprint the audit read
+    row_scores: dict[str, list[float]] = field(default_factory=dict)
+    """Evidence that survives the rows' deletion, with no id: each forget row's share of held-out
+    rows it looks more member-like than (their mean is the membership AUC) and, in thorough mode,
+    its z-score against the shadows — sorted, so no value can be tied back to a row."""
     figures: list[Histogram] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -444,6 +448,7 @@ def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditRe
     checks += verdict_checks(evidence, request.thresholds, cleanup=cleanup, seed=request.seed)
     if request.thresholds.min_tow is not None and reference is not None:
         checks.append(_tow_check(scored, reference, request.thresholds.min_tow))
+    per_sample = _per_sample(restored, rows, evidence)
     outcome = overall_verdict(checks)
     passed = outcome == "pass" or (outcome == "inconclusive" and request.accept_inconclusive)
     return AuditResult(
@@ -469,7 +474,12 @@ def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditRe
         verdict=outcome,
         alpha=request.thresholds.alpha,
         per_row=per_row,
-        per_sample=_per_sample(restored, rows, evidence),
+        per_sample=per_sample,
+        row_scores={
+            key: sorted(float(r[key]) for r in per_sample)
+            for key in ("nonmember_rank", "shadow_z")
+            if per_sample and per_sample[0][key] is not None
+        },
     )
 
 

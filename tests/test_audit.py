@@ -313,6 +313,11 @@ def test_the_held_out_pool_is_the_whole_evaluation_half(memorizing_pair: dict) -
     assert result.model.mia.non_members == result.model.test_rows == len(evaluation) > 60  # not 60 drawn rows
     assert result.verdict in ("pass", "inconclusive") and all(c.id for c in result.checks)
     assert result.to_dict()["alpha"] == 0.01
+    # Evidence that survives the rows' deletion: per-row scores without ids, their mean the AUC.
+    ranks = result.to_dict()["row_scores"]["nonmember_rank"]
+    assert len(ranks) == 60 and ranks == sorted(ranks)
+    assert abs(np.mean(ranks) - result.model.mia.loss_auc) < 1e-9
+    assert "train-" not in json.dumps(result.to_dict()["row_scores"])
 
 
 def _restored_rows(memorizing_pair: dict):
