@@ -89,6 +89,12 @@ class ForgottenIds:
         """Whether new ids are hashed with an operator key."""
         return self.current_key is not None
 
+    @property
+    def holds_keyed_ids(self) -> bool:
+        """Whether any forgotten id is recorded under an operator key (then nothing may be kept
+        that names them by differencing, such as a gradient ledger over the rows left)."""
+        return any(self.keyed.values())
+
     def _salted(self, sample_id: str) -> bytes:
         return hashlib.sha256(bytes.fromhex(self.salt) + sample_id.encode()).digest()[:HASH_BYTES]
 

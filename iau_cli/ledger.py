@@ -174,11 +174,16 @@ def _result(path: str, state: LedgerState, checkpoint: Checkpoint, note: str = "
     """The states as a user reads them: an absent or mismatched ledger covers no rows and has no drift."""
     meta = checkpoint.meta.ledger if checkpoint.meta else None
     if state.status in ("absent", "mismatch"):
-        detail = state.reason + (
-            " (a retrain or a plain state dict writes none; iau ledger refresh --out NEW records one)"
-            if state.status == "absent"
-            else ""
-        )
+        keyed = checkpoint.meta is not None and checkpoint.meta.forgotten.holds_keyed_ids
+        if state.status == "absent" and keyed:
+            detail = (
+                "no ledger is kept after a keyed deletion: a sum over the rows left would name the forgotten ones "
+                "by differencing (docs/RELIABILITY.md: threat model)"
+            )
+        elif state.status == "absent":
+            detail = state.reason + " (a plain state dict writes none; iau ledger refresh --out NEW records one)"
+        else:
+            detail = state.reason
         return LedgerResult(str(path), state.status, detail, None, None)
     return LedgerResult(str(path), state.status, state.reason + note, int(meta["count"]) if meta else None, state.drift)
 
@@ -231,6 +236,13 @@ def refresh_ledger(
     restored = restore(
         path, device=device, trust_code=trust_code, allow_data_change=allow_data_change, progress=progress
     )
+    if restored.meta.forgotten.holds_keyed_ids:
+        from iau_cli.errors import ConfigError
+
+        raise ConfigError(
+            f"{path}: its forgotten ids are keyed, and a ledger over the rows left would name them by differencing "
+            "(total gradient − ledger); iau keeps no ledger after a keyed deletion (docs/RELIABILITY.md: threat model)"
+        )
     learn = restored.partition().learn
     meta, tensors = compute_ledger(restored.model, restored.data, learn, restored.device, progress=progress)
     event = {

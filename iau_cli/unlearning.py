@@ -510,6 +510,12 @@ def _unchanged(
     )
 
 
+KEYED_NO_LEDGER = (
+    "none: under an operator key a ledger over the rows left would name the forgotten ones by differencing "
+    "(docs/RELIABILITY.md: threat model); one-step rules recompute the retain gradient"
+)
+
+
 def _ledger_source(restored: Restored, learn_rows: np.ndarray, info: dict[str, Any]) -> Any:
     """The retain gradient from the ledger when it is fresh (computed at these very parameters);
     otherwise one pass over the retain rows. A stale ledger is never used: how far the parameters
@@ -583,6 +589,12 @@ def _next_meta(
     forgotten.add(new_ids + test_ids)
     new_meta = dataclasses.replace(meta, lineage=[*meta.lineage, event], forgotten=forgotten, version=__version__)
     learn_rows = context.retain_rows  # the rows the child learns from
+    if forgotten.holds_keyed_ids:
+        # The sum over the rows left, beside the model and the data, names the rows that are not in
+        # it: total gradient − ledger = Σ of the forgotten rows' gradients, a subset-sum anyone can
+        # solve. Under an operator key the child keeps no ledger (the default rule needs none).
+        ledger_info["next"] = KEYED_NO_LEDGER
+        return dataclasses.replace(new_meta, ledger=None), None
     if request.ledger_refresh == "now" or get_method(method).retrains:
         ledger_meta, tensors = compute_ledger(model, restored.data, learn_rows, restored.device, progress=progress)
         ledger_info["next"] = "fresh (recomputed at the new parameters)"

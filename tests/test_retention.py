@@ -265,8 +265,8 @@ def test_keyed_ids_cannot_be_enumerated_and_rotation_keeps_old_ones_readable(
     shown = run_cli("ledger", "show", tmp_path / "m1.safetensors", "--json", "-", "-q")
     assert shown.exit_code == 0, shown.stderr
     ledger = json.loads(shown.stdout)
-    assert ledger["status"] in ("fresh", "stale") and "not matched against the data" in ledger["detail"]
-    assert ledger["rows"] == len(learned) - 3
+    # A keyed deletion keeps no ledger: the sum over the rows left would name the forgotten ones.
+    assert ledger["status"] == "absent" and "keyed deletion" in ledger["detail"] and ledger["rows"] is None
     keys.write_text("second-secret-key-9876543210\nfirst-secret-key-0123456789\n")
     monkeypatch.setenv("IAU_ID_KEY_FILE", str(keys))
     delete_rows(data, set(learned[:3]))  # masked row digests are unmasked with the old key
@@ -540,3 +540,49 @@ def test_every_record_names_the_data_it_read(csv_model: tuple[Path, Path, list[s
     ids = tmp_path / "m1.safetensors.ids"
     audited = run_cli("audit", tmp_path / "m1.safetensors", "-f", ids, "--json", "-", "-q")
     assert json.loads(audited.stdout)["data_sha256"] == fingerprint
+
+
+def _difference_attack(parent: Path, child: Path) -> set[str] | None:
+    """Finding 1 of the adversarial trial: total gradient over every data row − the child's ledger
+    = Σ of the forgotten rows' gradients; try every pair of rows. None when there is no ledger."""
+    import itertools
+
+    import torch
+
+    from iau_cli.gradients import per_sample_grads
+    from iau_cli.runs import restore
+
+    ledger = restore(child).checkpoint.ledger_tensors
+    if not ledger:
+        return None
+    original = restore(parent)  # the ledger was carried at the parent's parameters
+    train = original.data.train
+    x, y = train.fetch(np.arange(len(train)))
+    grads = per_sample_grads(original.model, x, y)
+    flat = torch.cat([grads[name].reshape(len(train), -1) for name in sorted(ledger)], dim=1).double().numpy()
+    target = flat.sum(0) - torch.cat([ledger[name].reshape(-1) for name in sorted(ledger)]).double().numpy()
+    best = min(itertools.combinations(range(len(train)), 2), key=lambda p: np.abs(target - flat[list(p)].sum(0)).sum())
+    return {train.ids[i] for i in best}
+
+
+def test_a_keyed_deletion_leaves_no_ledger_to_difference(
+    csv_model: tuple[Path, Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, _, _ = csv_model
+    gone = train_ids_of(model)[5:7]
+    # Without a key the record is enumerable anyway (and says so); the attack is real: it names them.
+    plain = forget(tmp_path, model, gone, "plain.safetensors", "-O", "rule=adam-sign", "-q")
+    assert plain.exit_code == 0, plain.stderr
+    assert _difference_attack(model, tmp_path / "plain.safetensors") == set(gone)
+    # With an operator key the child keeps no ledger, and refreshing one is refused.
+    keys = tmp_path / "keys.txt"
+    keys.write_text("a-long-operator-secret-0123456789\n")
+    monkeypatch.setenv("IAU_ID_KEY_FILE", str(keys))
+    keyed = forget(tmp_path, model, gone, "keyed.safetensors", "-O", "rule=adam-sign", "--json", "-", "-q")
+    assert keyed.exit_code == 0, keyed.stderr
+    assert "operator key" in json.loads(keyed.stdout)["ledger"]["next"]
+    assert _difference_attack(model, tmp_path / "keyed.safetensors") is None
+    again = forget(tmp_path, model, gone, "now.safetensors", "--ledger-refresh", "now", "-q")
+    assert again.exit_code == 0 and _difference_attack(model, tmp_path / "now.safetensors") is None
+    refused = run_cli("ledger", "refresh", tmp_path / "keyed.safetensors", "--out", tmp_path / "r.safetensors")
+    assert_bad_input(refused, "keyed", "differencing")
