@@ -70,6 +70,22 @@ def check_outputs(outputs: dict[str, Any], inputs: dict[str, Any], *, overwrite:
         check_writable(path, overwrite=overwrite, label=label, replace_error=label == "--json")
 
 
+def _refuse_special(path: Path, label: str) -> None:
+    """An existing output must be a regular file (through a symlink too): iau never replaces a
+    device, a FIFO, a socket or a dangling link (as root, ``--report /dev/null --overwrite``
+    would otherwise replace ``/dev/null``)."""
+    import stat
+
+    if not path.is_symlink() and not path.exists():
+        return
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        raise OutputError(f"{path}: {label} is a symlink to nothing; remove it or give another name") from None
+    if not stat.S_ISREG(mode):
+        raise OutputError(f"{path}: {label} is not a regular file (a device, FIFO or socket); give a file name")
+
+
 def is_error_record(path: Path) -> bool:
     """Whether ``path`` is a regular file holding an iau error JSON and nothing else
     (``{"error": {"kind", "message"}}``, what a failed run leaves under ``--json``): the one output
@@ -91,6 +107,7 @@ def check_writable(path: Path, *, overwrite: bool, label: str = "output", replac
     error record (see :func:`is_error_record`) may be replaced without ``overwrite``."""
     if path.is_dir():
         raise OutputError(f"{path}: {label} names a folder; give a file name")
+    _refuse_special(path, label)
     exists = path.exists() or path.is_symlink()
     if exists and not overwrite and not (replace_error and is_error_record(path)):
         raise OutputError(f"{path}: {label} already exists; pass --overwrite to replace it")

@@ -22,7 +22,6 @@ import os
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from iau_cli.errors import CheckpointError, ConfigError
@@ -36,13 +35,26 @@ ENUMERABLE_WARNING = (
 )
 
 
+KEY_FILE_LIMIT = 1 << 16
+
+
 def operator_keys() -> dict[str, bytes]:
     """key id → key, from ``IAU_ID_KEY_FILE`` (newest first; empty when unset)."""
     path = os.environ.get(KEY_FILE_ENV, "")
     if not path:
         return {}
+    import stat
+
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise ConfigError(f"{KEY_FILE_ENV}={path}: not a regular file (a device or FIFO); point it at the key file")
+        with open(path, "rb") as handle:
+            raw = handle.read(KEY_FILE_LIMIT + 1)
+        if len(raw) > KEY_FILE_LIMIT:
+            raise ConfigError(
+                f"{KEY_FILE_ENV}={path}: larger than {KEY_FILE_LIMIT:,} bytes; a key file holds a few keys"
+            )
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigError(f"{KEY_FILE_ENV}={path}: cannot read the key file ({reason})") from None

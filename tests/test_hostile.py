@@ -18,6 +18,8 @@ from iau_cli.checkpoint import load_checkpoint, read_metadata
 from .conftest import digits_config, write_yaml
 from .helpers import assert_bad_input, run_cli
 
+PACKAGE = Path(__file__).resolve().parent.parent / "iau_cli"
+
 
 def ids_file(tmp_path: Path, ids: list[str], name: str = "ids.txt") -> Path:
     path = tmp_path / name
@@ -480,3 +482,40 @@ def test_a_torch_save_file_is_named_for_what_it_is_and_never_unpickled(tmp_path:
     garbage = tmp_path / "junk.safetensors"
     garbage.write_bytes(b"not anything")
     assert_bad_input(run_cli("unlearn", garbage, "-f", "-", input="a\n"), "not a readable safetensors file")
+
+
+def test_the_output_guard_has_no_gap_for_built_in_data_or_special_files(tmp_path: Path) -> None:
+    """Findings 2 and 4 of the adversarial trial: the installed built-in dataset, a FIFO, a
+    symlink to a device and a dangling symlink are never replaced, with --overwrite or not."""
+    builtin = PACKAGE / "builtin" / "digits_train.parquet"
+    before = builtin.read_bytes()
+    config = write_yaml(tmp_path / "run.yaml", digits_config(epochs=1))
+    out = tmp_path / "m.safetensors"
+    refused = run_cli("train", config, "--out", out, "--json", builtin, "--overwrite")
+    assert_bad_input(refused, "built-in data folder")
+    assert builtin.read_bytes() == before and not out.exists()
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    (tmp_path / "to-null").symlink_to("/dev/null")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    for target, why in (
+        (fifo, "not a regular file"),
+        (tmp_path / "to-null", "not a regular file"),
+        (tmp_path / "dangling", "symlink to nothing"),
+    ):
+        assert_bad_input(run_cli("train", config, "--out", out, "--report", target, "--overwrite"), why)
+    assert fifo.is_fifo() and (tmp_path / "to-null").is_symlink() and not out.exists()
+
+
+def test_the_key_file_is_read_bounded_and_only_if_regular(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from iau_cli.errors import ConfigError
+    from iau_cli.forgotten import operator_keys
+
+    monkeypatch.setenv("IAU_ID_KEY_FILE", "/dev/zero")
+    with pytest.raises(ConfigError, match="not a regular file"):
+        operator_keys()
+    big = tmp_path / "keys.txt"
+    big.write_text("k" * 100 + "\n" + "x" * 70_000)
+    monkeypatch.setenv("IAU_ID_KEY_FILE", str(big))
+    with pytest.raises(ConfigError, match="larger than"):
+        operator_keys()

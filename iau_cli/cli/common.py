@@ -156,6 +156,8 @@ def check_output_paths(
         if path is not None and Path(path).is_file():
             inputs.update({f"{label}'s {k}": v for k, v in recorded_data_paths(path).items()})
     inputs = {k: v for k, v in inputs.items() if v is not None and not str(v).startswith(BUILTIN_PREFIX)}
+    # iau's own built-in datasets are inputs of every command that may read them (builtin: data).
+    inputs["built-in data folder"] = str(Path(__file__).resolve().parents[1] / "builtin")
     files = {Path(v).expanduser().resolve() for v in outputs.values() if v not in (None, "-")}
     _CHECKED_OUTPUTS.difference_update(files)  # a later, fuller check that fails withdraws an earlier pass
     if report_format is not None and report_format not in REPORT_FORMATS:
