@@ -519,3 +519,19 @@ def test_the_key_file_is_read_bounded_and_only_if_regular(tmp_path: Path, monkey
     monkeypatch.setenv("IAU_ID_KEY_FILE", str(big))
     with pytest.raises(ConfigError, match="larger than"):
         operator_keys()
+
+
+def test_a_fifo_or_device_as_an_input_is_one_line_not_a_hang(small_checkpoint: Path, tmp_path: Path) -> None:
+    """Finding 10: /dev/zero as config, a FIFO as checkpoint, ids file or config — refused before
+    anything is read (a FIFO would block forever, a device would be read without end)."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    ids = tmp_path / "ids.txt"
+    ids.write_text("a\n")
+    assert_bad_input(run_cli("train", "/dev/zero", "--out", tmp_path / "m.safetensors"), "not a regular file")
+    assert_bad_input(run_cli("train", fifo, "--out", tmp_path / "m.safetensors"), "not a regular file")
+    assert_bad_input(run_cli("unlearn", fifo, "-f", ids), "not a regular file")
+    assert_bad_input(
+        run_cli("unlearn", small_checkpoint, "-f", fifo, "-o", tmp_path / "u.safetensors"), "not a regular file"
+    )
+    assert_bad_input(run_cli("audit", small_checkpoint, "-f", fifo), "not a regular file")

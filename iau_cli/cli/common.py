@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -156,6 +157,7 @@ def check_output_paths(
         if path is not None and Path(path).is_file():
             inputs.update({f"{label}'s {k}": v for k, v in recorded_data_paths(path).items()})
     inputs = {k: v for k, v in inputs.items() if v is not None and not str(v).startswith(BUILTIN_PREFIX)}
+    _check_inputs(inputs)
     # iau's own built-in datasets are inputs of every command that may read them (builtin: data).
     inputs["built-in data folder"] = str(Path(__file__).resolve().parents[1] / "builtin")
     files = {Path(v).expanduser().resolve() for v in outputs.values() if v not in (None, "-")}
@@ -174,6 +176,24 @@ def check_output_paths(
             _CHECKED_OUTPUTS.add(Path(json_target).expanduser().resolve())
     check_outputs(outputs, inputs, overwrite=overwrite)
     _CHECKED_OUTPUTS.update(files)
+
+
+def _check_inputs(inputs: dict[str, Any]) -> None:
+    """No input is a device, FIFO or socket: a FIFO would hang the run and a device would be read
+    without end (``iau train /dev/zero``). ``-`` is stdin; folders are judged where they are read."""
+    import stat
+
+    from iau_cli.errors import ConfigError
+
+    for label, value in inputs.items():
+        if value in (None, "-"):
+            continue
+        try:
+            mode = os.stat(Path(value).expanduser()).st_mode
+        except (OSError, ValueError):
+            continue  # missing: the command that reads it says so in its own words
+        if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):
+            raise ConfigError(f"{value}: the {label} is not a regular file (a device, FIFO or socket)")
 
 
 REPORT_FORMATS = ("md", "html", "txt")
