@@ -193,6 +193,51 @@ def load_run_config(path: str | Path, overrides: list[str] | None = None) -> Run
     return resolve_paths(config, path.resolve().parent)
 
 
+MAX_YAML_DEPTH = 100
+
+
+def safe_yaml(text: str) -> Any:
+    """``yaml.safe_load`` for configs, stricter: no aliases (``*name`` — a 700-byte alias bomb
+    expands to hundreds of millions of values), no duplicate keys (a second ``train:`` silently
+    replaced the first), nesting at most ``MAX_YAML_DEPTH`` deep. Raises ``yaml.YAMLError``."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        depth = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"aliases (*{event.anchor}) are not allowed in a config; write the value out",
+                    event.start_mark,
+                )
+            self.depth += 1
+            if self.depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested more than {MAX_YAML_DEPTH} levels deep", self.peek_event().start_mark
+                )
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, (str, int, float, bool)) and key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (the first would be silently replaced)", key_node.start_mark
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return yaml.load(text, Loader=Loader)  # noqa: S506 — a SafeLoader subclass
+
+
 def read_yaml_mapping(path: Path, what: str, shape: str) -> dict[str, Any]:
     """The top-level mapping of a YAML file (``yaml.safe_load``); every way it can fail is a
     one-line ConfigError naming the file (``what``: "config", "bench config"; ``shape``: what the
@@ -211,7 +256,7 @@ def read_yaml_mapping(path: Path, what: str, shape: str) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read {what} ({exc.strerror})") from None
     try:
-        mapping = yaml.safe_load(text)
+        mapping = safe_yaml(text)
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" at line {where.line + 1}" if where is not None else ""
@@ -235,7 +280,9 @@ def apply_overrides(mapping: dict[str, Any], overrides: list[str], *, source: st
         if not sep or not key:
             raise ConfigError(f"{source}: override {item!r} must look like section.key=value")
         try:
-            value = yaml.safe_load(raw) if raw else ""
+            value = safe_yaml(raw) if raw else ""
+        except yaml.composer.ComposerError as exc:  # an alias or a bomb: refused, not taken as text
+            raise ConfigError(f"{source}: override {item!r}: {exc.problem}") from None
         except yaml.YAMLError:
             value = raw
         node = result

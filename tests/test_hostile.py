@@ -535,3 +535,22 @@ def test_a_fifo_or_device_as_an_input_is_one_line_not_a_hang(small_checkpoint: P
         run_cli("unlearn", small_checkpoint, "-f", fifo, "-o", tmp_path / "u.safetensors"), "not a regular file"
     )
     assert_bad_input(run_cli("audit", small_checkpoint, "-f", fifo), "not a regular file")
+
+
+def test_yaml_bombs_duplicates_and_depth_are_one_line(small_checkpoint: Path, tmp_path: Path) -> None:
+    """Findings 9 and 13: a 700-byte alias bomb (in a file and through --set), a duplicate
+    top-level key, YAML nested 20,000 deep — each one line, fast."""
+    levels = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]\n" for i in range(1, 9))
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text('l0: &l0 ["lol"]\n' + levels)
+    assert_bad_input(run_cli("train", bomb, "--out", tmp_path / "m.safetensors"), "aliases", "not allowed")
+    config = write_yaml(tmp_path / "run.yaml", digits_config(epochs=1))
+    out = tmp_path / "m.safetensors"
+    assert_bad_input(run_cli("train", config, "--out", out, "--set", "train.epochs=*x"), "aliases")
+    twice = tmp_path / "twice.yaml"
+    twice.write_text(config.read_text() + "train:\n  epochs: 7\n")
+    assert_bad_input(run_cli("train", twice, "--out", out), "duplicate key 'train'")
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("x: " + "[" * 20_000 + "]" * 20_000 + "\n")
+    assert_bad_input(run_cli("train", deep, "--out", out), "nested more than")
+    assert not out.exists()
