@@ -87,6 +87,14 @@ class DataConfig:
                 problems.append(f"{name}: an empty list; give one value per channel or feature")
         if self.num_classes is not None and self.num_classes < 2:
             problems.append("num_classes: must be at least 2")
+        if not (math.isfinite(self.scale) and 0 < abs(self.scale) <= MAX_SCALE):
+            problems.append(
+                f"scale: {self.scale} must be a finite, non-zero number of magnitude at most {MAX_SCALE:g} (features "
+                "are float32: beyond that they overflow)"
+            )
+        numbers = [x for v in (self.mean, self.std) if v != "auto" for x in (v if isinstance(v, list) else [v])]
+        if any(not math.isfinite(float(v)) for v in numbers):
+            problems.append("mean, std: every value must be finite")
         return problems
 
 
@@ -139,7 +147,9 @@ class TrainConfig:
 
     def check(self) -> list[str]:
         problems = []
-        if self.lr <= 0:
+        if not 0 <= self.seed < 2**63:
+            problems.append(f"seed: {self.seed} must be a whole number from 0 to 2**63 − 1")
+        if not (math.isfinite(self.lr) and self.lr > 0):
             problems.append(f"lr: {self.lr} must be positive")
         if self.epochs < 1:
             problems.append(f"epochs: {self.epochs} must be at least 1")
@@ -194,6 +204,7 @@ def load_run_config(path: str | Path, overrides: list[str] | None = None) -> Run
 
 
 MAX_YAML_DEPTH = 100
+MAX_SCALE = 1e30
 
 
 def safe_yaml(text: str) -> Any:

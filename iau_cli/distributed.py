@@ -20,7 +20,9 @@ import torch.distributed as dist
 
 def launched() -> bool:
     """True inside a multi-process torchrun launch."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    from iau_cli.environment import env_int
+
+    return env_int("WORLD_SIZE", 1, minimum=1, maximum=1 << 20) > 1
 
 
 def active() -> bool:
@@ -31,7 +33,9 @@ def rank() -> int:
     """This process's rank (before the process group is joined: torchrun's RANK)."""
     if active():
         return dist.get_rank()
-    return int(os.environ.get("RANK", "0")) if launched() else 0
+    from iau_cli.environment import env_int
+
+    return env_int("RANK", 0, maximum=1 << 20) if launched() else 0
 
 
 def world_size() -> int:
@@ -48,6 +52,14 @@ def setup(device: torch.device) -> torch.device:
     """Join the process group torchrun prepared (gloo on CPU, nccl on CUDA); returns this rank's device."""
     if not launched() or active():
         return _rank_device(device)
+    missing = [name for name in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
+    if missing:
+        from iau_cli.errors import ConfigError
+
+        raise ConfigError(
+            f"WORLD_SIZE={os.environ['WORLD_SIZE']} but {', '.join(missing)} not set: run under torchrun "
+            "(it sets them), or unset WORLD_SIZE for one process"
+        )
     backend = "nccl" if device.type == "cuda" else "gloo"
     device = _rank_device(device)
     if device.type == "cuda":
@@ -58,7 +70,9 @@ def setup(device: torch.device) -> torch.device:
 
 def _rank_device(device: torch.device) -> torch.device:
     if device.type == "cuda" and launched() and device.index is None:
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        from iau_cli.environment import env_int
+
+        return torch.device("cuda", env_int("LOCAL_RANK", 0, maximum=1 << 16))
     return device
 
 

@@ -32,6 +32,19 @@ def default_output(checkpoint: str | os.PathLike[str]) -> Path:
 # The output guard
 
 
+LOCK_SUFFIX = ".iau-lock"
+
+
+def resolved(value: str | os.PathLike[str]) -> Path:
+    """``Path.resolve()`` that never raises: a symlink loop or an over-long name stays as given
+    (absolute), for the guard to refuse in one line."""
+    path = Path(value).expanduser()
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path.absolute()
+
+
 def _same_or_inside(output: Path, source: Path) -> bool:
     """Whether writing ``output`` would replace ``source`` (the same file, through symlinks or hard
     links) or add a file inside it (a data folder, whose fingerprint would then change)."""
@@ -39,8 +52,8 @@ def _same_or_inside(output: Path, source: Path) -> bool:
         with contextlib.suppress(OSError):
             if os.path.samefile(output, source):
                 return True
-    resolved, target = output.resolve(), source.resolve()
-    return resolved == target or (source.is_dir() and target in resolved.parents)
+    out, target = resolved(output), resolved(source)
+    return out == target or (source.is_dir() and target in out.parents)
 
 
 def check_outputs(outputs: dict[str, Any], inputs: dict[str, Any], *, overwrite: bool = False) -> None:
@@ -58,16 +71,24 @@ def check_outputs(outputs: dict[str, Any], inputs: dict[str, Any], *, overwrite:
                 continue
             raise OutputError(f"{label} -: only --json can go to standard output; give a file name")
         path = Path(value).expanduser()
-        if path.is_dir():
-            raise OutputError(f"{path}: {label} names a folder; give a file name")
-        for source_label, source in sources:
-            if _same_or_inside(path, source):
-                raise OutputError(f"{path}: {label} would overwrite the {source_label} {source}; choose another path")
-        for other_label, other in taken:
-            if _same_or_inside(path, other):
-                raise OutputError(f"{path}: {label} and {other_label} name the same file; give each its own")
-        taken.append((label, path))
-        check_writable(path, overwrite=overwrite, label=label, replace_error=label == "--json")
+        if path.name.endswith(LOCK_SUFFIX) or (path.name.startswith(".") and path.name.endswith(".tmp")):
+            raise OutputError(f"{path}: {label} names one of iau's own lock or temporary files; choose another name")
+        try:
+            if path.is_dir():
+                raise OutputError(f"{path}: {label} names a folder; give a file name")
+            for source_label, source in sources:
+                if _same_or_inside(path, source):
+                    raise OutputError(
+                        f"{path}: {label} would overwrite the {source_label} {source}; choose another path"
+                    )
+            for other_label, other in taken:
+                if _same_or_inside(path, other):
+                    raise OutputError(f"{path}: {label} and {other_label} name the same file; give each its own")
+            taken.append((label, path))
+            check_writable(path, overwrite=overwrite, label=label, replace_error=label == "--json")
+        except (OSError, RuntimeError) as exc:  # a symlink loop, a name too long for the file system
+            reason = os_reason(exc) if isinstance(exc, OSError) else str(exc)
+            raise OutputError(f"{str(path)[:200]}: {label} cannot be used as a file name ({reason})") from None
 
 
 def _refuse_special(path: Path, label: str) -> None:
@@ -349,7 +370,7 @@ def output_lock(path: str | os.PathLike[str]) -> Iterator[None]:
     import fcntl
 
     path = Path(path)
-    lock_path = path.parent / f".{path.name}.iau-lock"
+    lock_path = path.parent / f".{path.name}{LOCK_SUFFIX}"
     while True:
         try:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)

@@ -107,11 +107,9 @@ def _quoted(item: str, source: str, number: int) -> str:
 
 def max_ids_bytes() -> int:
     """The cap on an ids file's size (``IAU_MAX_IDS_BYTES``)."""
-    value = os.environ.get("IAU_MAX_IDS_BYTES", "")
-    try:
-        return int(value) if value else MAX_IDS_BYTES
-    except ValueError:
-        raise IdsError(f"IAU_MAX_IDS_BYTES={value!r}: expected a number of bytes") from None
+    from iau_cli.environment import MAX_BYTES, env_int
+
+    return env_int("IAU_MAX_IDS_BYTES", MAX_IDS_BYTES, minimum=1, maximum=MAX_BYTES)
 
 
 def _read_capped(stream: Any, source: str) -> bytes:

@@ -52,7 +52,7 @@ def parse_size(text: str) -> int:
         size = float(number) * _SIZE_SUFFIXES[suffix]
     except ValueError:
         raise ValueError(f"{text!r} is not a size such as 512M or 2G") from None
-    if size < 0 or size != size:
+    if not 0 <= size < float("inf"):  # negative, NaN, inf and 1e400 alike
         raise ValueError(f"{text!r} is not a size such as 512M or 2G")
     return int(size)
 
@@ -60,15 +60,12 @@ def parse_size(text: str) -> int:
 def memory_budget() -> int:
     """Bytes of encoded features one process may hold in memory (``IAU_MEMORY_BUDGET``; default a
     quarter of RAM shared by the processes torchrun starts on this machine)."""
-    from iau_cli.errors import ConfigError
+    from iau_cli.environment import env_int, env_size
 
-    raw = os.environ.get("IAU_MEMORY_BUDGET")
-    if raw:
-        try:
-            return parse_size(raw)
-        except ValueError as exc:
-            raise ConfigError(f"IAU_MEMORY_BUDGET: {exc}") from None
-    local_processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    budget = env_size("IAU_MEMORY_BUDGET")
+    if budget is not None:
+        return budget
+    local_processes = env_int("LOCAL_WORLD_SIZE", 1, minimum=1, maximum=1 << 16)
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4 // local_processes
 
 

@@ -554,3 +554,46 @@ def test_yaml_bombs_duplicates_and_depth_are_one_line(small_checkpoint: Path, tm
     deep.write_text("x: " + "[" * 20_000 + "]" * 20_000 + "\n")
     assert_bad_input(run_cli("train", deep, "--out", out), "nested more than")
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "fragment"),
+    [
+        ("IAU_MAX_IDS_BYTES", "1e20", "IAU_MAX_IDS_BYTES"),
+        ("IAU_MAX_IDS_BYTES", "-5", "IAU_MAX_IDS_BYTES"),
+        ("IAU_MEMORY_BUDGET", "inf", "IAU_MEMORY_BUDGET"),
+        ("IAU_MEMORY_BUDGET", "1e400", "IAU_MEMORY_BUDGET"),
+        ("LOCAL_WORLD_SIZE", "abc", "LOCAL_WORLD_SIZE"),
+        ("WORLD_SIZE", "two", "WORLD_SIZE"),
+        ("WORLD_SIZE", "2", "run under torchrun"),
+    ],
+)
+def test_every_number_from_the_environment_is_validated(
+    small_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, fragment: str
+) -> None:
+    """Finding 13: each of these was a traceback (exit 1); one validator parses them all."""
+    for name in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, value)
+    ids = tmp_path / "ids.txt"
+    ids.write_text("nobody\n")
+    result = run_cli("unlearn", small_checkpoint, "-f", ids, "-o", tmp_path / "u.safetensors", "--allow-missing")
+    assert_bad_input(result, fragment)
+
+
+def test_config_numbers_and_odd_output_names_are_one_line(tmp_path: Path) -> None:
+    """Finding 13: seeds out of range, a scale that overflows float32 (it was blamed on lr), an
+    --out that is a symlink to itself, a 300-byte name, --json naming the run's own lock file."""
+    config = write_yaml(tmp_path / "run.yaml", digits_config(epochs=1))
+    out = tmp_path / "m.safetensors"
+    for setting, fragment in (
+        ("train.seed=-1", "seed"),
+        ("train.seed=1180591620717411303424", "seed"),
+        ("data.scale=1e39", "scale"),
+    ):
+        assert_bad_input(run_cli("train", config, "--out", out, "--set", setting), fragment)
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    assert_bad_input(run_cli("train", config, "--out", tmp_path / "loop"), "--out")
+    assert_bad_input(run_cli("train", config, "--out", tmp_path / ("x" * 300)), "--out")
+    assert_bad_input(run_cli("train", config, "--out", out, "--json", tmp_path / ".m.safetensors.iau-lock"), "lock")
+    assert not out.exists()

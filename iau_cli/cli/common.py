@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from iau_cli.errors import OutputError
-from iau_cli.files import Outputs, write_text_atomic
+from iau_cli.files import Outputs, resolved, write_text_atomic
 
 JsonOpt = Annotated[
     str | None,
@@ -107,7 +107,7 @@ def _json_error(target: str | None, kind: str, message: str, overwrite: bool = F
         sys.stdout.flush()
         return
     path = Path(target).expanduser()
-    if path.resolve() not in _CHECKED_OUTPUTS:
+    if resolved(path) not in _CHECKED_OUTPUTS:
         return
     try:
         # Never over a record another run published meanwhile (only over an error record), unless
@@ -160,7 +160,7 @@ def check_output_paths(
     _check_inputs(inputs)
     # iau's own built-in datasets are inputs of every command that may read them (builtin: data).
     inputs["built-in data folder"] = str(Path(__file__).resolve().parents[1] / "builtin")
-    files = {Path(v).expanduser().resolve() for v in outputs.values() if v not in (None, "-")}
+    files = {resolved(v) for v in outputs.values() if v not in (None, "-")}
     _CHECKED_OUTPUTS.difference_update(files)  # a later, fuller check that fails withdraws an earlier pass
     if report_format is not None and report_format not in REPORT_FORMATS:
         from iau_cli.errors import ConfigError
@@ -173,7 +173,7 @@ def check_output_paths(
         others = {f"{label} output": value for label, value in outputs.items() if label != "--json" and value != "-"}
         with contextlib.suppress(OutputError):
             check_outputs({"--json": json_target}, {**inputs, **others}, overwrite=overwrite)
-            _CHECKED_OUTPUTS.add(Path(json_target).expanduser().resolve())
+            _CHECKED_OUTPUTS.add(resolved(json_target))
     check_outputs(outputs, inputs, overwrite=overwrite)
     _CHECKED_OUTPUTS.update(files)
 
