@@ -99,6 +99,8 @@ class CheckpointMeta:
                 if key in metadata
             }
             check_schema(decoded)
+            forgotten = ForgottenIds.from_json(decoded["iau.forgotten"], need_keys=need_keys)
+            check_forgotten_against_lineage(forgotten, decoded["iau.lineage"])
             return cls(
                 format=fmt,
                 version=metadata["iau.version"],
@@ -106,7 +108,7 @@ class CheckpointMeta:
                 data=decoded["iau.data"],
                 train=decoded["iau.train"],
                 lineage=decoded["iau.lineage"],
-                forgotten=ForgottenIds.from_json(decoded["iau.forgotten"], need_keys=need_keys),
+                forgotten=forgotten,
                 ledger=decoded.get("iau.ledger"),
                 references=decoded.get("iau.references"),
             )
@@ -119,6 +121,26 @@ class CheckpointMeta:
 
 
 MAX_METADATA_CHARS = 64 << 20  # a million forgotten ids take about 22 MB
+
+
+def check_forgotten_against_lineage(forgotten: ForgottenIds, lineage: list[dict[str, Any]]) -> None:
+    """The forgotten record is bound to the lineage: it holds as many ids as the unlearn events
+    recorded, and (for events that carry it) the digest the last one recorded. An edited record —
+    emptied, so that a later retrain would train *on* forgotten rows again — is refused.
+    ``CheckpointError``: the file was edited after iau wrote it."""
+    events = [e for e in lineage if e.get("event") == "unlearn"]
+    expected = sum(int(e.get("ids", 0)) + int(e.get("test_ids", 0)) for e in events)
+    if len(forgotten) != expected:
+        raise CheckpointError(
+            f"the forgotten-id record holds {len(forgotten)} id(s) but the lineage's unlearn events recorded "
+            f"{expected}: the file was edited after iau wrote it; use the checkpoint iau wrote (or its parent)"
+        )
+    recorded = events[-1].get("forgotten_sha256") if events else None  # older events carry none
+    if recorded is not None and recorded != forgotten.digest():
+        raise CheckpointError(
+            "the forgotten-id record differs from the one its last unlearn event recorded (forgotten_sha256): the "
+            "file was edited after iau wrote it; use the checkpoint iau wrote (or its parent)"
+        )
 
 
 def _need(condition: bool, message: str) -> None:

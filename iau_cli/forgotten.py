@@ -101,6 +101,18 @@ class ForgottenIds:
         """Whether new ids are hashed with an operator key."""
         return self.current_key is not None
 
+    def digest(self) -> str:
+        """sha256 of the record (salt, hashes and keyed groups, in canonical order): what each
+        unlearn event records as ``forgotten_sha256``, so an edited record is detected."""
+        h = hashlib.sha256(bytes.fromhex(self.salt))
+        for value in sorted(self.hashes):
+            h.update(b"s" + value)
+        for kid in sorted(self.keyed):
+            h.update(b"k" + kid.encode())
+            for value in sorted(self.keyed[kid]):
+                h.update(value)
+        return h.hexdigest()
+
     @property
     def holds_keyed_ids(self) -> bool:
         """Whether any forgotten id is recorded under an operator key (then nothing may be kept

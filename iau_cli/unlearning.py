@@ -587,6 +587,7 @@ def _next_meta(
         test_digest = restored.data.test.row_digest([test_index[i] for i in test_ids])
         event["test_rows_removed"] = masked(forgotten, test_digest, ids_digest + "/test")
     forgotten.add(new_ids + test_ids)
+    event["forgotten_sha256"] = forgotten.digest()  # binds the record to the lineage (checked at load)
     new_meta = dataclasses.replace(meta, lineage=[*meta.lineage, event], forgotten=forgotten, version=__version__)
     learn_rows = context.retain_rows  # the rows the child learns from
     if forgotten.holds_keyed_ids:

@@ -27,6 +27,8 @@ def test_round_trip_is_bit_exact_with_metadata(tmp_path: Path) -> None:
     state = {"w": torch.randn(3, 4), "b": torch.randn(4).double(), "n": torch.tensor([1, 2, 3])}
     meta = tiny_meta()
     meta.forgotten.add(["alice", "bob"])
+    # The record is bound to the lineage: an unlearn event of 2 ids with the record's digest.
+    meta.lineage.append({"event": "unlearn", "ids": 2, "forgotten_sha256": meta.forgotten.digest()})
     ledger = {"w": torch.randn(3, 4)}
     path = tmp_path / "m.safetensors"
     sha = save_checkpoint(path, state, meta, ledger_tensors=ledger)

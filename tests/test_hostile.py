@@ -597,3 +597,27 @@ def test_config_numbers_and_odd_output_names_are_one_line(tmp_path: Path) -> Non
     assert_bad_input(run_cli("train", config, "--out", tmp_path / ("x" * 300)), "--out")
     assert_bad_input(run_cli("train", config, "--out", out, "--json", tmp_path / ".m.safetensors.iau-lock"), "lock")
     assert not out.exists()
+
+
+def test_a_forged_forgotten_record_is_refused(small_checkpoint: Path, train_ids: list[str], tmp_path: Path) -> None:
+    """Finding 6: emptying a 2-id unlearn output's forgotten record made a later retrain train on
+    the 2 forgotten rows again; the record is bound to the lineage (count and digest)."""
+    from safetensors.torch import load_file, save_file
+
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(train_ids[:2]) + "\n")
+    child = tmp_path / "child.safetensors"
+    assert run_cli("unlearn", small_checkpoint, "-f", ids, "-o", child, "-q").exit_code == 0
+    metadata = read_metadata(child)
+    record = json.loads(metadata["iau.forgotten"])
+    tensors = load_file(str(child))
+    for name, forged in (
+        ("emptied", {**record, "count": 0, "hashes": ""}),
+        ("swapped", {**record, "salt": "00" * (len(record["salt"]) // 2)}),  # same count, other digest
+    ):
+        path = tmp_path / f"{name}.safetensors"
+        save_file(tensors, str(path), metadata={**metadata, "iau.forgotten": json.dumps(forged)})
+        other = tmp_path / "other.txt"
+        other.write_text(train_ids[5] + "\n")
+        result = run_cli("unlearn", path, "-f", other, "--method", "retrain", "-o", tmp_path / f"{name}-r.safetensors")
+        assert_bad_input(result, "edited after iau wrote it")
