@@ -1,4 +1,4 @@
-"""Datasets on local files, the sample-id index, forget-id files and the built-in dataset.
+"""Datasets on local files, the sample-id index and the built-in datasets (forget-id files: :mod:`iau_cli.ids`).
 
 Rows are read with Hugging Face ``datasets``, checked against the data contract, and encoded once
 per dataset version into a feature store (:mod:`iau_cli.store`): in memory when it fits the memory

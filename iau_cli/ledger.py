@@ -6,9 +6,11 @@ With a ledger computed at the checkpoint's own parameters, the retain-set gradie
 Freshness is exact, never guessed: the ledger records the digest of the parameters it was computed
 at and its row count. After an unlearning step the parameters move, so the carried-forward ledger
 (parent ledger minus the forget rows' gradients, both at the parent's parameters) is *stale*; it
-records how far the parameters moved (relative L2 drift). A request uses a stale ledger only when
-its drift is within the caller's ``max_drift``; otherwise it recomputes. ``unlearn
---ledger-refresh now`` or ``iau ledger refresh`` recompute it at the current parameters.
+records how far the parameters moved (relative L2 drift). A stale ledger is never used — the drift
+bounds nothing about the sum's error — so the next request recomputes the retain gradient; ``unlearn
+--ledger-refresh now`` or ``iau ledger refresh`` recompute the ledger at the current parameters.
+Under an operator key no ledger is kept after a deletion (it would name the forgotten rows by
+differencing; docs/RELIABILITY.md, threat model).
 """
 
 from __future__ import annotations

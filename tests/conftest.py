@@ -12,6 +12,9 @@ os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="iau-test-hf-
 os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="iau-test-hfhome-"))
 # The feature cache goes to a throwaway folder too (tests must not depend on what a user cached).
 os.environ.setdefault("IAU_CACHE_DIR", tempfile.mkdtemp(prefix="iau-test-features-"))
+# An operator key in the caller's environment changes what checkpoints record (and made
+# test_checkpoint fail); tests that want a key set their own.
+os.environ.pop("IAU_ID_KEY_FILE", None)
 
 import dataclasses  # noqa: E402
 from pathlib import Path  # noqa: E402

@@ -2,7 +2,8 @@
 
 ``MethodName`` (a ``str`` Enum) names every method and feeds the CLI's choices; it is importable
 without torch so ``iau --help`` stays fast. :func:`get_method` loads the registry on first use.
-A new method is one new module plus one line in :mod:`iau_cli.methods.registry`.
+A new method is a module, its entry in :mod:`iau_cli.methods.registry`, its options class in
+:mod:`iau_cli.methods.options` (``OPTIONS``) and its name here.
 """
 
 from __future__ import annotations
