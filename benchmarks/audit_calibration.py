@@ -294,6 +294,48 @@ def thorough(args, workload: str) -> dict:
     }
 
 
+def markdown(path: Path) -> str:
+    """The calibration table: workload × size × model × mode → pass / fail / inconclusive."""
+    results = json.loads(path.read_text())
+    lines = []
+    for workload, result in results.items():
+        if "rows" not in result:
+            continue
+        lines += [
+            f"**{workload}** ({result['seconds'] / 60:.0f} min)",
+            "",
+            "| size | model | mode | sets (pools) | pass | fail | inconclusive | failed checks |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for row in result["rows"]:
+            failed = ", ".join(f"{k} {v}" for k, v in sorted(row.get("failed_checks", {}).items())) or "—"
+            lines.append(
+                f"| {row['size']} | {row['model']} | {row['mode']} | {row['sets']} ({row['pools']}) | "
+                f"{row['pass']:.0%} | {row['fail']:.0%} | {row['inconclusive']:.0%} | {failed} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def thorough_markdown(path: Path) -> str:
+    results = json.loads(path.read_text())
+    lines = [
+        "| workload | model | per-row check (pass / fail / inconclusive) | z AUC (mean) | forget rows below / above every shadow | loss-AUC check |",
+        "|---|---|---|---|---|---|",
+    ]
+    for workload, result in results.items():
+        for kind, entry in result["per_kind"].items():
+            statuses = entry["statuses"]
+            counts = "/".join(str(statuses.count(s)) for s in ("pass", "fail", "inconclusive"))
+            loss = entry["loss_auc"]
+            lines.append(
+                f"| {workload} | {kind} | {counts} of {len(statuses)} | {np.mean(entry['z_auc']):.3f} | "
+                f"{np.mean(entry['below']):.0%} / {np.mean(entry['above']):.0%} | "
+                f"{'/'.join(str(loss.count(s)) for s in ('pass', 'fail', 'inconclusive'))} |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", default="purchase-mlp,mixed-mlp,digits-mlp")
@@ -307,7 +349,11 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--work", type=Path, default=Path("bench-out/calibration"))
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--markdown", action="store_true", help="print the table of --out's results and stop")
     args = parser.parse_args()
+    if args.markdown:
+        print(thorough_markdown(args.out) if args.thorough else markdown(args.out))
+        return
     args.work.mkdir(parents=True, exist_ok=True)
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     for workload in args.workloads.split(","):
