@@ -621,3 +621,17 @@ def test_a_forged_forgotten_record_is_refused(small_checkpoint: Path, train_ids:
         other.write_text(train_ids[5] + "\n")
         result = run_cli("unlearn", path, "-f", other, "--method", "retrain", "-o", tmp_path / f"{name}-r.safetensors")
         assert_bad_input(result, "edited after iau wrote it")
+
+
+def test_a_usage_error_under_json_stdout_still_writes_the_error_object() -> None:
+    """Finding 12: `--method bogus --json -` left stdout empty (typer refused it before iau ran)."""
+    for json_flag in (["--json", "-"], ["--json=-"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "iau_cli", "unlearn", "m.safetensors", "-f", "-", "--method", "bogus", *json_flag],
+            capture_output=True,
+            text=True,
+            input="",
+        )
+        assert done.returncode == 2 and "Traceback" not in done.stderr
+        assert json.loads(done.stdout)["error"]["kind"] == "bad_input"
+        assert "bogus" in json.loads(done.stdout)["error"]["message"]

@@ -84,6 +84,10 @@ def main() -> None:
         where = f"; see '{exc.ctx.command_path} --help'" if exc.ctx else ""
         message = " ".join(exc.format_message().split()).rstrip(".")
         sys.stderr.write(f"iau: error: {message}{where}\n")
+        if _json_to_stdout(sys.argv[1:]):  # a script reading --json - still gets its error object
+            import json
+
+            sys.stdout.write(json.dumps({"error": {"kind": "bad_input", "message": message + where}}, indent=2) + "\n")
         sys.exit(exc.exit_code)
     except Terminated as exc:
         sys.stderr.write(f"iau: terminated ({exc.name})\n")
@@ -95,3 +99,9 @@ def main() -> None:
         sys.stderr.write(f"iau: terminated ({signal.Signals(signals.received).name})\n")
         code = signals.exit_code()
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _json_to_stdout(argv: list[str]) -> bool:
+    """Whether the command line asks for ``--json -`` (the guard has not run, so a file is never
+    written on a usage error; standard output is safe)."""
+    return "--json=-" in argv or any(a == "--json" and b == "-" for a, b in zip(argv, argv[1:]))
