@@ -74,10 +74,12 @@ class DataConfig:
             problems.append(f"format: {self.format!r} is not one of {', '.join(DATA_FORMATS)}")
         if not 0.0 < self.test_fraction < 1.0:
             problems.append(f"test_fraction: {self.test_fraction} must be between 0 and 1 (exclusive)")
-        if self.resize is not None and (len(self.resize) != 2 or min(self.resize) < 1):
-            problems.append(f"resize: {self.resize} must be [height, width] with positive sizes")
+        if self.resize is not None and (len(self.resize) != 2 or min(self.resize) < 1 or max(self.resize) > MAX_SIDE):
+            problems.append(f"resize: {self.resize} must be [height, width], each from 1 to {MAX_SIDE:,}")
         if self.shape is not None and (not self.shape or min(self.shape) < 1):
             problems.append(f"shape: {self.shape} must be a list of positive sizes")
+        elif self.shape is not None and math.prod(self.shape) > MAX_ROW_VALUES:
+            problems.append(f"shape: {self.shape} is more than {MAX_ROW_VALUES:,} values a row")
         std = [] if self.std == "auto" else self.std if isinstance(self.std, list) else [self.std]
         if any(s <= 0 for s in std):
             problems.append("std: every value must be positive")
@@ -205,6 +207,9 @@ def load_run_config(path: str | Path, overrides: list[str] | None = None) -> Run
 
 MAX_YAML_DEPTH = 100
 MAX_SCALE = 1e30
+MAX_SIDE = 8192
+"""The largest image side ``resize`` may ask for (a crafted 40000×40000 asked for 9 TB)."""
+MAX_ROW_VALUES = 1 << 26
 
 
 def safe_yaml(text: str) -> Any:

@@ -635,3 +635,24 @@ def test_a_usage_error_under_json_stdout_still_writes_the_error_object() -> None
         assert done.returncode == 2 and "Traceback" not in done.stderr
         assert json.loads(done.stdout)["error"]["kind"] == "bad_input"
         assert "bogus" in json.loads(done.stdout)["error"]["message"]
+
+
+def test_a_crafted_data_config_cannot_ask_for_terabytes(
+    small_checkpoint: Path, train_ids: list[str], tmp_path: Path
+) -> None:
+    """Finding 8: an 80 KB checkpoint whose data config asked for 40000×40000 images made unlearn
+    try to allocate 9 TB (a traceback); the same numbers in a user's config did the same."""
+    from safetensors.torch import load_file, save_file
+
+    metadata = read_metadata(small_checkpoint)
+    data = json.loads(metadata["iau.data"])
+    data["config"].update(shape=[1, 8, 8], resize=[40000, 40000])
+    crafted = tmp_path / "crafted.safetensors"
+    save_file(load_file(str(small_checkpoint)), str(crafted), metadata={**metadata, "iau.data": json.dumps(data)})
+    ids = tmp_path / "ids.txt"
+    ids.write_text(train_ids[0] + "\n")
+    assert_bad_input(run_cli("unlearn", crafted, "-f", ids, "-o", tmp_path / "u.safetensors"), "resize")
+    config = write_yaml(tmp_path / "run.yaml", digits_config(epochs=1))
+    assert_bad_input(
+        run_cli("train", config, "--out", tmp_path / "m.safetensors", "--set", "data.resize=[40000,40000]"), "resize"
+    )
