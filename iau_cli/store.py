@@ -38,6 +38,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from iau_cli.files import file_sha256
+
 STORE_FORMAT = 3  # 3: the meta records the feature and dropped columns
 _SIZE_SUFFIXES = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _CHUNK_BYTES = 64 << 20
@@ -178,6 +180,7 @@ class Staging:
         self.root = cache_root()
         self.folder: Path | None = None
         self.cached = False
+        self.digests: dict[str, str] = {}
         if self.root is not None:
             try:
                 self.root.mkdir(parents=True, exist_ok=True)
@@ -217,6 +220,8 @@ class Staging:
                 np.save(self.folder / f"{name}.features.npy", array)
             np.save(self.folder / f"{name}.labels.npy", split.labels)
             (self.folder / f"{name}.ids.json").write_text(json.dumps(split.ids), encoding="utf-8")
+            for part in _PARTS:
+                self.digests[f"{name}.{part}"] = file_sha256(self.folder / f"{name}.{part}")
         except OSError:
             self.cached = False  # a full cache disk only costs speed; the arrays in hand are complete
 
@@ -228,7 +233,7 @@ class Staging:
         assert self.folder is not None and self.root is not None
         final = self.root / self.key
         try:
-            (self.folder / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+            (self.folder / "meta.json").write_text(json.dumps({**meta, "digests": self.digests}), encoding="utf-8")
             os.rename(self.folder, final)
         except OSError:
             shutil.rmtree(self.folder, ignore_errors=True)  # another process published it first, or no room
@@ -238,6 +243,9 @@ class Staging:
         # spill folder can go at once and nothing is left behind, even after a kill.
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+_PARTS = ("features.npy", "labels.npy", "ids.json")
 
 
 def encode_split(
@@ -280,6 +288,12 @@ def load_entry(key: str, budget: int) -> tuple[dict[str, Any], dict[str, Encoded
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
         if meta.get("format") != STORE_FORMAT:
             raise ValueError("another store format")
+        # Checked against what was written, every read: a tampered entry (features zeroed) is
+        # re-encoded from the data, never used.
+        for name in ("train", "test"):
+            for part in _PARTS:
+                if file_sha256(folder / f"{name}.{part}") != meta["digests"][f"{name}.{part}"]:
+                    raise ValueError(f"{name}.{part} differs from what was written")
         splits = {}
         for name in ("train", "test"):
             mapped = np.load(folder / f"{name}.features.npy", mmap_mode="r")

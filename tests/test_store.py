@@ -130,6 +130,19 @@ def test_a_damaged_cache_entry_is_encoded_again(tmp_path: Path, cache: Path) -> 
     assert (entry / "train.features.npy").read_bytes() != b"truncated"
 
 
+def test_a_tampered_cache_entry_is_never_used(tmp_path: Path, cache: Path) -> None:
+    """Finding 11: features zeroed in a well-formed .npy were used as is (a retrain then reached 9%
+    test accuracy); every read checks the entry against the digests written with it."""
+    config = DataConfig(train=str(write_rows(tmp_path / "rows.parquet")), test_fraction=0.25)
+    good = load_data(config)
+    (entry,) = cache.iterdir()
+    features = np.load(entry / "train.features.npy")
+    np.save(entry / "train.features.npy", np.zeros_like(features))  # valid file, wrong content
+    again = load_data(config)
+    assert torch.equal(all_rows(again.train)[0], all_rows(good.train)[0])
+    assert np.array_equal(np.load(entry / "train.features.npy"), features)  # re-encoded in its place
+
+
 def test_image_pixels_are_stored_as_bytes_and_normalized_per_batch(tmp_path: Path, cache: Path) -> None:
     from PIL import Image
 
