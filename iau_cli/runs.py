@@ -357,6 +357,14 @@ def train(
 
     out = Path(out)
     check_writable(out, overwrite=overwrite)
+    if outputs is None:
+        with Outputs() as own:
+            result = train(config, out, overwrite=overwrite, device=device, progress=progress, outputs=own)
+            if distributed.is_main():
+                own.publish()
+        return result
+    if distributed.is_main():
+        outputs.lock(out)  # a second run to the same --out fails at once instead of racing this one
     torch_device = resolve_device(device)
     data = load_data(config.data, progress=progress)
     config = dataclasses.replace(config, data=data.config)

@@ -656,3 +656,24 @@ def test_a_crafted_data_config_cannot_ask_for_terabytes(
     assert_bad_input(
         run_cli("train", config, "--out", tmp_path / "m.safetensors", "--set", "data.resize=[40000,40000]"), "resize"
     )
+
+
+def test_two_trains_to_one_output_do_not_race(tmp_path: Path) -> None:
+    """Finding 3: `iau train` took no output lock; two runs to one --out --overwrite both ran."""
+    import time
+
+    config = write_yaml(tmp_path / "run.yaml", digits_config(epochs=400))
+    out = tmp_path / "m.safetensors"
+    lock = tmp_path / ".m.safetensors.iau-lock"
+    first = subprocess.Popen([sys.executable, "-m", "iau_cli", "train", str(config), "--out", str(out), "-q"])
+    try:
+        deadline = time.time() + 120
+        while not lock.exists() and time.time() < deadline and first.poll() is None:
+            time.sleep(0.05)
+        assert lock.exists(), "the first train never took its lock"
+        second = run_cli("train", config, "--out", out, "--overwrite", "--set", "train.epochs=1")
+        assert_bad_input(second, "another iau run is writing this output")
+    finally:
+        first.terminate()
+        first.wait(60)
+    assert not out.exists() and not lock.exists()  # the terminated run left nothing behind
