@@ -315,13 +315,21 @@ def _reading(path: str | os.PathLike[str]) -> Iterator[None]:
 
 
 def _is_torch_pickle(path: str | os.PathLike[str]) -> bool:
-    """A torch.save file: a zip archive (PyTorch ≥ 1.6) or a bare pickle (protocol 2+), or named so."""
+    """A torch.save file: a zip archive holding ``…/data.pkl`` (PyTorch ≥ 1.6; its member names
+    are read, nothing is unpickled), a bare pickle (protocol 2–5), or a file named ``.pt``/``.pth``."""
+    import zipfile
+
+    if Path(path).suffix in (".pt", ".pth"):
+        return True
     try:
         with open(path, "rb") as handle:
-            head = handle.read(4)
-    except OSError:
+            head = handle.read(2)
+        if head == b"PK":
+            with zipfile.ZipFile(path) as archive:
+                return any(name.endswith("/data.pkl") or name == "data.pkl" for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
         return False
-    return head == b"PK\x03\x04" or head[:1] == b"\x80" or Path(path).suffix in (".pt", ".pth")
+    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
 
 
 def save_checkpoint(

@@ -251,7 +251,11 @@ def safe_yaml(text: str) -> Any:
                 seen.add(key)
             return super().construct_mapping(node, deep=deep)
 
-    return yaml.load(text, Loader=Loader)  # noqa: S506 — a SafeLoader subclass
+    loader = Loader(text)  # a SafeLoader: what yaml.safe_load runs, with the checks above
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def read_yaml_mapping(path: Path, what: str, shape: str) -> dict[str, Any]:

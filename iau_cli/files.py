@@ -71,7 +71,9 @@ def check_outputs(outputs: dict[str, Any], inputs: dict[str, Any], *, overwrite:
                 continue
             raise OutputError(f"{label} -: only --json can go to standard output; give a file name")
         path = Path(value).expanduser()
-        if path.name.endswith(LOCK_SUFFIX) or (path.name.startswith(".") and path.name.endswith(".tmp")):
+        if path.name.endswith((LOCK_SUFFIX, JOURNAL_SUFFIX)) or (
+            path.name.startswith(".") and path.name.endswith(".tmp")
+        ):
             raise OutputError(f"{path}: {label} names one of iau's own lock or temporary files; choose another name")
         try:
             if path.is_dir():
@@ -125,7 +127,10 @@ def is_error_record(path: Path) -> bool:
 
 def check_writable(path: Path, *, overwrite: bool, label: str = "output", replace_error: bool = False) -> None:
     """Fail early (before any work) if ``path`` cannot be written. ``replace_error``: an existing
-    error record (see :func:`is_error_record`) may be replaced without ``overwrite``."""
+    error record (see :func:`is_error_record`) may be replaced without ``overwrite``. A publication
+    a killed run left half done beside ``path`` is rolled back (or forward) first."""
+    recover_publication(path)
+    remove_stale_temps(path)
     if path.is_dir():
         raise OutputError(f"{path}: {label} names a folder; give a file name")
     _refuse_special(path, label)
@@ -155,6 +160,95 @@ def _writer_tag() -> str:
 def temp_path(path: Path, kind: str = "") -> Path:
     """A temporary name beside ``path`` that :func:`remove_stale_temps` can attribute to its writer."""
     return path.parent / f".{path.name}.{_writer_tag()}.{kind or secrets.token_hex(4)}.tmp"
+
+
+JOURNAL_SUFFIX = ".iau-journal"
+
+
+def journal_path(path: Path) -> Path:
+    return path.parent / f".{path.name}{JOURNAL_SUFFIX}"
+
+
+def _write_journals(order: list[Any]) -> list[Path]:
+    """The publication's journal, beside every output (fsynced): see :meth:`Outputs.publish`."""
+    import json
+
+    journals = [journal_path(item.path) for item in order]
+    text = json.dumps(
+        {
+            "writer": _writer_tag(),
+            "commit": str(journals[0]),
+            "items": [
+                {
+                    "path": str(i.path),
+                    "temp": str(i.temp),
+                    "sha256": i.sha256,
+                    "backup": str(i.backup) if i.backup else None,
+                }
+                for i in order
+            ],
+        }
+    )
+    written = []
+    for journal in journals:
+        written.append(journal)
+        with open(journal, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+    for folder in {j.parent for j in journals}:
+        _fsync_folder(folder)
+    return written
+
+
+def _writer_alive(tag: str) -> bool:
+    host, _, pid = tag.partition("-")
+    if host != _writer_tag().split("-")[0] or not pid.isdigit():
+        return True  # another host's: not ours to judge
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_publication(path: Path) -> None:
+    """Finish what a killed run left beside ``path``: roll its publication back (before its commit
+    point) or forward (after it). A journal whose writer still runs is left alone."""
+    import json
+
+    journal = journal_path(path)
+    if not journal.is_file():
+        return
+    try:
+        record = json.loads(journal.read_text(encoding="utf-8"))
+        writer, commit, items = record["writer"], Path(record["commit"]), record["items"]
+    except (OSError, ValueError, KeyError, TypeError):
+        # Cut short while the journals were written: nothing was published yet.
+        with contextlib.suppress(OSError):
+            journal.unlink()
+        return
+    if _writer_alive(writer):
+        return
+    committed = not commit.exists()
+    for item in reversed(items):
+        target, temp = Path(item["path"]), Path(item["temp"])
+        backup = Path(item["backup"]) if item.get("backup") else None
+        with contextlib.suppress(OSError):
+            if not committed and target.is_file() and file_sha256(target) == item["sha256"]:
+                if backup is not None and backup.exists():
+                    os.replace(backup, target)  # what the killed run replaced, restored
+                else:
+                    target.unlink()  # what it added, removed
+        for leftover in (temp, backup):
+            if leftover is not None:
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+    for item in items:
+        with contextlib.suppress(OSError):
+            journal_path(Path(item["path"])).unlink()
 
 
 def remove_stale_temps(path: Path) -> None:
@@ -287,31 +381,53 @@ class Outputs:
         return self.stage(path, lambda temp: shutil.copyfile(source, temp), overwrite=overwrite, primary=primary)
 
     def publish(self) -> None:
+        """Publish every staged file, all or nothing — even across a kill.
+
+        Before the first name is touched, a journal listing the whole set (each output, its
+        temporary, the sha256 staged, the backup of a file it replaces) is written beside every
+        output. Removing the first output's journal is the commit point: a run killed before it is
+        rolled back by the next run that checks any of these outputs (:func:`recover_publication`:
+        what it published removed, what it replaced restored); one killed after it is rolled forward
+        (only the leftovers removed)."""
         order = [s for s in self._staged if not s.primary] + [s for s in self._staged if s.primary]
+        if not order:
+            return
+        journals: list[Path] = []
         try:
+            for item in order:
+                if item.path.exists() and (item.overwrite or (item.replace_error and is_error_record(item.path))):
+                    item.backup = temp_path(item.path, "backup")
+            journals = _write_journals(order)
             for item in order:
                 self._publish_one(item)
             for folder in {item.path.parent for item in order}:
                 _fsync_folder(folder)
+            os.unlink(journals[0])  # the commit point
+            _fsync_folder(journals[0].parent)
         except BaseException as exc:
             self._take_back(order)
+            for journal in journals:
+                with contextlib.suppress(OSError):
+                    journal.unlink()
             if isinstance(exc, OutputError):
                 raise
             if isinstance(exc, OSError):
                 raise OutputError(f"cannot publish the outputs ({os_reason(exc)}); nothing was written") from None
             raise
-        for item in order:
+        for item in order:  # while any journal remains, the backups stay known to recovery
             if item.backup is not None:
                 with contextlib.suppress(OSError):
                     item.backup.unlink()
+        for journal in journals[1:]:
+            with contextlib.suppress(OSError):
+                journal.unlink()
         self._staged.clear()
 
     def _publish_one(self, item: _Staged) -> None:
         # An error record is checked again here, just before it is replaced: a success record that
         # a concurrent run published meanwhile is never replaced without --overwrite.
         if item.overwrite or (item.replace_error and is_error_record(item.path)):
-            if item.path.exists():
-                item.backup = temp_path(item.path, "backup")
+            if item.backup is not None and item.path.exists():
                 os.link(item.path, item.backup)
             os.replace(item.temp, item.path)
         else:

@@ -584,3 +584,60 @@ def test_an_error_record_is_the_one_output_a_rerun_replaces_without_overwrite(
         run_cli("unlearn", small_checkpoint, "-f", ids, "-o", tmp_path / "w.safetensors", "--json", record),
         "already exists",
     )
+
+
+_KILLED_PUBLISHER = """
+import os, sys
+from pathlib import Path
+from iau_cli.files import Outputs
+
+folder, kill_at = Path(sys.argv[1]), int(sys.argv[2])
+real = {name: getattr(os, name) for name in ("link", "replace", "rename", "unlink")}
+calls = [0]
+
+def wrap(name):
+    def call(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == kill_at:
+            os._exit(137)  # as SIGKILL: no cleanup, no finally
+        return real[name](*args, **kwargs)
+    return call
+
+with Outputs() as outputs:
+    outputs.stage_text(folder / "k.json", "new json", overwrite=True)
+    outputs.stage_text(folder / "k.md", "new report")
+    outputs.stage(folder / "k.safetensors", lambda t: t.write_text("new model"), overwrite=True, primary=True)
+    for name in real:
+        setattr(os, name, wrap(name))
+    outputs.publish()
+print("published after", calls[0], "steps")
+"""
+
+
+def test_a_kill_at_every_step_of_publication_leaves_all_or_nothing_after_the_rerun(tmp_path: Path) -> None:
+    """Finding 5: SIGKILL at the third link() left k.json and k.md without the checkpoint. Kill at
+    every link / rename / unlink of publication in turn; the next run's check of any output rolls
+    the set back (before the commit point) or forward (after it): never a mix, nothing left over."""
+    from iau_cli.files import check_writable
+
+    old = {"k.json": "old json", "k.safetensors": "old model"}
+    new = {"k.json": "new json", "k.md": "new report", "k.safetensors": "new model"}
+    outcomes = []
+    for kill_at in range(1, 40):
+        folder = tmp_path / f"kill-{kill_at}"
+        folder.mkdir()
+        for name, text in old.items():
+            (folder / name).write_text(text)
+        done = subprocess.run(
+            [sys.executable, "-c", _KILLED_PUBLISHER, str(folder), str(kill_at)], capture_output=True, text=True
+        )
+        assert done.returncode in (0, 137), done.stderr
+        for name in new:  # what a rerun's output guard does first, for each of its outputs
+            check_writable(folder / name, overwrite=True)
+        state = {p.name: p.read_text() for p in folder.iterdir()}
+        assert state in (old, new), (kill_at, state)  # no journal, temporary or backup left either
+        outcomes.append("new" if state == new else "old")
+        if done.returncode == 0:
+            break
+    assert outcomes[-1] == "new" and "old" in outcomes  # both sides of the commit point were hit
+    assert outcomes == sorted(outcomes, key=lambda o: o == "new")  # rolled back, then forward, never back again
