@@ -142,3 +142,14 @@ def test_bench_outputs_spare_the_workloads_files_and_its_own_folder(tmp_path: Pa
     assert_bad_input(run_cli("bench", config, "--out", tmp_path / "run.yaml", "-q"), "--out is a file")
     (out / "runs.jsonl").write_text("not json\n")
     assert_bad_input(run_cli("bench", config, "--out", out, "-q"), "line 1 is not a bench run")
+
+
+def test_the_readme_bench_config_is_one_the_bench_accepts(tmp_path: Path) -> None:
+    from iau_cli.bench.spec import load_bench_config
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme[readme.index("A bench config (every key optional") :]
+    block = block[block.index("```yaml") + len("```yaml") : block.index("```", block.index("```yaml") + 3)]
+    (tmp_path / "bench.yaml").write_text(block)
+    config, _ = load_bench_config(tmp_path / "bench.yaml")
+    assert [w.name for w in config.workloads] == ["purchase-mlp", "noisy-mlp"] and config.sizes == [5, 30]
