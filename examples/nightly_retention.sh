@@ -40,11 +40,11 @@ else
       verdict=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["verdict"])' "records/audit-$day.json")
     }
     audit
-    if [ "$verdict" = "inconclusive" ]; then
-      # The audit cannot tell this deletion from one that did nothing (too few rows, or a model
-      # that does not memorize them). Redo the night as a retrain — removal by construction — and
-      # promote it once no check fails (its statistical checks cannot decide either).
-      echo "day $day: audit inconclusive; retraining instead"
+    if [ "$verdict" != "pass" ]; then
+      # The deletion fell short (fail), or the audit cannot tell it from one that did nothing
+      # (inconclusive: too few rows, or a model that does not memorize them). Either way redo the
+      # night as a retrain — removal by construction — and promote it once no check fails.
+      echo "day $day: audit $verdict; retraining instead"
       iau unlearn "$current" --forget "$requests" --method retrain --out "$out" --overwrite --allow-missing \
         --forgotten-ids "records/forgotten-$day.txt" --outcomes "records/outcomes-$day.csv" \
         --json "records/unlearn-$day.json" --quiet

@@ -87,7 +87,7 @@ def test_five_nights_of_a_retention_job(tmp_path: Path) -> None:
         else:
             audited = record(tmp_path, f"audit-{day}.json")
             assert audited["passed"] is True
-            if "retraining instead" in done.stdout:  # the first audit could not decide: a retrain was promoted
+            if "retraining instead" in done.stdout:  # the first audit did not pass: a retrain was promoted
                 assert unlearned["method"] == "retrain" and audited["verdict"] == "inconclusive", day
                 retrained_days.append(day)
             else:
