@@ -88,7 +88,7 @@ def test_five_nights_of_a_retention_job(tmp_path: Path) -> None:
             audited = record(tmp_path, f"audit-{day}.json")
             assert audited["passed"] is True
             if "retraining instead" in done.stdout:  # the first audit did not pass: a retrain was promoted
-                assert unlearned["method"] == "retrain" and audited["verdict"] == "inconclusive", day
+                assert unlearned["method"] == "retrain" and audited["verdict"] in ("pass", "inconclusive"), day
                 retrained_days.append(day)
             else:
                 assert audited["verdict"] == "pass", day
