@@ -67,8 +67,8 @@ def main() -> None:
         # The verdict of a plain `iau audit MODEL -f ids` for each model: the original must fail it.
         verdicts = {}
         for label, path in (("original", original), ("IAU-unlearned", unlearned), ("retrained", retrained)):
-            checks = json.loads(iau("audit", str(path), "-f", str(forget), "--json", "-", "-q")[1])["checks"]
-            verdicts[label] = {c["name"]: c["status"] for c in checks}
+            payload = json.loads(iau("audit", str(path), "-f", str(forget), "--json", "-", "-q")[1])
+            verdicts[label] = {"verdict": payload["verdict"], **{c["id"]: c["status"] for c in payload["checks"]}}
         results[name] = {
             "audit_seconds": default_seconds,
             "thorough_seconds": thorough_seconds,
