@@ -414,3 +414,26 @@ def test_a_model_retrained_without_a_pool_passes_forget_sets_drawn_from_it(memor
             outcomes[name].append(any(c.status == "fail" for c in checks))
     assert sum(outcomes["retrained"]) <= 6, outcomes["retrained"]
     assert sum(outcomes["original"]) >= 28, outcomes["original"]
+
+
+def test_a_check_whose_figure_cannot_vary_is_inconclusive_not_a_pass() -> None:
+    """Five forget rows of classes whose every held-out row is predicted right: the forget-accuracy
+    null has no spread, so the check could not have failed — inconclusive, not a powered pass."""
+    from iau_cli.audit import Evidence, RowScores, Thresholds, overall_verdict, verdict_checks
+    from iau_cli.metrics import Predictions
+    from iau_cli.verdict import Groups
+
+    rng = np.random.default_rng(0)
+    forget_labels, pool_labels = np.zeros(5, dtype=int), rng.integers(0, 2, 300)
+    pool = Predictions(rng.exponential(1.0, 300).astype(np.float32), pool_labels == 0)  # class 0 always right
+    forget = Predictions(rng.exponential(1.0, 5).astype(np.float32), np.ones(5, dtype=bool))
+    proxy = Predictions(rng.exponential(1.0, 200).astype(np.float32), np.ones(200, dtype=bool))
+    evidence = Evidence(
+        Groups(forget_labels, pool_labels),
+        Groups(np.zeros(200, dtype=int), pool_labels),
+        RowScores(forget, pool, proxy),
+    )
+    checks = verdict_checks(evidence, Thresholds())
+    accuracy = next(c for c in checks if c.id == "forget_accuracy")
+    assert accuracy.status == "inconclusive" and "cannot vary" in accuracy.detail
+    assert overall_verdict(checks) == "inconclusive"
