@@ -294,6 +294,44 @@ def thorough(args, workload: str) -> dict:
     }
 
 
+def paired(args, workload: str) -> dict:
+    """--paired N: N forget sets of 5%, each retrained twice without exactly it (the recipe's seed
+    and another); the first audited against the second as --reference (the paired tests)."""
+    import dataclasses
+
+    from iau_cli.audit import Evidence, matched_sample
+    from iau_cli.training import RowPartition, train_model
+    from iau_cli.verdict import Groups
+
+    started = time.perf_counter()
+    config, restored, learned, _, _ = prepare(workload, args.work, 0, args.device)
+    labels, test = restored.data.train.labels, restored.data.test
+    pool_labels = test.labels[test.halves()[1]]
+    val = restored.partition().val
+    tally = {mode: {"pass": 0, "fail": 0, "inconclusive": 0, "failed_checks": {}} for mode in ("plain", "--reference")}
+    count = round(0.05 * len(learned))
+    for s in range(args.paired):
+        forget = np.sort(np.random.default_rng([77, s, count]).choice(learned, size=count, replace=False))
+        kept = np.setdiff1d(learned, forget)
+        models = []
+        for seed in (config.train.seed, config.train.seed + 1000 + s):
+            other = dataclasses.replace(config, train=dataclasses.replace(config.train, seed=seed))
+            models.append(train_model(other, restored.data, RowPartition(learn=kept, val=val), restored.device)[0])
+        proxy = matched_sample(kept, labels, labels[forget], min(1000, len(kept) // 4), s)
+        groups, proxy_groups = Groups(labels[forget], pool_labels), Groups(labels[proxy], pool_labels)
+        audited, reference = (scores(full_predictions(restored, m), forget, proxy) for m in models)
+        for mode, evidence in (
+            ("plain", Evidence(groups, proxy_groups, audited)),
+            ("--reference", Evidence(groups, proxy_groups, audited, reference=reference)),
+        ):
+            outcome, failed = verdict_of(evidence, args.alpha, s)
+            tally[mode][outcome] += 1
+            for check in failed:
+                tally[mode]["failed_checks"][check] = tally[mode]["failed_checks"].get(check, 0) + 1
+        print(f"  {workload}: paired {s + 1}/{args.paired}", flush=True)
+    return {"workload": workload, "seconds": time.perf_counter() - started, "paired": tally, "sets": args.paired}
+
+
 def markdown(path: Path) -> str:
     """The calibration table: workload × size × model × mode → pass / fail / inconclusive."""
     results = json.loads(path.read_text())
@@ -346,6 +384,9 @@ def main() -> None:
     parser.add_argument("--shadows", type=int, default=4)
     parser.add_argument("--thorough", action="store_true")
     parser.add_argument("--exact", type=int, default=0, help="forget sets per size retrained without exactly them")
+    parser.add_argument(
+        "--paired", type=int, default=0, help="only: 5%% sets retrained twice, audited with --reference"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--work", type=Path, default=Path("bench-out/calibration"))
     parser.add_argument("--out", type=Path, required=True)
@@ -358,6 +399,11 @@ def main() -> None:
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     for workload in args.workloads.split(","):
         print(f"{workload} …", flush=True)
+        if args.paired:
+            results[f"{workload} (paired)"] = paired(args, workload)
+            results[f"{workload} (paired)"]["command"] = " ".join(sys.argv)
+            args.out.write_text(json.dumps(results, indent=1, default=float) + "\n")
+            continue
         results[workload] = thorough(args, workload) if args.thorough else calibrate(args, workload)
         results[workload]["command"] = " ".join(sys.argv)
         args.out.write_text(json.dumps(results, indent=1, default=float) + "\n")  # after each workload
