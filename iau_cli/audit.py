@@ -272,10 +272,17 @@ def model_figures(
     proxy = predict(model, train, rows.proxy, device, batch_size=request.batch_size) if len(rows.proxy) else None
     groups = verdict.Groups(train.labels[rows.forget], test.labels[rows.nonmember])
     mia = _mia(forget, pool, groups, request.folds, request.seed)
-    # Gradient-norm attack: members were fit, so their per-sample gradients tend to be smaller.
+    # Gradient-norm attack: members were fit, so their per-sample gradients tend to be smaller. A
+    # figure, not a check: it costs a per-sample gradient per row, so the held-out side is a
+    # class-matched sample as large as the forget set, not the whole pool.
+    balanced = matched_sample(
+        np.arange(len(rows.nonmember)), groups.pool_labels, groups.forget_labels, len(rows.forget), request.seed
+    )
     member_norms = per_sample_grad_norms(model, train, rows.forget[groups.matched], device)
-    pool_norms = per_sample_grad_norms(model, test, rows.nonmember, device)
-    mia.grad_norm_auc = verdict.weighted_auc(-member_norms, -pool_norms, groups.pool_weights)
+    pool_norms = per_sample_grad_norms(model, test, rows.nonmember[balanced], device)
+    mia.grad_norm_auc = verdict.weighted_auc(
+        -member_norms, -pool_norms, np.full(len(balanced), 1 / max(len(balanced), 1))
+    )
     figures = ModelFigures(
         accuracy={"forget": forget.accuracy, "retain": retain.accuracy, "test": pool.accuracy},
         loss={"forget": forget.loss, "retain": retain.loss, "test": pool.loss},
