@@ -787,7 +787,7 @@ def _decide(c: _Candidate, rejected: bool, level: float, worst_level: float, evi
             f"{c.where}: the forget rows look less like members than rows the model never saw (over-forgotten); {stats}"
         )
         return Check(c.name, False, c.value, threshold, detail, **common)
-    if c.removal and c.test.null_sd == 0:  # every arrangement of the rows gives the same figure
+    if c.removal and c.test.degenerate:  # every arrangement of the rows gives the same figure
         detail = (
             f"{c.where}; the figure cannot vary on these rows (for example every held-out row of their classes is "
             f"predicted right), so this check cannot tell anything; more rows or --reference would decide; {stats}"

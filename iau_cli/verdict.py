@@ -102,6 +102,9 @@ class Test:
     null_sd: float
     p_two_sided: float
     p_greater: float  # evidence that the forget rows look *more* seen than under the null
+    degenerate: bool = False
+    """The figure cannot vary under the null (every arrangement of the rows gives the same value):
+    the check could not have failed. (Paired rows that agree exactly are evidence, not this.)"""
 
     def p_value(self, sided: str) -> float:
         return self.p_greater if sided == "greater" else self.p_two_sided
@@ -112,7 +115,7 @@ class Test:
         return self.null_sd * (z + POWER_Z)
 
 
-def _from_null(observed: float, null: np.ndarray, center: float) -> Test:
+def _from_null(observed: float, null: np.ndarray, center: float, *, paired: bool = False) -> Test:
     """p-values of ``observed`` from null samples: the share as extreme (plus one). Beyond every
     sample, the share only bounds p by 1/(samples + 1); there the normal tail of the null's mean
     and spread estimates it (a tail a few thousand samples cannot reach)."""
@@ -124,7 +127,7 @@ def _from_null(observed: float, null: np.ndarray, center: float) -> Test:
         z = (observed - float(null.mean())) / sd
         greater = min(greater, normal_upper(z)) if above == 0 else greater
         less = min(less, normal_upper(-z)) if below == 0 else less
-    return Test(observed, center, sd, min(1.0, 2 * min(greater, less)), greater)
+    return Test(observed, center, sd, min(1.0, 2 * min(greater, less)), greater, degenerate=sd == 0 and not paired)
 
 
 def _permutations(n_rows: int) -> int:
@@ -202,7 +205,7 @@ def paired_test(differences: np.ndarray, rng: np.random.Generator) -> Test:
         size = min(chunk, total - first)
         signs = rng.integers(0, 2, size=(size, len(nonzero))) * 2 - 1
         null.append((signs * nonzero).sum(axis=1) / len(differences))
-    return _from_null(observed, np.concatenate(null), 0.0)
+    return _from_null(observed, np.concatenate(null), 0.0, paired=True)
 
 
 def drop_test(baseline_correct: np.ndarray, audited_correct: np.ndarray, allowed: float) -> Test:
