@@ -241,7 +241,16 @@ def exact_rows(args, workload, config, restored, learned, original) -> list[dict
 
 def thorough(args, workload: str) -> dict:
     """The per-row check (k shadow models) on 5% requests, one forget set per pool."""
-    from iau_cli.audit import AuditRequest, AuditRows, Evidence, heldout_pool, matched_sample, shadow_scores
+    from iau_cli.audit import (
+        AuditRequest,
+        AuditRows,
+        Evidence,
+        Thresholds,
+        heldout_pool,
+        matched_sample,
+        shadow_scores,
+        verdict_checks,
+    )
     from iau_cli.ids import ForgetRequest
     from iau_cli.methods import MethodName
     from iau_cli.verdict import Groups
@@ -274,8 +283,6 @@ def thorough(args, workload: str) -> dict:
             audited = scores(full_predictions(restored, m), forget, proxy)
             evidence = Evidence(groups, proxy_groups, audited, original=original)
             evidence.shadow = {"audited": z[kind], "original": z["original (no-op)"]}
-            from iau_cli.audit import Thresholds, verdict_checks
-
             checks = {c.id: c for c in verdict_checks(evidence, Thresholds(alpha=args.alpha), seed=p)}
             per_row = checks["per_row_shadow"]
             matched = groups.matched

@@ -202,6 +202,8 @@ def _write_journals(order: list[Any]) -> list[Path]:
 
 
 def _writer_alive(tag: str) -> bool:
+    """Whether the writer a temp or journal name carries may still run: another host's (its PID is
+    not ours to check) or a malformed tag counts as alive; on this host, its PID must be gone."""
     host, _, pid = tag.partition("-")
     if host != _writer_tag().split("-")[0] or not pid.isdigit():
         return True  # another host's: not ours to judge
@@ -253,19 +255,10 @@ def recover_publication(path: Path) -> None:
 
 def remove_stale_temps(path: Path) -> None:
     """Delete temp files that a killed run on this host left beside ``path`` (their PID is gone)."""
-    host = _writer_tag().split("-")[0]
     for temp in path.parent.glob(f".{path.name}.*.tmp"):
-        tag = temp.name[len(path.name) + 2 :].split(".")[0]
-        writer_host, _, pid = tag.partition("-")
-        if writer_host != host or not pid.isdigit():
-            continue  # another host's (its PID is not ours to check), or not ours at all
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+        if not _writer_alive(temp.name[len(path.name) + 2 :].split(".")[0]):
             with contextlib.suppress(OSError):
                 temp.unlink()
-        except PermissionError:
-            pass  # alive, owned by someone else
 
 
 def os_reason(exc: BaseException) -> str:
