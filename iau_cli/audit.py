@@ -556,8 +556,13 @@ def _check_ancestor(path: str, restored: Restored) -> None:
 
 def _other(path: str, restored: Restored, request: AuditRequest, role: str) -> torch.nn.Module:
     """Load a comparison model; it must be the same architecture on the same data."""
-    other = restore(
-        path, config=request.config, trust_code=request.trust_code, allow_data_change=True, device=restored.device
+    other = restore(  # a plain state dict (the user's own original) is read as the audited model is
+        path,
+        config=request.config,
+        fallback_config=restored.config,
+        trust_code=request.trust_code,
+        allow_data_change=True,
+        device=restored.device,
     )
     if other.data.fingerprint["sha256"] != restored.data.fingerprint["sha256"]:
         raise CheckpointError(f"{path}: the {role} model was trained on different data than {request.checkpoint}")

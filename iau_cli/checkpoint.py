@@ -162,6 +162,14 @@ def check_schema(decoded: dict[str, Any]) -> None:
     shape = model.get("input_shape")
     _need(isinstance(shape, list) and all(_is_int(v, 1) for v in shape), "iau.model.input_shape is not a shape")
     _need(_is_int(model.get("num_classes"), 2), "iau.model.num_classes is not a class count")
+    code = model.get("code", {"folder": "", "sha256": "0" * 64})
+    _need(
+        isinstance(code, dict)
+        and isinstance(code.get("folder"), str)
+        and isinstance(code.get("sha256"), str)
+        and len(code["sha256"]) == 64,
+        "iau.model.code is not a code pin (folder, sha256)",
+    )
     data = decoded["iau.data"]
     _need(isinstance(data, dict) and isinstance(data.get("config", {}), dict), "iau.data is not a mapping")
     _need(isinstance(data.get("fingerprint", {}), dict), "iau.data.fingerprint is not a mapping")

@@ -106,6 +106,10 @@ class ModelConfig:
 
     name: str = help_field("logreg, mlp, lenet5, resnet18, or an import path package.module:Class.", default="mlp")
     args: dict[str, Any] = help_field("Keyword arguments for the architecture.", default_factory=dict)
+    path: str | None = help_field(
+        "Folder a package.module:Class is imported from (relative to the config; default: the config's folder).",
+        default=None,
+    )
 
     def check(self) -> list[str]:
         if not self.name:
@@ -326,7 +330,10 @@ def resolve_paths(config: RunConfig, base: Path) -> RunConfig:
         return str(path if path.is_absolute() else (base / path).resolve())
 
     data = dataclasses.replace(config.data, train=fix(config.data.train), test=fix(config.data.test))
-    return dataclasses.replace(config, data=data)
+    model = config.model
+    if ":" in model.name:  # user code is imported from the config's folder unless it says where
+        model = dataclasses.replace(model, path=fix(model.path) if model.path is not None else str(base.resolve()))
+    return dataclasses.replace(config, data=data, model=model)
 
 
 def _describe(value: Any) -> str:

@@ -6,7 +6,6 @@ checkpoint's ``iau.model`` metadata (name, args, input shape, classes) rebuilds 
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import math
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from iau_cli import usercode
 from iau_cli.errors import ModelError
 
 
@@ -144,20 +144,28 @@ def is_import_path(name: str) -> bool:
 
 
 def build_model(
-    name: str, args: dict[str, Any], input_shape: list[int], num_classes: int, *, allow_import: bool = True
+    name: str,
+    args: dict[str, Any],
+    input_shape: list[int],
+    num_classes: int,
+    *,
+    allow_import: bool = True,
+    folder: str | None = None,
 ) -> nn.Module:
-    """Build an architecture by built-in name or import path.
+    """Build an architecture by built-in name or import path (imported from ``folder``, else from
+    ``sys.path``).
 
     ``allow_import=False`` refuses import paths: a checkpoint from elsewhere must never make us
-    import code unless the user said so.
+    import code unless the user said so (:mod:`iau_cli.usercode` decides).
     """
     if is_import_path(name):
         if not allow_import:
             raise ModelError(
-                f"the checkpoint names user code {name!r}; importing it runs that code. Pass "
-                "--trust-checkpoint-code if you trust it, or --config with your own model section"
+                f"the checkpoint names user code {name!r} you have not trusted as it is now (importing it "
+                "runs that code). Pass --trust-checkpoint-code if you trust it, or --config with your own "
+                "model section; either is remembered for this exact code"
             )
-        cls = _import(name)
+        cls = usercode.load(name, folder)
     else:
         if name not in BUILTIN_MODELS:
             raise ModelError(f"unknown model {name!r}; built-in: {', '.join(BUILTIN_MODELS)}, or package.module:Class")
@@ -180,24 +188,6 @@ def build_model(
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"model {name!r}: bad arguments {sorted(args)}: {message}") from None
     return model
-
-
-def _import(path: str) -> Any:
-    module_name, _, attr = path.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # noqa: BLE001 - a failing user import is bad input, reported in one line
-        raise ModelError(
-            f"model import path {path!r}: cannot import {module_name!r} ({type(exc).__name__}: {exc})"
-        ) from None
-    target: Any = module
-    for part in attr.split("."):
-        if not hasattr(target, part):
-            raise ModelError(f"model import path {path!r}: {module_name} has no attribute {attr!r}")
-        target = getattr(target, part)
-    if not callable(target):
-        raise ModelError(f"model import path {path!r} does not name a class or factory")
-    return target
 
 
 def parameter_count(model: nn.Module) -> int:

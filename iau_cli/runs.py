@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from iau_cli import __version__
+from iau_cli import __version__, usercode
 from iau_cli.checkpoint import (
     Checkpoint,
     CheckpointMeta,
@@ -26,7 +26,7 @@ from iau_cli.data import DataBundle, builtin_config, load_data
 from iau_cli.errors import CheckpointError, ConfigError, DataChangedError, ModelError, TrainingError
 from iau_cli.files import Outputs, check_writable
 from iau_cli.metrics import predict
-from iau_cli.models import build_model, parameter_count
+from iau_cli.models import build_model, is_import_path, parameter_count
 from iau_cli.progress import Progress, no_progress
 from iau_cli.references import compute_references
 from iau_cli.training import RowPartition, partition_rows, train_model
@@ -47,12 +47,15 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def model_meta(config: RunConfig, data: DataBundle) -> dict[str, Any]:
-    return {
+    meta = {
         "name": config.model.name,
         "args": config.model.args,
         "input_shape": data.input_shape,
         "num_classes": data.num_classes,
     }
+    if is_import_path(config.model.name):  # pin the code that ran (see iau_cli.usercode)
+        meta["code"] = usercode.pin(config.model.name, config.model.path)
+    return meta
 
 
 def config_from_meta(meta: CheckpointMeta, source: str) -> RunConfig:
@@ -60,13 +63,18 @@ def config_from_meta(meta: CheckpointMeta, source: str) -> RunConfig:
     train = {k: v for k, v in meta.train.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}}
     mapping = {
         "data": meta.data.get("config", {}),
-        "model": {"name": meta.model.get("name"), "args": meta.model.get("args", {})},
+        "model": {"name": meta.model.get("name"), "args": meta.model.get("args", {}), "path": _code_folder(meta.model)},
         "train": train,
     }
     try:
         return from_dict(RunConfig, mapping, source=f"{source} (metadata)")
     except ConfigError as exc:
         raise CheckpointError(str(exc)) from None
+
+
+def _code_folder(model: dict[str, Any]) -> str | None:
+    code = model.get("code")
+    return code.get("folder") if isinstance(code, dict) else None
 
 
 @dataclass
@@ -98,16 +106,20 @@ def restore(
     allow_data_change: bool = False,
     device: torch.device | str = "cpu",
     progress: Progress = no_progress,
+    fallback_config: RunConfig | None = None,
 ) -> Restored:
     """Rebuild model and dataset from a checkpoint alone (or from a plain state dict plus ``config``).
 
     A user-supplied ``config`` takes precedence over the recorded one (for data that moved) and
     allows its import-path model. An import path recorded in the checkpoint is only imported with
     ``trust_code``. A data fingerprint that differs from the recorded one is refused unless
-    ``allow_data_change``.
+    ``allow_data_change``. ``fallback_config`` (one already restored, trusted) describes a plain
+    state dict when no ``config`` is given (the audit's ``--original`` from the user's own script).
     """
     device = resolve_device(device) if isinstance(device, str) else device
-    checkpoint = load_checkpoint(path, require_meta=config is None)
+    checkpoint = load_checkpoint(path, require_meta=config is None and fallback_config is None)
+    if checkpoint.meta is None and config is None:
+        config = fallback_config
     run_config = config if config is not None else config_from_meta(checkpoint.meta, str(path))
     if checkpoint.meta is not None:
         run_config = _as_trained(run_config, checkpoint.meta)
@@ -132,10 +144,16 @@ def restore(
         meta = verify_data(meta, data, str(path), allow_data_change=allow_data_change)
         if config is not None:  # the user's config describes the data now; its fingerprint stays
             meta = dataclasses.replace(meta, data=data.describe(fingerprint=meta.data["fingerprint"]))
-    allow_import = trust_code or config is not None
-    build = (run_config.model.name, run_config.model.args, data.input_shape, data.num_classes)
-    check_weights_fit(checkpoint, build, allow_import, str(path))
-    model = build_model(*build, allow_import=allow_import)
+    allow_import = True
+    name, folder = run_config.model.name, run_config.model.path
+    if is_import_path(name):
+        recorded = checkpoint.meta.model.get("code") if checkpoint.meta is not None else None
+        allow_import = usercode.consented(name, folder, named=trust_code or config is not None, recorded=recorded)
+        if allow_import:  # the child records the code that runs now
+            meta = dataclasses.replace(meta, model={**meta.model, "code": usercode.pin(name, folder)})
+    build = (name, run_config.model.args, data.input_shape, data.num_classes)
+    check_weights_fit(checkpoint, build, allow_import, str(path), folder)
+    model = build_model(*build, allow_import=allow_import, folder=folder)
     try:
         model.load_state_dict(checkpoint.state_dict, strict=True)
     except RuntimeError as exc:
@@ -253,14 +271,16 @@ def _deleted_requests(meta: CheckpointMeta, recorded: dict[str, Any], data: Data
     return None
 
 
-def check_weights_fit(checkpoint: Checkpoint, build: tuple[Any, ...], allow_import: bool, source: str) -> None:
+def check_weights_fit(
+    checkpoint: Checkpoint, build: tuple[Any, ...], allow_import: bool, source: str, folder: str | None = None
+) -> None:
     """Compare the tensors the recorded model would have (built on the ``meta`` device: shapes
     only, nothing allocated) with the file's, before the real model is built: metadata declaring a
     model far larger than the file is refused without allocating it, and weights of the wrong
     dtype (integer weights where the model has floats) are refused rather than cast."""
     try:
         with torch.device("meta"):
-            skeleton = build_model(*build, allow_import=allow_import)
+            skeleton = build_model(*build, allow_import=allow_import, folder=folder)
     except (ModelError, ConfigError):
         raise
     except Exception:  # noqa: BLE001 - a user model that cannot be built on "meta": the real build checks it
@@ -369,6 +389,8 @@ def train(
     data = load_data(config.data, progress=progress)
     config = dataclasses.replace(config, data=data.config)
     rows = partition_rows(data, config.train)
+    if is_import_path(config.model.name):  # the user named this code: later commands may import it
+        usercode.consented(config.model.name, config.model.path, named=True, recorded=None)
     model, stats = train_model(config, data, rows, torch_device, progress=progress)
     bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:

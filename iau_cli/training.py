@@ -234,7 +234,12 @@ def train_model(
     """Seed, build and train a fresh model: the recipe ``train`` and ``retrain`` share."""
     torch.manual_seed(config.train.seed)
     model = build_model(
-        config.model.name, config.model.args, data.input_shape, data.num_classes, allow_import=allow_import
+        config.model.name,
+        config.model.args,
+        data.input_shape,
+        data.num_classes,
+        allow_import=allow_import,
+        folder=config.model.path,
     ).to(device)
     stats = fit(model, data, rows, config.train, device, progress=progress)
     model.eval()

@@ -12,6 +12,8 @@ os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="iau-test-hf-
 os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="iau-test-hfhome-"))
 # The feature cache goes to a throwaway folder too (tests must not depend on what a user cached).
 os.environ.setdefault("IAU_CACHE_DIR", tempfile.mkdtemp(prefix="iau-test-features-"))
+# Consents to import user model code go to a throwaway trust file, never the user's own.
+os.environ["IAU_TRUST_FILE"] = os.path.join(tempfile.mkdtemp(prefix="iau-test-trust-"), "trusted-code")
 # An operator key in the caller's environment changes what checkpoints record (and made
 # test_checkpoint fail); tests that want a key set their own.
 os.environ.pop("IAU_ID_KEY_FILE", None)

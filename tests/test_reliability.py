@@ -445,6 +445,8 @@ def test_a_checkpoint_never_makes_iau_import_code(
     assert trained.exit_code == 0, trained.stderr  # the user's own config may import the user's code
     marker.unlink()
     sys.modules.pop("evil_models", None)
+    # The same checkpoint handed to someone who never named that code: their trust file is empty.
+    monkeypatch.setenv("IAU_TRUST_FILE", str(tmp_path / "elsewhere" / "trusted-code"))
     ids = ids_file(tmp_path, train_ids[:3])
     refused = run_cli("unlearn", model, "-f", ids, "-o", tmp_path / "u.safetensors")
     assert_bad_input(refused, "evil_models:Net", "--trust-checkpoint-code")

@@ -303,8 +303,13 @@ def _matched(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
     generator = torch.Generator().manual_seed(seed)
     n_forget = len(ctx.forget_rows)
     tolerance = max(0.02, options.tol_scale / math.sqrt(n_forget))
-    auc_tolerance = max(0.05, tolerance)
     heldout_split, heldout_rows = ctx.calibration_rows()
+    # The loss AUC stops within 1.5 null standard errors of chance (sqrt((1/n_forget + 1/n_heldout)/12)
+    # for these row counts): the audit rejects near three, and the old max(0.05, 1/sqrt(n)) (≈ 3.5 SE)
+    # stopped where an audit on fresh held-out rows failed. One SE was rarely reached in 300 steps
+    # (the band leaves the AUC a little above 0.5); benchmarks/matched_rule.py measures both.
+    null_se = math.sqrt((1 / n_forget + 1 / max(1, len(heldout_rows))) / 12)
+    auc_tolerance = max(0.02, 1.5 * options.tol_scale * null_se)
 
     if erase:  # until the rows are ranked: random levels
         levels = (torch.randperm(n_forget, generator=generator).double() + 0.5) / n_forget
@@ -395,7 +400,12 @@ def _matched(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
         "calibration_accuracy_before": start_accuracy,
     }
     if erase:
-        details.update(forget_attack_auc=member_auc, forget_accuracy=forget_accuracy, tolerance=tolerance)
+        details.update(
+            forget_attack_auc=member_auc,
+            forget_accuracy=forget_accuracy,
+            tolerance=tolerance,
+            auc_tolerance=auc_tolerance,
+        )
         after_accuracy = measure_heldout()[2]
         details["calibration_accuracy_after"] = after_accuracy
         details["check"] = self_check(

@@ -60,7 +60,9 @@ class IauOptions:
         "matched: re-measure the held-out losses and re-rank the forget rows every this many steps.", default=5
     )
     tol_scale: float = help_field(
-        "matched erase: stop tolerance max(0.02, tol_scale/√forget rows); the AUC's is at least 0.05.", default=1.0
+        "matched erase: stop once forget accuracy is within max(0.02, tol_scale/√forget rows) of held-out and "
+        "the loss AUC within 1.5·tol_scale null standard errors of 0.5 (at least 0.02).",
+        default=1.0,
     )
     target_level: float = help_field("matched cleanup: the held-out loss quantile each row is pushed to.", default=0.99)
     patience: int = help_field(
