@@ -51,6 +51,11 @@ else
       audit --accept-inconclusive  # a retrain's inconclusive checks are accepted; a failed one is not
     fi
     if [ "$verdict" = "fail" ]; then
+      # Nothing was promoted: the rows this night would have erased are pending, not erased.
+      python3 -c 'import csv,sys; rows = list(csv.reader(open(sys.argv[1], newline="")))
+w = csv.writer(open(sys.argv[1], "w", newline="")); w.writerow(rows[0])
+w.writerows([r[0], "pending" if r[1] in ("erased", "test_row") else r[1], r[2]] for r in rows[1:])' \
+        "records/outcomes-$day.csv"
       echo "day $day: the audit failed; see records/audit-$day.json (current is unchanged)" >&2
       exit 1
     fi
@@ -65,5 +70,7 @@ fi
 # data; idempotent, so a rerun after a failure here finishes the job.
 iau delete-rows "$data" --forget "records/forgotten-$day.txt" --overwrite --json "records/delete-$day.json" --quiet
 # Reply to each requester from records/outcomes-$day.csv (id, outcome: erased, test_row,
-# already_forgotten, not_found): the rows are gone from the model and now from the data.
+# already_forgotten, not_found): the rows are gone from the model and now from the data. A night
+# that stops before this line replies nothing yet (its outcomes file is absent, or says pending
+# after a failed audit); its rerun answers.
 echo "day $day: done ($(readlink "$current"))"
