@@ -197,6 +197,7 @@ class _Plan:
     reference: torch.nn.Module
     retrain_seconds: float
     reference_figures: Any
+    retrain_details: dict[str, Any]
 
 
 class SeedGrid:
@@ -284,10 +285,12 @@ class SeedGrid:
             retrain = get_method(MethodName.RETRAIN)
             context = retrain_context(restored, rows)
             started = time.perf_counter()
-            reference = retrain.run(context, retrain.parse_options({})).model
+            retrained = retrain.run(context, retrain.parse_options({}))
             seconds = time.perf_counter() - started
+            reference = retrained.model
             figures, _ = model_figures(restored, reference, audit_rows, self.audit_request)
-            self._plans[(kind, size, chain)] = _Plan(plan, audit_rows, reference, seconds, figures)
+            details = clean_json(retrained.details)
+            self._plans[(kind, size, chain)] = _Plan(plan, audit_rows, reference, seconds, figures, details)
         return self._plans[(kind, size, chain)]
 
     def cell(self, entry: MethodEntry, size: RequestSize, chain: int = 1) -> dict[str, Any]:
@@ -317,6 +320,7 @@ class SeedGrid:
         try:
             if retrains(entry.method) and not entry.options:
                 model, seconds, peak = reference, chain * t_retrain, float("nan")
+                run["details"] = plan.retrain_details
             elif retrains(entry.method):
                 spec = get_method(entry.method)
                 options = spec.parse_options(entry.options)

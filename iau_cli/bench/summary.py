@@ -64,6 +64,9 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             source = metric.removesuffix("_abs")  # |gap| per seed, so gaps of opposite signs cannot cancel
             values = [r.get(source) for r in ok]
             entry[metric] = _spread([abs(v) for v in _numbers(values)] if metric != source else _numbers(values))
+        epochs = _numbers([(r.get("details") or {}).get("epochs_run") for r in ok])
+        if epochs:  # a retrain's time follows the epochs it ran (early stopping: each its own)
+            entry["epochs_run"] = _spread(epochs)
         stepped = [r["steps"] for r in ok if r.get("steps")]
         entry["steps"] = [
             {

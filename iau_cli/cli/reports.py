@@ -226,6 +226,13 @@ def bench_report(result: BenchResult) -> Report:
             "without all of them; a retrain row's time is requests × one retrain; max step drop = the largest "
             "held-out accuracy lost by one request"
         )
+    ran = [s for s in result.summary if s.get("epochs_run")]
+    if ran:
+        listed = "; ".join(f"{s['workload']} {s['label']}: {spread(s['epochs_run'], 0)}" for s in ran[:6])
+        notes.append(
+            "epochs each retrain ran, mean (min–max): " + listed + ". With train.val_fraction > 0 every retrain "
+            "stops early at its own epoch, and its time follows (two retrains of the same data can differ ten-fold)"
+        )
     if result.skipped:
         notes.append(f"{result.skipped} cell(s) reused from {result.out}/runs.jsonl")
     if result.interrupted:
