@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--requests", type=int, default=5)
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--fraction", type=float, default=0.05, help="forget-set size, a share of the training rows")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     commit = subprocess.run(
@@ -115,7 +116,7 @@ def main() -> None:
             )
             for k in range(args.requests):
                 rng = np.random.default_rng(1000 + k)
-                chosen = rng.choice(len(ids), size=max(2, len(ids) // 20), replace=False)
+                chosen = rng.choice(len(ids), size=max(2, round(len(ids) * args.fraction)), replace=False)
                 forget = folder / f"{workload}-{k}.txt"
                 forget.write_text("\n".join(str(ids[i]) for i in chosen) + "\n")
                 out, unlearn_json, audit_json = (

@@ -188,7 +188,7 @@ def verify_data(meta: CheckpointMeta, data: DataBundle, source: str, *, allow_da
     if isinstance(recorded, dict) and recorded.get("sha256") == data.fingerprint["sha256"]:
         return meta
     if allow_data_change:
-        fingerprint = data.full_fingerprint(since_event=len(meta.lineage))
+        fingerprint = _masked_fingerprint(meta, data)
         pending = _present_forgotten_rows(meta, data)
         if pending is not None:
             fingerprint["pending_removed"] = pending
@@ -213,6 +213,17 @@ def verify_data(meta: CheckpointMeta, data: DataBundle, source: str, *, allow_da
     raise error
 
 
+def _masked_fingerprint(meta: CheckpointMeta, data: DataBundle) -> dict[str, Any]:
+    """The data's fingerprint retaken, its row sums masked under the operator key when there is
+    one: the sum of the rows left is the training-time sum less the rows deleted since, so in clear
+    it names them (given a backup of the old data); masked it names nothing."""
+    from iau_cli.rowprint import masked
+
+    since = len(meta.lineage)
+    rows = {name: masked(meta.forgotten, digest, f"rows/{since}/{name}") for name, digest in data.row_digests().items()}
+    return {**data.fingerprint, "rows": rows, "since_event": since}
+
+
 def _present_forgotten_rows(meta: CheckpointMeta, data: DataBundle) -> dict[str, Any] | None:
     """The (masked) digests of rows the checkpoint forgot that are still in the data when its
     fingerprint is retaken: they may still be deleted later."""
@@ -235,7 +246,7 @@ def _deleted_requests(meta: CheckpointMeta, recorded: dict[str, Any], data: Data
     the data (the first k, in order), or None when the data is not the recorded rows less those.
     Rows forgotten before the fingerprint was (re)taken with --allow-data-change and still present
     then (``pending_removed``) may be deleted too, all together."""
-    from iau_cli.rowprint import RowDigest, unmasked
+    from iau_cli.rowprint import unmasked
 
     rows = recorded.get("rows")
     if rows is None:
@@ -244,7 +255,7 @@ def _deleted_requests(meta: CheckpointMeta, recorded: dict[str, Any], data: Data
     if not isinstance(since, int) or isinstance(since, bool) or not 0 <= since <= len(meta.lineage):
         raise ValueError(f"since_event {since!r} is not an event index")
     now = data.row_digests()
-    base = {split: RowDigest.from_json(rows[split]) for split in ("train", "test")}
+    base = {split: unmasked(meta.forgotten, rows[split], f"rows/{since}/{split}") for split in ("train", "test")}
     starts = [base]
     pending = recorded.get("pending_removed")
     if pending is not None:

@@ -586,3 +586,38 @@ def test_a_keyed_deletion_leaves_no_ledger_to_difference(
     assert again.exit_code == 0 and _difference_attack(model, tmp_path / "now.safetensors") is None
     refused = run_cli("ledger", "refresh", tmp_path / "keyed.safetensors", "--out", tmp_path / "r.safetensors")
     assert_bad_input(refused, "keyed", "differencing")
+
+
+def test_a_re_recorded_fingerprint_does_not_name_keyed_deleted_rows(
+    csv_model: tuple[Path, Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 21 (7): with a key, the row sum retaken by --allow-data-change is the training-time
+    sum (in the original checkpoint, in clear) less the rows deleted since; in clear, a backup of
+    the old data names them. Masked, the difference matches no row; the next deletion still works."""
+    from iau_cli.rowprint import RowDigest
+    from iau_cli.runs import restore
+
+    model, data, _ = csv_model
+    keys = tmp_path / "keys.txt"
+    keys.write_text("a-long-operator-secret-0123456789\n")
+    monkeypatch.setenv("IAU_ID_KEY_FILE", str(keys))
+    backup = restore(model).data.train  # what an attacker kept: the data as trained on
+    learned = list(backup.ids)
+    assert forget(tmp_path, model, learned[:1], "k1.safetensors", "-q").exit_code == 0
+    delete_rows(data, {learned[0]})
+    recorded = forget(tmp_path, tmp_path / "k1.safetensors", learned[1:2], "k2.safetensors", "--allow-data-change", "-q")
+    assert recorded.exit_code == 0, recorded.stderr
+    fingerprint = json.loads(read_metadata(tmp_path / "k2.safetensors")["iau.data"])["fingerprint"]
+    assert "key" in fingerprint["rows"]["train"]  # masked under the operator key
+    trained = RowDigest.from_json(json.loads(read_metadata(model)["iau.data"])["fingerprint"]["rows"]["train"])
+    difference = trained - RowDigest.from_json(fingerprint["rows"]["train"])
+    row_sums = {backup.row_digest([r]).total for r in range(len(backup))}
+    assert difference.count == 1 and difference.total not in row_sums  # names no deleted row
+    # The job goes on: deleting the next request's row is accepted against the masked sum.
+    delete_rows(data, {learned[1]})
+    follow = forget(tmp_path, tmp_path / "k2.safetensors", learned[2:3], "k3.safetensors", "-q")
+    assert follow.exit_code == 0, follow.stderr
+    # Without the key the masked sum cannot be checked, and that is said, not guessed.
+    monkeypatch.delenv("IAU_ID_KEY_FILE")
+    refused = forget(tmp_path, tmp_path / "k2.safetensors", learned[3:4], "k4.safetensors")
+    assert refused.exit_code == 2 and "key" in refused.stderr
