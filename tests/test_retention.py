@@ -605,7 +605,9 @@ def test_a_re_recorded_fingerprint_does_not_name_keyed_deleted_rows(
     learned = list(backup.ids)
     assert forget(tmp_path, model, learned[:1], "k1.safetensors", "-q").exit_code == 0
     delete_rows(data, {learned[0]})
-    recorded = forget(tmp_path, tmp_path / "k1.safetensors", learned[1:2], "k2.safetensors", "--allow-data-change", "-q")
+    recorded = forget(
+        tmp_path, tmp_path / "k1.safetensors", learned[1:2], "k2.safetensors", "--allow-data-change", "-q"
+    )
     assert recorded.exit_code == 0, recorded.stderr
     fingerprint = json.loads(read_metadata(tmp_path / "k2.safetensors")["iau.data"])["fingerprint"]
     assert "key" in fingerprint["rows"]["train"]  # masked under the operator key
