@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -327,7 +328,9 @@ def resolve_paths(config: RunConfig, base: Path) -> RunConfig:
         if value is None or value.startswith(BUILTIN_PREFIX):
             return value
         path = Path(value).expanduser()
-        return str(path if path.is_absolute() else (base / path).resolve())
+        # Absolute, never resolved: a data symlink (current.csv -> v7.csv) is recorded as the link,
+        # so a retargeted link is read (and its change noticed) by every later command.
+        return str(path if path.is_absolute() else Path(os.path.abspath(base / path)))
 
     data = dataclasses.replace(config.data, train=fix(config.data.train), test=fix(config.data.test))
     model = config.model

@@ -623,3 +623,28 @@ def test_a_re_recorded_fingerprint_does_not_name_keyed_deleted_rows(
     monkeypatch.delenv("IAU_ID_KEY_FILE")
     refused = forget(tmp_path, tmp_path / "k2.safetensors", learned[3:4], "k4.safetensors")
     assert refused.exit_code == 2 and "key" in refused.stderr
+
+
+def test_a_retargeted_data_symlink_is_read_and_its_change_noticed(tmp_path: Path) -> None:
+    """Issue 21 (11): the config names current.csv -> v1.csv; the checkpoint records the link, not
+    v1.csv, so once the link points at an edited v2.csv the next command reads v2 and refuses it."""
+    import os
+
+    write_rows(tmp_path / "v1.csv")
+    write_rows(tmp_path / "v2.csv", seed=1)  # the same ids, other feature values
+    os.symlink("v1.csv", tmp_path / "current.csv")
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "data:\n  train: current.csv\n  test_fraction: 0.25\nmodel:\n  name: logreg\ntrain:\n  epochs: 2\n"
+    )
+    model = tmp_path / "m0.safetensors"
+    assert run_cli("train", config, "--out", model, "-q").exit_code == 0
+    recorded = json.loads(read_metadata(model)["iau.data"])["config"]["train"]
+    assert recorded == str(tmp_path / "current.csv")
+    learned = train_ids_of(model)
+    assert forget(tmp_path, model, learned[:1], "m1.safetensors", "-q").exit_code == 0  # v1: accepted
+    os.unlink(tmp_path / "current.csv")
+    os.symlink("v2.csv", tmp_path / "current.csv")
+    refused = forget(tmp_path, model, learned[1:2], "m2.safetensors")
+    assert_bad_input(refused, "training data changed")
+    assert not (tmp_path / "m2.safetensors").exists()
