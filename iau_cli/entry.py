@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-
 
 def main() -> None:
-    from iau_cli.signals import Terminated, install
+    from iau_cli import signals
 
-    install()
-    try:
-        from iau_cli.cli.app import main as run
-    except Terminated as exc:  # stopped while the CLI was still importing: nothing was started
-        sys.stderr.write(f"iau: terminated ({exc.name})\n")
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        sys.stderr.write("iau: interrupted\n")
-        sys.exit(130)
+    signals.defer()  # until a command starts, a signal is recorded, then acted on by the command
+    from iau_cli.cli.app import main as run
+
     run()

@@ -385,6 +385,12 @@ class Outputs:
         order = [s for s in self._staged if not s.primary] + [s for s in self._staged if s.primary]
         if not order:
             return
+        from iau_cli import signals
+
+        with signals.holding():  # a stop signal waits for the set to be published or rolled back
+            self._publish(order)
+
+    def _publish(self, order: list[_Staged]) -> None:
         journals: list[Path] = []
         try:
             for item in order:

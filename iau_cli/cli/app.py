@@ -95,6 +95,9 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("iau: interrupted\n")
         sys.exit(130)
+    if signals.pending is not None:  # a signal from start-up, and no command ran to act on it (--help)
+        sys.stderr.write(f"iau: terminated ({signal.Signals(signals.pending).name})\n")
+        sys.exit(130 if signals.pending == signal.SIGINT else 128 + signals.pending)
     if code == 130 and signals.received is not None:  # typer turned a SIGTERM into its Ctrl-C exit
         sys.stderr.write(f"iau: terminated ({signal.Signals(signals.received).name})\n")
         code = signals.exit_code()

@@ -50,32 +50,35 @@ ConfigOpt = Annotated[
 
 
 def boundary(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Known errors (bad input) → one line on stderr and exit 2; bugs keep their traceback."""
+    """Known errors (bad input) → one line on stderr and exit 2; bugs keep their traceback. A stop
+    signal is an interruption however it surfaces: a ``KeyboardInterrupt`` that library code turned
+    into another error (torch reports one raised inside its callbacks as "could not determine the
+    shape…") is still reported as the interruption, not as bad input or a bug."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from iau_cli import signals
         from iau_cli.errors import IauError
 
         _CHECKED_OUTPUTS.clear()
+        json_target, overwrite = kwargs.get("json_target"), bool(kwargs.get("overwrite"))
         try:
-            return command(*args, **kwargs)
+            if json_target in (None, "-"):  # else once the output guard passed the JSON (check_output_paths)
+                signals.install()
+                signals.deliver()
+            result = command(*args, **kwargs)
+            signals.deliver()  # a command that ran no guard
+            signals.finished()  # published: a signal now must not turn the exit status into a failure
+            return result
+        except KeyboardInterrupt as exc:
+            _interrupted(getattr(exc, "signum", None), json_target, overwrite)
         except IauError as exc:
+            if signals.acted is not None:
+                _interrupted(signals.acted, json_target, overwrite)
             message = " ".join(str(exc).split())
             sys.stderr.write(f"iau: error: {message}\n")
-            _json_error(kwargs.get("json_target"), exc.kind, message, bool(kwargs.get("overwrite")))
+            _json_error(json_target, exc.kind, message, overwrite)
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt as exc:
-            from iau_cli.signals import Terminated
-
-            if isinstance(exc, Terminated):
-                sys.stderr.write(f"iau: terminated ({exc.name})\n")
-                _json_error(
-                    kwargs.get("json_target"), "interrupted", f"terminated ({exc.name})", bool(kwargs.get("overwrite"))
-                )
-                raise typer.Exit(exc.exit_code) from None
-            sys.stderr.write("iau: interrupted\n")
-            _json_error(kwargs.get("json_target"), "interrupted", "interrupted (Ctrl-C)", bool(kwargs.get("overwrite")))
-            raise typer.Exit(130) from None
         except BrokenPipeError:
             # Whoever read standard output went away. Say so once, and point stdout at /dev/null so
             # that Python's final flush does not fail again.
@@ -84,8 +87,26 @@ def boundary(command: Callable[..., Any]) -> Callable[..., Any]:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.stderr.write("iau: error: standard output was closed (broken pipe); files, if any, were written\n")
             raise typer.Exit(2) from None
+        except Exception:
+            if signals.acted is not None:
+                _interrupted(signals.acted, json_target, overwrite)
+            raise
 
     return wrapper
+
+
+def _interrupted(signum: int | None, json_target: str | None, overwrite: bool) -> None:
+    """Ctrl-C → 130; SIGTERM / SIGHUP → 128 + the signal; the error JSON says ``interrupted``."""
+    import signal
+
+    if signum is None or signum == signal.SIGINT:
+        sys.stderr.write("iau: interrupted\n")
+        _json_error(json_target, "interrupted", "interrupted (Ctrl-C)", overwrite)
+        raise typer.Exit(130) from None
+    name = signal.Signals(signum).name
+    sys.stderr.write(f"iau: terminated ({name})\n")
+    _json_error(json_target, "interrupted", f"terminated ({name})", overwrite)
+    raise typer.Exit(128 + signum) from None
 
 
 _CHECKED_OUTPUTS: set[Path] = set()
@@ -174,6 +195,10 @@ def check_output_paths(
         with contextlib.suppress(OutputError):
             check_outputs({"--json": json_target}, {**inputs, **others}, overwrite=overwrite)
             _CHECKED_OUTPUTS.add(resolved(json_target))
+    from iau_cli import signals
+
+    signals.install()  # the JSON target is known safe: signals now stop the run (with its error JSON)
+    signals.deliver()  # and one that arrived before
     check_outputs(outputs, inputs, overwrite=overwrite)
     _CHECKED_OUTPUTS.update(files)
 
@@ -249,6 +274,9 @@ def emit(
         if json_target not in (None, "-"):
             staged.stage_text(Path(json_target), to_json(data), overwrite=overwrite, replace_error=True)
         staged.publish()
+        from iau_cli import signals
+
+        signals.finished()  # the run's outputs are committed: it ends as the success it is
     if not flags.quiet:
         console = Console(stderr=True) if json_target == "-" else Console()
         if not console.is_terminal:
