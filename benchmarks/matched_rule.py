@@ -9,6 +9,7 @@ that checkout (the results name the git commit).
 
     python benchmarks/matched_rule.py --label new --out benchmarks/results/matched_rule_new.json
     PYTHONPATH=/tmp/old python benchmarks/matched_rule.py --label old --out .../matched_rule_old.json
+    (the JSON's "code" names the iau_cli the commands imported)
 """
 
 from __future__ import annotations
@@ -34,8 +35,26 @@ WORKLOADS = {
 ROOT = Path(__file__).resolve().parent.parent
 
 
+RUN_IN = tempfile.gettempdir()
+"""Every command runs from here: `python -m` puts the working folder first on the import path, so
+from a checkout it would import that checkout's iau_cli whatever PYTHONPATH says."""
+
+
 def iau(*args: str) -> int:
-    return subprocess.run([sys.executable, "-m", "iau_cli", *args], stdout=subprocess.DEVNULL, check=False).returncode
+    command = [sys.executable, "-m", "iau_cli", *args]
+    return subprocess.run(command, stdout=subprocess.DEVNULL, cwd=RUN_IN, check=False).returncode
+
+
+def imported_from() -> str:
+    """The iau_cli these runs import (and its git commit), as the commands see it."""
+    code = "import iau_cli, os; print(os.path.dirname(os.path.dirname(iau_cli.__file__)))"
+    folder = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=RUN_IN, check=True)
+    root = folder.stdout.strip()
+    git = ["git", "-C", root, "rev-parse", "--short", "HEAD"]
+    commit = subprocess.run(git, capture_output=True, text=True, check=False).stdout.strip()
+    status = ["git", "-C", root, "status", "--porcelain", "iau_cli"]
+    dirty = subprocess.run(status, capture_output=True, text=True, check=False).stdout.strip()
+    return f"{root} @ {commit}" + (" + uncommitted changes" if dirty else "")
 
 
 def prototypes(folder: Path, n_train: int = 2000) -> Path:
@@ -66,18 +85,7 @@ def main() -> None:
     parser.add_argument("--fraction", type=float, default=0.05, help="forget-set size, a share of the training rows")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    commit = subprocess.run(
-        ["git", "-C", os.environ.get("PYTHONPATH", str(ROOT)).split(":")[0], "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    results: dict = {
-        "label": args.label,
-        "commit": commit,
-        "dirty_worktree": "PYTHONPATH" not in os.environ,
-        "rows": [],
-    }
+    results: dict = {"label": args.label, "fraction": args.fraction, "code": imported_from(), "rows": []}
     with tempfile.TemporaryDirectory(prefix="iau-matched-") as tmp:
         folder = Path(tmp)
         for workload in args.workloads.split(","):
@@ -111,6 +119,7 @@ def main() -> None:
                     ],
                     capture_output=True,
                     text=True,
+                    cwd=RUN_IN,
                     check=True,
                 ).stdout
             )

@@ -367,7 +367,7 @@ def load_data(config: DataConfig, *, progress: Progress = no_progress) -> DataBu
     encoding = {k: v for k, v in to_dict(config).items() if k not in ("train", "test", "num_classes")}
     key = cache_key(fingerprint["sha256"], encoding)
     budget = memory_budget()
-    entry = load_entry(key, budget)
+    entry = load_entry(key, budget, paths)
     if entry is None:
         return _read_and_encode(config, train_path, test_path, fmt, fingerprint, key, budget, progress)
     meta, splits = entry
@@ -545,7 +545,7 @@ def _read_and_encode(
         ("test", test_table, test_ids, test_labels, test_source),
     )
     splits: dict[str, EncodedSplit] = {}
-    with staging_for(key) as staging:
+    with staging_for(key, [p for p in (train_path, test_path) if p is not None]) as staging:
         used = 0
         for name, table, ids, labels, source in parts:
             arrow = table.with_format("arrow")

@@ -30,7 +30,7 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,15 +71,24 @@ def memory_budget() -> int:
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4 // local_processes
 
 
-def cache_root() -> Path | None:
-    """The feature-cache folder, or None when ``IAU_CACHE_DIR`` is ``off``."""
+def cache_root(inputs: Sequence[Path] = ()) -> Path | None:
+    """The feature-cache folder, or None when ``IAU_CACHE_DIR`` is ``off`` — or when it lies inside
+    a data folder among ``inputs``: the cache would write into the dataset (an input, never
+    written), and its files would change the folder's fingerprint and be read as rows."""
     raw = os.environ.get("IAU_CACHE_DIR")
     if raw is not None and raw.strip().lower() in ("off", "none", "0", "false", ""):
         return None
     if raw:
-        return Path(raw).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "iau"
+        root = Path(raw).expanduser()
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        root = Path(base) / "iau"
+    where = Path(os.path.realpath(root))
+    for data in inputs:
+        folder = Path(os.path.realpath(data))
+        if folder.is_dir() and (where == folder or folder in where.parents):
+            return None
+    return root
 
 
 def cache_key(fingerprint: str, config: dict[str, Any]) -> str:
@@ -175,9 +184,9 @@ class Staging:
     the same). Without one: a temporary folder, used only for splits beyond the memory budget.
     """
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, inputs: Sequence[Path] = ()) -> None:
         self.key = key
-        self.root = cache_root()
+        self.root = cache_root(inputs)
         self.folder: Path | None = None
         self.cached = False
         self.digests: dict[str, str] = {}
@@ -276,9 +285,11 @@ def encode_split(
     return FeatureStore(array, mean=mean, std=std)
 
 
-def load_entry(key: str, budget: int) -> tuple[dict[str, Any], dict[str, EncodedSplit]] | None:
+def load_entry(
+    key: str, budget: int, inputs: Sequence[Path] = ()
+) -> tuple[dict[str, Any], dict[str, EncodedSplit]] | None:
     """A cached dataset version (meta, splits), or None when absent or unreadable."""
-    root = cache_root()
+    root = cache_root(inputs)
     if root is None:
         return None
     folder = root / key
@@ -317,9 +328,9 @@ def load_entry(key: str, budget: int) -> tuple[dict[str, Any], dict[str, Encoded
 
 
 @contextlib.contextmanager
-def staging_for(key: str) -> Iterator[Staging]:
+def staging_for(key: str, inputs: Sequence[Path] = ()) -> Iterator[Staging]:
     """A staging area for one dataset version; dropped if encoding fails."""
-    staging = Staging(key)
+    staging = Staging(key, inputs)
     try:
         yield staging
     except BaseException:

@@ -182,3 +182,18 @@ def test_a_million_ids_parse_quickly() -> None:
     raw = "\n".join(f"user-{i}" for i in range(1_000_000)).encode()
     request = parse_forget_ids(raw, "big.txt")
     assert len(request.ids) == 1_000_000
+
+
+def test_a_cache_folder_inside_an_image_folder_is_never_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 21: IAU_CACHE_DIR inside the dataset wrote the cache into an input, whose files then
+    changed its fingerprint. The cache is off for such data; the folder stays as it was."""
+    root = make_image_folder(tmp_path)
+    monkeypatch.setenv("IAU_CACHE_DIR", str(root / "train" / ".cache"))
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    config = DataConfig(train=str(root / "train"), test=str(root / "test"), grayscale=True, resize=[16, 16])
+    first, second = load_data(config), load_data(config)
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
+    assert first.fingerprint["sha256"] == second.fingerprint["sha256"]
+    assert len(second.train) == 6
