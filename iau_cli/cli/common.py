@@ -38,7 +38,12 @@ SetOpt = Annotated[
 ]
 CheckpointArg = Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="A .safetensors checkpoint.")]
 TrustOpt = Annotated[
-    bool, typer.Option("--trust-checkpoint-code", help="Import the model class the checkpoint names (runs its code).")
+    bool,
+    typer.Option(
+        "--trust-checkpoint-code",
+        help="Import the model class the checkpoint names (runs its code); remembered for that exact code "
+        "in IAU_TRUST_FILE, so later commands need no flag (README: Bring your own model).",
+    ),
 ]
 AllowDataChangeOpt = Annotated[
     bool, typer.Option("--allow-data-change", help="Proceed although the data fingerprint changed.")
