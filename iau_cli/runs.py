@@ -46,7 +46,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     return distributed.setup(torch.device(name))
 
 
-def model_meta(config: RunConfig, data: DataBundle) -> dict[str, Any]:
+def model_meta(config: RunConfig, data: DataBundle, code: dict[str, str] | None = None) -> dict[str, Any]:
     meta = {
         "name": config.model.name,
         "args": config.model.args,
@@ -54,7 +54,7 @@ def model_meta(config: RunConfig, data: DataBundle) -> dict[str, Any]:
         "num_classes": data.num_classes,
     }
     if is_import_path(config.model.name):  # pin the code that ran (see iau_cli.usercode)
-        meta["code"] = usercode.pin(config.model.name, config.model.path)
+        meta["code"] = code if code is not None else usercode.pin(config.model.name, config.model.path)
     return meta
 
 
@@ -149,8 +149,11 @@ def restore(
     if is_import_path(name):
         recorded = checkpoint.meta.model.get("code") if checkpoint.meta is not None else None
         allow_import = usercode.consented(name, folder, named=trust_code or config is not None, recorded=recorded)
-        if allow_import:  # the child records the code that runs now
-            meta = dataclasses.replace(meta, model={**meta.model, "code": usercode.pin(name, folder)})
+        if allow_import:  # the child records the model and code that run now
+            code = usercode.pin(name, folder)
+            meta = dataclasses.replace(
+                meta, model={**meta.model, "name": name, "args": run_config.model.args, "code": code}
+            )
     build = (name, run_config.model.args, data.input_shape, data.num_classes)
     check_weights_fit(checkpoint, build, allow_import, str(path), folder)
     model = build_model(*build, allow_import=allow_import, folder=folder)
@@ -189,7 +192,7 @@ def verify_data(meta: CheckpointMeta, data: DataBundle, source: str, *, allow_da
         return meta
     if allow_data_change:
         fingerprint = _masked_fingerprint(meta, data)
-        pending = _present_forgotten_rows(meta, data)
+        pending = _present_forgotten_rows(meta, data, fingerprint.get("mask_nonce"))
         if pending is not None:
             fingerprint["pending_removed"] = pending
         return dataclasses.replace(meta, data={**meta.data, "fingerprint": fingerprint})
@@ -217,14 +220,22 @@ def _masked_fingerprint(meta: CheckpointMeta, data: DataBundle) -> dict[str, Any
     """The data's fingerprint retaken, its row sums masked under the operator key when there is
     one: the sum of the rows left is the training-time sum less the rows deleted since, so in clear
     it names them (given a backup of the old data); masked it names nothing."""
+    import secrets
+
     from iau_cli.rowprint import masked
 
     since = len(meta.lineage)
-    rows = {name: masked(meta.forgotten, digest, f"rows/{since}/{name}") for name, digest in data.row_digests().items()}
-    return {**data.fingerprint, "rows": rows, "since_event": since}
+    # A fresh nonce per record: two retakes from one parent (sibling branches) must not share a
+    # mask, or subtracting one masked sum from the other would unmask their difference.
+    nonce = secrets.token_hex(8)
+    rows = {
+        name: masked(meta.forgotten, digest, f"rows/{since}/{nonce}/{name}")
+        for name, digest in data.row_digests().items()
+    }
+    return {**data.fingerprint, "rows": rows, "since_event": since, "mask_nonce": nonce}
 
 
-def _present_forgotten_rows(meta: CheckpointMeta, data: DataBundle) -> dict[str, Any] | None:
+def _present_forgotten_rows(meta: CheckpointMeta, data: DataBundle, nonce: str | None = None) -> dict[str, Any] | None:
     """The (masked) digests of rows the checkpoint forgot that are still in the data when its
     fingerprint is retaken: they may still be deleted later."""
     from iau_cli.rowprint import masked
@@ -235,10 +246,15 @@ def _present_forgotten_rows(meta: CheckpointMeta, data: DataBundle) -> dict[str,
     found = {}
     for name, split in (("train", data.train), ("test", data.test)):
         rows = [row for row, sample_id in enumerate(split.ids) if meta.forgotten.contains(sample_id)]
-        found[name] = masked(meta.forgotten, split.row_digest(rows), f"pending/{since}/{name}")
+        found[name] = masked(meta.forgotten, split.row_digest(rows), _context("pending", since, nonce, name))
     if not any(value["count"] for value in found.values()):
         return None
     return found
+
+
+def _context(kind: str, since: int, nonce: str | None, split: str) -> str:
+    """The mask context of a recorded row digest (records before the nonce existed have none)."""
+    return f"{kind}/{since}/{nonce}/{split}" if nonce is not None else f"{kind}/{since}/{split}"
 
 
 def _deleted_requests(meta: CheckpointMeta, recorded: dict[str, Any], data: DataBundle) -> int | None:
@@ -254,14 +270,22 @@ def _deleted_requests(meta: CheckpointMeta, recorded: dict[str, Any], data: Data
     since = recorded.get("since_event", 1)
     if not isinstance(since, int) or isinstance(since, bool) or not 0 <= since <= len(meta.lineage):
         raise ValueError(f"since_event {since!r} is not an event index")
+    nonce = recorded.get("mask_nonce")
+    if nonce is not None and not isinstance(nonce, str):
+        raise ValueError("mask_nonce is not text")
     now = data.row_digests()
-    base = {split: unmasked(meta.forgotten, rows[split], f"rows/{since}/{split}") for split in ("train", "test")}
+    base = {
+        split: unmasked(meta.forgotten, rows[split], _context("rows", since, nonce, split))
+        for split in ("train", "test")
+    }
     starts = [base]
     pending = recorded.get("pending_removed")
     if pending is not None:
-        context = f"pending/{since}"
         starts.append(
-            {split: base[split] - unmasked(meta.forgotten, pending[split], f"{context}/{split}") for split in base}
+            {
+                split: base[split] - unmasked(meta.forgotten, pending[split], _context("pending", since, nonce, split))
+                for split in base
+            }
         )
     for expected in starts:
         requests = 0
@@ -351,10 +375,13 @@ class TrainResult:
         return dataclasses.asdict(self)
 
 
-def train_meta(config: RunConfig, data: DataBundle, model: nn.Module, stats: Any, rows: RowPartition) -> CheckpointMeta:
-    """Metadata of a freshly trained checkpoint, with its one-event lineage."""
+def train_meta(
+    config: RunConfig, data: DataBundle, model: nn.Module, stats: Any, rows: RowPartition, code: Any = None
+) -> CheckpointMeta:
+    """Metadata of a freshly trained checkpoint, with its one-event lineage (``code``: the pin of
+    user model code, taken before training)."""
     return CheckpointMeta(
-        model=model_meta(config, data),
+        model=model_meta(config, data, code),
         data=data.describe(),
         train={**to_dict(config.train), "epochs_run": stats.epochs_run, "best_epoch": stats.best_epoch},
         lineage=[
@@ -400,8 +427,10 @@ def train(
     data = load_data(config.data, progress=progress)
     config = dataclasses.replace(config, data=data.config)
     rows = partition_rows(data, config.train)
+    code = None
     if is_import_path(config.model.name):  # the user named this code: later commands may import it
-        usercode.consented(config.model.name, config.model.path, named=True, recorded=None)
+        code = usercode.pin(config.model.name, config.model.path)  # taken before it runs: what ran
+        usercode.remember(code)
     model, stats = train_model(config, data, rows, torch_device, progress=progress)
     bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:
@@ -411,7 +440,7 @@ def train(
         )
     learned = predict(model, data.train, rows.learn, torch_device)
     test = predict(model, data.test, None, torch_device)
-    meta = train_meta(config, data, model, stats, rows)
+    meta = train_meta(config, data, model, stats, rows, code)
     from iau_cli.ledger import compute_ledger
 
     ledger_meta, ledger_tensors = compute_ledger(model, data, rows.learn, torch_device, progress=progress)

@@ -68,7 +68,7 @@ acted: int | None = None
 def _act(signum: int) -> None:
     global received, acted
     acted = signum
-    _disarm()
+    stop_timer()
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
     received = signum
@@ -168,13 +168,16 @@ def finished() -> None:
     for handled in (*HANDLED, signal.SIGINT):
         if handled not in _IGNORED:
             signal.signal(handled, signal.SIG_IGN)
-    _disarm()
+    stop_timer()
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)
 
 
-def _disarm() -> None:
-    """No retry timer outlives a decision: Python resets its handlers to the default as it exits,
-    and a SIGALRM then would kill a finished run (measured: exit -14 after a success JSON)."""
+def stop_timer() -> None:
+    """No retry timer outlives a decision (acting on a signal, or the run ending either way):
+    Python resets its handlers to the default as it exits, and a SIGALRM then would kill the
+    process (measured: exit -14 after a success JSON). The retry handler stays, for a signal held
+    later (a run that catches an interruption and goes on, as bench does)."""
     global _importing_signal
     _importing_signal = None
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    signal.signal(signal.SIGALRM, signal.SIG_IGN)
+    if _ENTRY:
+        signal.setitimer(signal.ITIMER_REAL, 0)

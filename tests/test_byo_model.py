@@ -68,6 +68,26 @@ def test_bring_your_own_model_runs_as_written(tmp_path: Path) -> None:
     assert "--trust-checkpoint-code" in refused.stderr and "mymodels:CustomerNet" in refused.stderr
     assert "Traceback" not in refused.stderr
 
+    # The trusted bytes copied into another folder, and a checkpoint pointing there: not trusted.
+    import shutil
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copy(work / "mymodels.py", copy / "mymodels.py")
+    with safe_open(str(work / "v1.safetensors"), "pt") as handle:
+        metadata, tensors = handle.metadata(), {k: handle.get_tensor(k) for k in handle.keys()}
+    model_meta = json.loads(metadata["iau.model"])
+    for folder in (str(copy), "", "."):
+        model_meta["code"]["folder"] = folder
+        save_file(tensors, str(work / "moved.safetensors"), {**metadata, "iau.model": json.dumps(model_meta)})
+        moved = run(
+            "iau lineage moved.safetensors >/dev/null && iau audit moved.safetensors --forget forget.txt", work, env
+        )
+        assert moved.returncode == 2 and "--trust-checkpoint-code" in moved.stderr, (folder, moved.stderr)
+
     # Edited code is not the code that was trusted.
     (work / "mymodels.py").write_text((work / "mymodels.py").read_text() + "\n# edited\n")
     edited = run("iau audit v1.safetensors --forget forget.txt", work, env)

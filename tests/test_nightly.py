@@ -162,7 +162,7 @@ def test_five_nights_of_a_retention_job(tmp_path: Path) -> None:
     assert not (tmp_path / "models" / "model-7.safetensors").exists()
     leftovers = [p.name for p in tmp_path.rglob("*") if ".iau-" in p.name or p.name.startswith(".tmp")]
     assert not leftovers, leftovers
-    assert record(tmp_path, "unlearn-7.json")["error"]["kind"] == "interrupted"
+    assert record(tmp_path, "unlearn-7.json")["error"] == {"kind": "interrupted", "message": "terminated (SIGTERM)"}
     rerun = night(tmp_path, 7, ids[20:26])
     assert rerun.returncode == 0, rerun.stderr
     assert os.readlink(tmp_path / "models" / "current.safetensors") == "model-7.safetensors"

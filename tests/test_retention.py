@@ -619,10 +619,13 @@ def test_a_re_recorded_fingerprint_does_not_name_keyed_deleted_rows(
     delete_rows(data, {learned[1]})
     follow = forget(tmp_path, tmp_path / "k2.safetensors", learned[2:3], "k3.safetensors", "-q")
     assert follow.exit_code == 0, follow.stderr
-    # Without the key the masked sum cannot be checked, and that is said, not guessed.
-    monkeypatch.delenv("IAU_ID_KEY_FILE")
-    refused = forget(tmp_path, tmp_path / "k2.safetensors", learned[3:4], "k4.safetensors")
-    assert refused.exit_code == 2 and "key" in refused.stderr
+    # Two retakes from one parent do not share a mask (their difference would unmask).
+    again = forget(tmp_path, tmp_path / "k1.safetensors", learned[3:4], "k2b.safetensors", "--allow-data-change", "-q")
+    assert again.exit_code == 0, again.stderr
+    sibling = json.loads(read_metadata(tmp_path / "k2b.safetensors")["iau.data"])["fingerprint"]
+    assert sibling["mask_nonce"] != fingerprint["mask_nonce"]
+    assert sibling["rows"]["train"]["count"] == fingerprint["rows"]["train"]["count"] - 1  # one more row deleted
+    assert sibling["rows"]["train"]["sum"] != fingerprint["rows"]["train"]["sum"]
 
 
 def test_a_retargeted_data_symlink_is_read_and_its_change_noticed(tmp_path: Path) -> None:

@@ -19,15 +19,23 @@ def cell_key(
 ) -> str:
     """The content key of one cell. A one-request ratio cell keys as it did before sizes and chains
     existed, so a results folder written then is resumed, not recomputed."""
-    what: list[object] = [workload, to_dict(run_config), dataclasses.asdict(entry), request.key(), seed]
+    what: list[object] = [workload, _keyed(run_config), dataclasses.asdict(entry), request.key(), seed]
     if chain != 1:
         what.append({"chain": chain})
     text = json.dumps(what, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
+def _keyed(config: RunConfig) -> dict[str, object]:
+    """The config as keys hash it, without ``model.path`` (the folder user code is imported from:
+    where, not what; keys written before it existed stay valid)."""
+    mapping = to_dict(config)
+    mapping["model"].pop("path", None)
+    return mapping
+
+
 def recipe_digest(config: RunConfig) -> str:
-    text = json.dumps([to_dict(config), __version__], sort_keys=True)
+    text = json.dumps([_keyed(config), __version__], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -92,10 +92,14 @@ def boundary(command: Callable[..., Any]) -> Callable[..., Any]:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.stderr.write("iau: error: standard output was closed (broken pipe); files, if any, were written\n")
             raise typer.Exit(2) from None
+        except typer.Exit:
+            raise  # the command's own exit (bench after Ctrl-C: its partial results are published)
         except Exception:
             if signals.acted is not None:
                 _interrupted(signals.acted, json_target, overwrite)
             raise
+        finally:
+            signals.stop_timer()  # a signal held during a failed publication does not outlive the run
 
     return wrapper
 

@@ -61,7 +61,7 @@ class IauOptions:
     )
     tol_scale: float = help_field(
         "matched erase: stop once forget accuracy is within max(0.02, tol_scale/√forget rows) of held-out and "
-        "the loss AUC within 1.5·tol_scale null standard errors of 0.5 (at least 0.02).",
+        "the loss AUC within 1.5·tol_scale null standard errors of 0.5 (at least 0.01).",
         default=1.0,
     )
     target_level: float = help_field("matched cleanup: the held-out loss quantile each row is pushed to.", default=0.99)
