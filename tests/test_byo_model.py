@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -31,6 +33,7 @@ def run(line: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProces
     return subprocess.run(["bash", "-eo", "pipefail", "-c", line], cwd=cwd, env=env, capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_bring_your_own_model_runs_as_written(tmp_path: Path) -> None:
     env = {
         **os.environ,

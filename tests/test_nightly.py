@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.helpers import run_cli
 
@@ -90,6 +91,7 @@ def csv_ids(path: Path) -> set[str]:
     return {line.split(",")[0] for line in path.read_text().splitlines()[1:]}
 
 
+@pytest.mark.slow
 def test_five_nights_of_a_retention_job(tmp_path: Path) -> None:
     ids = write_csv(tmp_path / "data.csv")
     (tmp_path / "run.yaml").write_text(

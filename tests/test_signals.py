@@ -69,6 +69,7 @@ def test_sigterm_during_start_up_exits_143_without_a_traceback(
     assert not (tmp_path / "u.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_a_signal_at_any_moment_ends_a_run_as_a_success_or_an_interruption_never_a_mix(
     tmp_path: Path, small_checkpoint: Path, train_ids: list[str]
 ) -> None:
