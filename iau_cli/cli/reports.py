@@ -231,7 +231,7 @@ def bench_report(result: BenchResult) -> Report:
         listed = "; ".join(f"{s['workload']} {s['label']}: {spread(s['epochs_run'], 0)}" for s in ran[:6])
         notes.append(
             "epochs each retrain ran, mean (min–max): " + listed + ". With train.val_fraction > 0 every retrain "
-            "stops early at its own epoch, and its time follows (two retrains of the same data can differ ten-fold)"
+            "stops early at its own epoch, and its time follows the epochs it ran"
         )
     if result.skipped:
         notes.append(f"{result.skipped} cell(s) reused from {result.out}/runs.jsonl")
