@@ -108,6 +108,7 @@ def _targeted(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
     correction = options.correction if options.correction is not None else 0.1
     retain_batch = options.retain_batch if options.retain_batch is not None else 128
     max_steps = options.steps if options.steps is not None else 150
+    retain_ce = options.retain_ce if options.retain_ce is not None else 0.0
     seed = options.seed if options.seed is not None else ctx.config.train.seed
     model, device = ctx.model, ctx.device
     params = list(trainable(model).values())
@@ -120,7 +121,11 @@ def _targeted(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
     heldout_split, calibration = ctx.calibration_rows()
     # Half the calibration rows hold the anchor, the other half judge it: a check on rows the
     # objective itself holds in place could not fail.
-    anchored_rows, heldout_rows = _split_by_id(heldout_split, calibration, "iau-targeted-check")
+    anchored_at, checked_at = _halves_by_id(heldout_split, calibration, "iau-targeted-check")
+    heldout_rows = calibration[checked_at]
+    # Held-out rows are held to the *trained* model's logits where the checkpoint stores them, so a
+    # chain of requests does not drift step by step (iau_cli.references: the anchor table).
+    trained = _trained_anchor(ctx, anchored_at) if options.anchor == "trained" else None
     before = predict(model, heldout_split, heldout_rows, device, keep_margins=True)
     targets, filled = _complete_targets(ctx, heldout_split, heldout_rows, before.margins)
     targets_t = torch.from_numpy(targets).float().to(device)
@@ -132,18 +137,25 @@ def _targeted(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
         else:
             positions = torch.sort(torch.randperm(n_forget, generator=generator)[: options.forget_batch]).values
         xf, yf = ctx.data.train.fetch(ctx.forget_rows[positions.numpy()], device)
-        retained = rng.choice(ctx.retain_rows, size=min(retain_batch, len(ctx.retain_rows)), replace=False)
-        xr, _ = ctx.data.train.fetch(np.sort(retained), device)
-        held = rng.choice(anchored_rows, size=min(retain_batch, len(anchored_rows)), replace=False)
-        xh, _ = heldout_split.fetch(np.sort(held), device)
+        retained = np.sort(rng.choice(ctx.retain_rows, size=min(retain_batch, len(ctx.retain_rows)), replace=False))
+        xr, yr = ctx.data.train.fetch(retained, device)
+        held = np.sort(rng.choice(len(anchored_at), size=min(retain_batch, len(anchored_at)), replace=False))
+        xh, _ = heldout_split.fetch(calibration[anchored_at[held]], device)
         xa = torch.cat([xr, xh])
         logits = model(torch.cat([xf, xa]))
         forget_logits, anchor_logits = logits[: len(positions)], logits[len(positions) :]
         fit = (true_class_margin(forget_logits, yf) - targets_t[positions.to(device)]).pow(2).mean()
         with torch.no_grad():
             anchored = anchor(xa)
+            if trained is not None:  # the trained model's logits where stored (NaN rows: not stored)
+                stored = torch.from_numpy(trained[held]).to(device)
+                known = torch.isfinite(stored).all(1)
+                anchored[len(xr) :][known] = stored[known].to(anchored.dtype)
         drift = (anchor_logits - anchored).pow(2).sum(1).mean()
-        grads = torch.autograd.grad(fit + correction * drift, params)
+        loss = fit + correction * drift
+        if retain_ce > 0:  # the paper's correction: re-fits retained rows a request disturbed
+            loss = loss + retain_ce * F.cross_entropy(anchor_logits[: len(xr)], yr)
+        grads = torch.autograd.grad(loss, params)
         # warm-up, then a linear decay to a tenth: the late steps settle the anchor's drift
         adam.step(list(grads), lr * min(1.0, step / options.warmup) * (1 - 0.9 * step / max_steps))
         steps = step
@@ -157,6 +169,9 @@ def _targeted(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
         "steps": steps,
         "lr": lr,
         "correction": correction,
+        "retain_ce": retain_ce,
+        # what held the held-out rows: the trained model's stored logits, or the model as it came
+        "anchor": "trained" if trained is not None else "previous",
         "targets": ctx.targets_source,
         "rows_without_target": filled,
         "calibration_rows": int(len(heldout_rows)),  # the checked half; as many held the anchor
@@ -204,14 +219,21 @@ def self_check(accuracy_before: float, accuracy_after: float, rows: int, reached
     return {"code": code, "message": message, "calibration_drop": drop, "calibration_drop_allowed": allowed}
 
 
-def _split_by_id(split: Any, rows: np.ndarray, key: str) -> tuple[np.ndarray, np.ndarray]:
-    """``rows`` in two halves by id hash (both all of them when a half would be empty)."""
+def _halves_by_id(split: Any, rows: np.ndarray, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of ``rows`` in two halves by id hash (both all of them when a half would be empty)."""
     from iau_cli.data import unit_hash
 
     first = np.array([unit_hash(key, split.ids[r]) < 0.5 for r in rows], dtype=bool)
     if first.all() or not first.any():
-        return rows, rows
-    return rows[first], rows[~first]
+        return np.arange(len(rows)), np.arange(len(rows))
+    return np.flatnonzero(first), np.flatnonzero(~first)
+
+
+def _trained_anchor(ctx: UnlearnContext, positions: np.ndarray) -> np.ndarray | None:
+    """The trained model's stored logits on these calibration positions (None: no table)."""
+    if ctx.calibration_anchor is None or not np.isfinite(ctx.calibration_anchor[positions]).all(1).any():
+        return None
+    return ctx.calibration_anchor[positions]
 
 
 def _complete_targets(

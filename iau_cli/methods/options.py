@@ -68,6 +68,16 @@ class IauOptions:
     patience: int = help_field(
         "matched cleanup: stop after this many checks without a one-point held-out accuracy gain.", default=8
     )
+    anchor: Literal["trained", "previous"] = help_field(
+        "targeted: hold held-out rows to the trained model's logits (stored at training; a chain of requests "
+        "does not drift) or to the previous model's (what a checkpoint without the table gets).",
+        default="trained",
+    )
+    retain_ce: float | None = help_field(
+        "targeted: weight of cross-entropy descent on the sampled retained rows (the paper's correction; "
+        "re-fits retained rows a request disturbed). Default 0.",
+        default=None,
+    )
     reach_tol: float = help_field(
         "targeted: the self-check fails (code targets_not_reached) when the rows end farther than this.", default=1.0
     )
@@ -86,6 +96,8 @@ class IauOptions:
         for name in ("forget_batch", "warmup", "retarget_every", "patience"):
             if getattr(self, name) < 1:
                 problems.append(f"{name}: must be at least 1")
+        if self.retain_ce is not None and not self.retain_ce >= 0:
+            problems.append("retain_ce: must be zero or positive")
         if self.retain_batch is not None and self.retain_batch < 1:
             problems.append("retain_batch: must be at least 1")
         if not self.band >= 0 or not self.tol_scale > 0:
