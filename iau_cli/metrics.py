@@ -22,7 +22,6 @@ class Predictions:
     probs: np.ndarray | None = None
     margins: np.ndarray | None = None
     """log(p_y / (1 − p_y)) from the logits: z_y − logsumexp of the other logits (no saturation)."""
-    logits: np.ndarray | None = None
 
     @property
     def accuracy(self) -> float:
@@ -43,7 +42,6 @@ def predict(
     batch_size: int = 512,
     keep_probs: bool = False,
     keep_margins: bool = False,
-    keep_logits: bool = False,
 ) -> Predictions:
     """Run the model in eval mode over ``rows`` of ``split``, streamed in batches (under torchrun
     each rank scores its block of rows and the results are gathered in row order)."""
@@ -52,7 +50,7 @@ def predict(
     rows = distributed.shard(np.arange(len(split)) if rows is None else rows)
     was_training = model.training
     model.eval()
-    losses, correct, probs, margins, raw = [], [], [], [], []
+    losses, correct, probs, margins = [], [], [], []
     try:
         for x, y in split.batches(rows, batch_size, device):
             logits = model(x).float()
@@ -62,8 +60,6 @@ def predict(
                 probs.append(torch.softmax(logits, 1).cpu().numpy())
             if keep_margins:
                 margins.append(true_class_margin(logits.double(), y).cpu().numpy())
-            if keep_logits:
-                raw.append(logits.cpu().numpy())
     finally:
         model.train(was_training)
     local = [
@@ -71,10 +67,9 @@ def predict(
         np.concatenate(correct) if correct else np.zeros(0, dtype=bool),
         np.concatenate(probs) if probs else None,
         np.concatenate(margins) if margins else None,
-        np.concatenate(raw) if raw else None,
     ]
-    all_losses, all_correct, all_probs, all_margins, all_logits = distributed.gather_arrays(local)
-    return Predictions(losses=all_losses, correct=all_correct, probs=all_probs, margins=all_margins, logits=all_logits)
+    all_losses, all_correct, all_probs, all_margins = distributed.gather_arrays(local)
+    return Predictions(losses=all_losses, correct=all_correct, probs=all_probs, margins=all_margins)
 
 
 def true_class_margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

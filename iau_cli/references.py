@@ -27,15 +27,6 @@ forgotten before it. Those references carry the earlier rows' small influence on
 second order, the same approximation a retrained-without-the-new-rows model would make relative to
 one retrained without all. Rows learned after training (``--allow-data-change``) have no target;
 the method then falls back to a held-out quantile target for them and says so.
-
-The anchor table. Each request holds held-out rows' logits in place while it moves the forget rows.
-Held to the *previous* model's, a chain of small requests drifts: each request's fraction of a
-point adds up (30 requests of 0.5% ended 5 test points below the model retrained without all of
-them, BENCHMARKS §1). Retraining barely moves held-out outputs, so the table also stores the
-trained model's logits (float16) on the calibration rows a method samples, keyed like the targets
-by hashes of the held-out ids (``anchor_keys``, sorted, and ``anchor_logits``, rows in key order).
-Every descendant carries it unchanged and anchors to it: drift since training, not since the last
-request, is what the anchor penalizes. Cost: one forward pass over at most ``ANCHOR_ROWS`` rows.
 """
 
 from __future__ import annotations
@@ -59,11 +50,6 @@ from iau_cli.training import RowPartition
 
 TENSOR_KEYS = "keys"
 TENSOR_TARGET = "target"
-# The trained model's own logits on held-out calibration rows, so that every later request anchors
-# held-out outputs to the *trained* model's, not to the previous request's (see the docstring).
-TENSOR_ANCHOR_KEYS = "anchor_keys"
-TENSOR_ANCHOR_LOGITS = "anchor_logits"
-ANCHOR_ROWS = 2000  # the most calibration rows a method samples (UnlearnContext.calibration_rows)
 
 
 def row_keys(ids: Sequence[str], secret: bytes) -> np.ndarray:
@@ -157,52 +143,15 @@ def compute_references(
         seconds=time.perf_counter() - started,
     )
     tensors = {TENSOR_KEYS: torch.from_numpy(hashed[order]), TENSOR_TARGET: torch.from_numpy(target[order])}
-    tensors.update(_anchor_table(model, data.test, secret, device))
     return meta, tensors
-
-
-def calibration_sample(split: Split, limit: int = ANCHOR_ROWS) -> np.ndarray:
-    """The calibration rows of a held-out split a method may use: its calibration half, at most
-    ``limit`` rows of it — a sample by id hash, not the first rows of a file sorted by label or time."""
-    rows = split.halves()[0]
-    if len(rows) > limit:
-        order = np.argsort([unit_hash("iau-calibration-sample", split.ids[r]) for r in rows])
-        rows = np.sort(rows[order[:limit]])
-    return rows
-
-
-def _anchor_table(model: torch.nn.Module, split: Split, secret: bytes, device: torch.device) -> dict[str, torch.Tensor]:
-    """The trained model's logits on the calibration sample, keyed by held-out id hash."""
-    from iau_cli.metrics import predict
-
-    rows = calibration_sample(split)
-    hashed = row_keys([split.ids[r] for r in rows], secret)
-    order = np.argsort(hashed, kind="stable")
-    logits = predict(model, split, rows, device, keep_logits=True).logits
-    return {
-        TENSOR_ANCHOR_KEYS: torch.from_numpy(hashed[order]),
-        # float16 halves the table; a logit beyond its range is clipped (no row is anchored out there)
-        TENSOR_ANCHOR_LOGITS: torch.from_numpy(np.clip(logits[order], -6e4, 6e4)).to(torch.float16),
-    }
 
 
 def check_tensors(meta: dict[str, Any] | None, tensors: dict[str, torch.Tensor]) -> str | None:
     """What is wrong with a checkpoint's reference table (None when it is sound or absent)."""
     if not tensors:  # none, or stripped from the file: lookups then say so (no targets, rule matched)
         return None
-    anchor = {TENSOR_ANCHOR_KEYS, TENSOR_ANCHOR_LOGITS}
-    if meta is None or set(tensors) - anchor != {TENSOR_KEYS, TENSOR_TARGET} or len(set(tensors) & anchor) == 1:
+    if meta is None or set(tensors) != {TENSOR_KEYS, TENSOR_TARGET}:
         return "the reference table is incomplete (its metadata and both tensors, keys and target, go together)"
-    if anchor <= set(tensors):
-        anchor_keys, logits = tensors[TENSOR_ANCHOR_KEYS], tensors[TENSOR_ANCHOR_LOGITS]
-        if anchor_keys.dtype != torch.int64 or anchor_keys.dim() != 1 or logits.dim() != 2:
-            return "the anchor table's tensors are not 1-D int64 keys and 2-D logits"
-        if len(anchor_keys) != len(logits) or not logits.is_floating_point():
-            return f"the anchor table has {len(anchor_keys)} keys and {len(logits)} rows of logits"
-        if len(anchor_keys) > 1 and not bool((anchor_keys[1:] >= anchor_keys[:-1]).all()):
-            return "the anchor table's keys are not sorted"
-        if not bool(torch.isfinite(logits).all()):
-            return "the anchor table has non-finite logits"
     keys, target = tensors[TENSOR_KEYS], tensors[TENSOR_TARGET]
     if keys.dtype != torch.int64 or keys.dim() != 1 or target.dim() != 1 or target.dtype != torch.float32:
         return "the reference table's tensors are not 1-D int64 keys and float32 targets"
@@ -215,20 +164,6 @@ def check_tensors(meta: dict[str, Any] | None, tensors: dict[str, torch.Tensor])
     return None
 
 
-def _secret(meta: dict[str, Any]) -> bytes | None:
-    """The key the table's ids were hashed under (None: its operator key is not available)."""
-    if "key_id" in meta:
-        return operator_keys().get(meta["key_id"])
-    return bytes.fromhex(meta["salt"])
-
-
-def _find(table: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(positions in the sorted ``table``, whether each wanted key is there)."""
-    at = np.clip(np.searchsorted(table, wanted), 0, max(len(table) - 1, 0))
-    found = table[at] == wanted if len(table) else np.zeros(len(wanted), dtype=bool)
-    return at, found
-
-
 def lookup_targets(
     meta: dict[str, Any] | None, tensors: dict[str, torch.Tensor], ids: Sequence[str]
 ) -> tuple[np.ndarray, str]:
@@ -238,27 +173,16 @@ def lookup_targets(
         return missing, "none (the checkpoint was trained without reference models)"
     if TENSOR_KEYS not in tensors or TENSOR_TARGET not in tensors:
         return missing, "none (the reference tensors were removed from the checkpoint)"
-    secret = _secret(meta)
-    if secret is None:
-        return missing, "unreadable (its operator key is not in IAU_ID_KEY_FILE)"
+    if "key_id" in meta:
+        secret = operator_keys().get(meta["key_id"])
+        if secret is None:
+            return missing, "unreadable (its operator key is not in IAU_ID_KEY_FILE)"
+    else:
+        secret = bytes.fromhex(meta["salt"])
+    table = tensors[TENSOR_KEYS].numpy()
     values = tensors[TENSOR_TARGET].numpy().astype(np.float64)
-    at, found = _find(tensors[TENSOR_KEYS].numpy(), row_keys(ids, secret))
-    out = np.where(found, values[at] if len(values) else np.nan, np.nan)
+    wanted = row_keys(ids, secret)
+    at = np.clip(np.searchsorted(table, wanted), 0, max(len(table) - 1, 0))
+    found = table[at] == wanted if len(table) else np.zeros(len(ids), dtype=bool)
+    out = np.where(found, values[at] if len(table) else np.nan, np.nan)
     return out, f"{meta['models']} reference models trained without each row"
-
-
-def lookup_anchor(
-    meta: dict[str, Any] | None, tensors: dict[str, torch.Tensor], ids: Sequence[str]
-) -> np.ndarray | None:
-    """Per held-out id: the trained model's stored logits (float32; a row of NaN where the table has
-    none); None when the checkpoint has no anchor table or it cannot be read."""
-    if meta is None or TENSOR_ANCHOR_KEYS not in tensors or TENSOR_ANCHOR_LOGITS not in tensors:
-        return None
-    secret = _secret(meta)
-    if secret is None:
-        return None
-    logits = tensors[TENSOR_ANCHOR_LOGITS].float().numpy()
-    at, found = _find(tensors[TENSOR_ANCHOR_KEYS].numpy(), row_keys(ids, secret))
-    out = np.full((len(ids), logits.shape[1]), np.nan, dtype=np.float32)
-    out[found] = logits[at[found]]
-    return out

@@ -29,7 +29,7 @@ from iau_cli.methods import MethodName, get_method
 from iau_cli.methods.base import UnlearnContext
 from iau_cli.metrics import predict
 from iau_cli.progress import Progress, no_progress
-from iau_cli.references import lookup_anchor, lookup_targets
+from iau_cli.references import lookup_targets
 from iau_cli.report import clean_json
 from iau_cli.rowprint import masked
 from iau_cli.runs import Restored, restore
@@ -229,7 +229,7 @@ def build_context(
     targets, source = lookup_targets(
         restored.meta.references, restored.checkpoint.reference_tensors, [ids[r] for r in rows.forget]
     )
-    context = UnlearnContext(
+    return UnlearnContext(
         forget_targets=targets,
         targets_source=source,
         model=model if model is not None else restored.model,
@@ -243,11 +243,6 @@ def build_context(
         progress=progress,
         retain_source=_ledger_source(restored, restored.partition().learn, ledger_info),
     )
-    test, calibration = context.calibration_rows()
-    context.calibration_anchor = lookup_anchor(
-        restored.meta.references, restored.checkpoint.reference_tensors, [test.ids[r] for r in calibration]
-    )
-    return context
 
 
 def unlearn(

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from iau_cli.config import RunConfig, from_dict
-from iau_cli.data import DataBundle
+from iau_cli.data import DataBundle, unit_hash
 from iau_cli.gradients import GradDict, loss_grad_sum
 from iau_cli.methods import MethodName
 from iau_cli.progress import Progress, no_progress
@@ -41,9 +41,6 @@ class UnlearnContext:
     # Per forget row: φ a model that never saw it gives (iau_cli.references); NaN where unknown.
     forget_targets: np.ndarray | None = None
     targets_source: str = "not looked up"
-    # Per calibration row (``calibration_rows()``, in order): the trained model's logits from the
-    # checkpoint's anchor table (iau_cli.references), NaN rows where it has none; None: no table.
-    calibration_anchor: np.ndarray | None = None
     _forget_sum: GradDict | None = field(default=None, repr=False)
     _retain_sum: GradDict | None = field(default=None, repr=False)
     seconds_gradients: float = 0.0
@@ -96,9 +93,11 @@ class UnlearnContext:
         """Held-out rows a method may calibrate on: the calibration half of the test split (the
         other half is what audits and reports measure on), at most ``limit`` of them — a sample by
         id hash, not the first rows of a file that may be sorted by label or time."""
-        from iau_cli.references import calibration_sample
-
-        return self.data.test, calibration_sample(self.data.test, limit)
+        rows = self.data.test.halves()[0]
+        if len(rows) > limit:
+            order = np.argsort([unit_hash("iau-calibration-sample", self.data.test.ids[r]) for r in rows])
+            rows = np.sort(rows[order[:limit]])
+        return self.data.test, rows
 
 
 @dataclass

@@ -121,11 +121,7 @@ def _targeted(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
     heldout_split, calibration = ctx.calibration_rows()
     # Half the calibration rows hold the anchor, the other half judge it: a check on rows the
     # objective itself holds in place could not fail.
-    anchored_at, checked_at = _halves_by_id(heldout_split, calibration, "iau-targeted-check")
-    heldout_rows = calibration[checked_at]
-    # Held-out rows are held to the *trained* model's logits where the checkpoint stores them, so a
-    # chain of requests does not drift step by step (iau_cli.references: the anchor table).
-    trained = _trained_anchor(ctx, anchored_at) if options.anchor == "trained" else None
+    anchored_rows, heldout_rows = _split_by_id(heldout_split, calibration, "iau-targeted-check")
     before = predict(model, heldout_split, heldout_rows, device, keep_margins=True)
     targets, filled = _complete_targets(ctx, heldout_split, heldout_rows, before.margins)
     targets_t = torch.from_numpy(targets).float().to(device)
@@ -137,23 +133,19 @@ def _targeted(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
         else:
             positions = torch.sort(torch.randperm(n_forget, generator=generator)[: options.forget_batch]).values
         xf, yf = ctx.data.train.fetch(ctx.forget_rows[positions.numpy()], device)
-        retained = np.sort(rng.choice(ctx.retain_rows, size=min(retain_batch, len(ctx.retain_rows)), replace=False))
-        xr, yr = ctx.data.train.fetch(retained, device)
-        held = np.sort(rng.choice(len(anchored_at), size=min(retain_batch, len(anchored_at)), replace=False))
-        xh, _ = heldout_split.fetch(calibration[anchored_at[held]], device)
+        retained = rng.choice(ctx.retain_rows, size=min(retain_batch, len(ctx.retain_rows)), replace=False)
+        xr, yr = ctx.data.train.fetch(np.sort(retained), device)
+        held = rng.choice(anchored_rows, size=min(retain_batch, len(anchored_rows)), replace=False)
+        xh, _ = heldout_split.fetch(np.sort(held), device)
         xa = torch.cat([xr, xh])
         logits = model(torch.cat([xf, xa]))
         forget_logits, anchor_logits = logits[: len(positions)], logits[len(positions) :]
         fit = (true_class_margin(forget_logits, yf) - targets_t[positions.to(device)]).pow(2).mean()
         with torch.no_grad():
             anchored = anchor(xa)
-            if trained is not None:  # the trained model's logits where stored (NaN rows: not stored)
-                stored = torch.from_numpy(trained[held]).to(device)
-                known = torch.isfinite(stored).all(1)
-                anchored[len(xr) :][known] = stored[known].to(anchored.dtype)
         drift = (anchor_logits - anchored).pow(2).sum(1).mean()
         loss = fit + correction * drift
-        if retain_ce > 0:  # the paper's correction: re-fits retained rows a request disturbed
+        if retain_ce > 0:  # the paper's correction: re-fits retained rows a request disturbed (BENCHMARKS §1d)
             loss = loss + retain_ce * F.cross_entropy(anchor_logits[: len(xr)], yr)
         grads = torch.autograd.grad(loss, params)
         # warm-up, then a linear decay to a tenth: the late steps settle the anchor's drift
@@ -170,8 +162,6 @@ def _targeted(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
         "lr": lr,
         "correction": correction,
         "retain_ce": retain_ce,
-        # what held the held-out rows: the trained model's stored logits, or the model as it came
-        "anchor": "trained" if trained is not None else "previous",
         "targets": ctx.targets_source,
         "rows_without_target": filled,
         "calibration_rows": int(len(heldout_rows)),  # the checked half; as many held the anchor
@@ -219,21 +209,14 @@ def self_check(accuracy_before: float, accuracy_after: float, rows: int, reached
     return {"code": code, "message": message, "calibration_drop": drop, "calibration_drop_allowed": allowed}
 
 
-def _halves_by_id(split: Any, rows: np.ndarray, key: str) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of ``rows`` in two halves by id hash (both all of them when a half would be empty)."""
+def _split_by_id(split: Any, rows: np.ndarray, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """``rows`` in two halves by id hash (both all of them when a half would be empty)."""
     from iau_cli.data import unit_hash
 
     first = np.array([unit_hash(key, split.ids[r]) < 0.5 for r in rows], dtype=bool)
     if first.all() or not first.any():
-        return np.arange(len(rows)), np.arange(len(rows))
-    return np.flatnonzero(first), np.flatnonzero(~first)
-
-
-def _trained_anchor(ctx: UnlearnContext, positions: np.ndarray) -> np.ndarray | None:
-    """The trained model's stored logits on these calibration positions (None: no table)."""
-    if ctx.calibration_anchor is None or not np.isfinite(ctx.calibration_anchor[positions]).all(1).any():
-        return None
-    return ctx.calibration_anchor[positions]
+        return rows, rows
+    return rows[first], rows[~first]
 
 
 def _complete_targets(

@@ -68,11 +68,6 @@ class IauOptions:
     patience: int = help_field(
         "matched cleanup: stop after this many checks without a one-point held-out accuracy gain.", default=8
     )
-    anchor: Literal["trained", "previous"] = help_field(
-        "targeted: hold held-out rows to the trained model's logits (stored at training; a chain of requests "
-        "does not drift) or to the previous model's (what a checkpoint without the table gets).",
-        default="trained",
-    )
     retain_ce: float | None = help_field(
         "targeted: weight of cross-entropy descent on the sampled retained rows (the paper's correction; "
         "re-fits retained rows a request disturbed). Default 0.",
