@@ -55,7 +55,8 @@ SIZES = [("5 rows", 5, None), ("1%", None, 0.01), ("5%", None, 0.05), ("10%", No
 def take(predictions, index):
     from iau_cli.metrics import Predictions
 
-    return Predictions(predictions.losses[index], predictions.correct[index])
+    margins = predictions.margins[index] if predictions.margins is not None else None
+    return Predictions(predictions.losses[index], predictions.correct[index], margins=margins)
 
 
 def full_predictions(restored, model):
@@ -63,9 +64,31 @@ def full_predictions(restored, model):
     from iau_cli.audit import heldout_pool
     from iau_cli.metrics import predict
 
-    train = predict(model, restored.data.train, np.arange(len(restored.data.train)), restored.device)
-    pool = predict(model, restored.data.test, heldout_pool(restored.data.test), restored.device)
+    train = predict(model, restored.data.train, np.arange(len(restored.data.train)), restored.device, keep_margins=True)
+    pool = predict(model, restored.data.test, heldout_pool(restored.data.test), restored.device, keep_margins=True)
     return train, pool
+
+
+def all_targets(restored, raw: bool):
+    """The original's stored reference targets for every training row and every held-out row (what
+    a model retrained from it carries, so what `iau audit` reads); None with --raw or no table."""
+    from iau_cli.audit import heldout_pool
+    from iau_cli.references import lookup_heldout_targets, lookup_targets
+
+    meta, tensors = restored.meta.references, restored.checkpoint.reference_tensors
+    pool = lookup_heldout_targets(meta, tensors, [restored.data.test.ids[r] for r in heldout_pool(restored.data.test)])
+    if raw or pool is None:
+        return None
+    return lookup_targets(meta, tensors, restored.data.train.ids)[0], pool
+
+
+def targets_for(table, forget, proxy):
+    from iau_cli.audit import ReferenceTargets
+
+    if table is None:
+        return None
+    train, pool = table
+    return ReferenceTargets.usable(train[forget], pool, train[proxy])
 
 
 def scores(cached, forget, proxy):
@@ -127,6 +150,7 @@ def calibrate(args, workload: str) -> dict:
     train_labels, test = restored.data.train.labels, restored.data.test
     pool_labels = test.labels[test.halves()[1]]
     original = full_predictions(restored, restored.model)
+    table = all_targets(restored, args.raw)
     kinds = ["retrained", "original (no-op)", "default rule, 1/4 of its steps", "default rule"]
     outcomes: dict = {}
     for p, (chosen, model) in enumerate(zip(pool_rows, retrained)):
@@ -149,10 +173,13 @@ def calibrate(args, workload: str) -> dict:
                         restored, unlearned(restored, forget, MethodName.IAU, {"steps": 38})
                     )
                     models["default rule"] = full_predictions(restored, unlearned(restored, forget, MethodName.IAU, {}))
+                targets = targets_for(table, forget, proxy)
                 for kind, cached in models.items():
                     audited = scores(cached, forget, proxy)
-                    plain = Evidence(groups, proxy_groups, audited)
-                    with_original = Evidence(groups, proxy_groups, audited, original=scores(original, forget, proxy))
+                    plain = Evidence(groups, proxy_groups, audited, targets=targets)
+                    with_original = Evidence(
+                        groups, proxy_groups, audited, original=scores(original, forget, proxy), targets=targets
+                    )
                     for mode, evidence in (("plain", plain), ("--original", with_original)):
                         key = f"{label}|{kind}|{mode}"
                         entry = outcomes.setdefault(
@@ -197,6 +224,7 @@ def exact_rows(args, workload, config, restored, learned, original) -> list[dict
     labels, test = restored.data.train.labels, restored.data.test
     pool_labels = test.labels[test.halves()[1]]
     val = restored.partition().val
+    table = all_targets(restored, args.raw)
     rows = []
     for label, count_rows, ratio in SIZES:
         count = count_rows if count_rows is not None else max(1, round(ratio * len(learned)))
@@ -210,10 +238,13 @@ def exact_rows(args, workload, config, restored, learned, original) -> list[dict
             cached = full_predictions(restored, model)
             proxy = matched_sample(kept, labels, labels[forget], min(1000, len(kept) // 4), s)
             groups, proxy_groups = Groups(labels[forget], pool_labels), Groups(labels[proxy], pool_labels)
-            audited = scores(cached, forget, proxy)
+            audited, targets = scores(cached, forget, proxy), targets_for(table, forget, proxy)
+            with_original = Evidence(
+                groups, proxy_groups, audited, original=scores(original, forget, proxy), targets=targets
+            )
             for mode, evidence in (
-                ("plain", Evidence(groups, proxy_groups, audited)),
-                ("--original", Evidence(groups, proxy_groups, audited, original=scores(original, forget, proxy))),
+                ("plain", Evidence(groups, proxy_groups, audited, targets=targets)),
+                ("--original", with_original),
             ):
                 outcome, failed = verdict_of(evidence, args.alpha, s)
                 tally[mode][outcome] += 1
@@ -393,6 +424,9 @@ def main() -> None:
     parser.add_argument("--exact", type=int, default=0, help="forget sets per size retrained without exactly them")
     parser.add_argument(
         "--paired", type=int, default=0, help="only: 5%% sets retrained twice, audited with --reference"
+    )
+    parser.add_argument(
+        "--raw", action="store_true", help="judge without the reference targets (the audit before they were stored)"
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--work", type=Path, default=Path("bench-out/calibration"))

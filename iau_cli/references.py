@@ -27,6 +27,14 @@ forgotten before it. Those references carry the earlier rows' small influence on
 second order, the same approximation a retrained-without-the-new-rows model would make relative to
 one retrained without all. Rows learned after training (``--allow-data-change``) have no target;
 the method then falls back to a held-out quantile target for them and says so.
+
+Held-out targets, for the audit. The same target is stored for every row of the test split's
+evaluation half: the mean φ of K/2 references (one of each complementary pair, chosen by id hash —
+as many as a learned row's target averages, so both targets are equally noisy), mapped by the same
+line. A model that never saw a forget row leaves it as far from its target as it leaves a held-out
+row from its own, whatever makes the row hard — a wrong label in the training split only, say —
+so `iau audit` compares those residuals instead of raw losses (its null then holds on data whose
+splits differ). Keys are hashed like the targets'; stored as ``heldout_keys`` / ``heldout_target``.
 """
 
 from __future__ import annotations
@@ -50,6 +58,10 @@ from iau_cli.training import RowPartition
 
 TENSOR_KEYS = "keys"
 TENSOR_TARGET = "target"
+# The same target for held-out rows of the test split's evaluation half (what `iau audit` measures
+# on): the residual φ − target is then comparable between forget and held-out rows (iau_cli.audit).
+TENSOR_HELDOUT_KEYS = "heldout_keys"
+TENSOR_HELDOUT_TARGET = "heldout_target"
 
 
 def row_keys(ids: Sequence[str], secret: bytes) -> np.ndarray:
@@ -99,6 +111,11 @@ def compute_references(
     sums = np.zeros(len(rows.learn))
     seen_by = np.zeros(len(rows.learn))
     calibration_phi = np.zeros(len(calibration))
+    evaluation = data.test.halves()[1]
+    evaluation_ids = [data.test.ids[r] for r in evaluation]
+    # per evaluation row: which reference of each complementary pair it averages (by id hash)
+    side = np.array([unit_hash(f"iau-heldout-side-{config.train.seed}", i) < 0.5 for i in evaluation_ids])
+    evaluation_sums = np.zeros(len(evaluation))
     for k in range(count):
         in_half = np.array([unit_hash(f"iau-reference-{config.train.seed}-{k // 2}", i) < 0.5 for i in learn_ids])
         if k % 2:
@@ -116,6 +133,9 @@ def compute_references(
         sums[left_out] += phi(reference, data.train, rows.learn[left_out], device)
         seen_by[left_out] += 1
         calibration_phi += phi(reference, data.test, calibration, device)
+        chosen = side == bool(k % 2)
+        if chosen.any():
+            evaluation_sums[chosen] += phi(reference, data.test, evaluation[chosen], device)
     mean_phi = sums / np.maximum(seen_by, 1)
     # The line is fitted on calibration rows' mean over all K references, though a learned row's
     # φ̄ is a mean over K/2: the regression on the noisier K/2 mean shrinks every target toward the
@@ -126,6 +146,7 @@ def compute_references(
     calibration_phi /= count
     a, b, correlation = _fit_line(calibration_phi, phi(model, data.test, calibration, device))
     target = (a + b * mean_phi).astype(np.float32)
+    heldout_target = (a + b * evaluation_sums / (count // 2)).astype(np.float32)  # K is even (config check)
     keys = operator_keys()
     meta: dict[str, Any] = {"models": count, "rows": int(len(rows.learn)), "fit": [a, b]}
     if keys:
@@ -143,6 +164,10 @@ def compute_references(
         seconds=time.perf_counter() - started,
     )
     tensors = {TENSOR_KEYS: torch.from_numpy(hashed[order]), TENSOR_TARGET: torch.from_numpy(target[order])}
+    heldout_hashed = row_keys(evaluation_ids, secret)
+    heldout_order = np.argsort(heldout_hashed, kind="stable")
+    tensors[TENSOR_HELDOUT_KEYS] = torch.from_numpy(heldout_hashed[heldout_order])
+    tensors[TENSOR_HELDOUT_TARGET] = torch.from_numpy(heldout_target[heldout_order])
     return meta, tensors
 
 
@@ -150,18 +175,39 @@ def check_tensors(meta: dict[str, Any] | None, tensors: dict[str, torch.Tensor])
     """What is wrong with a checkpoint's reference table (None when it is sound or absent)."""
     if not tensors:  # none, or stripped from the file: lookups then say so (no targets, rule matched)
         return None
-    if meta is None or set(tensors) != {TENSOR_KEYS, TENSOR_TARGET}:
+    heldout = {TENSOR_HELDOUT_KEYS, TENSOR_HELDOUT_TARGET}
+    names = set(tensors)
+    if meta is None or names - heldout != {TENSOR_KEYS, TENSOR_TARGET} or len(names & heldout) == 1:
         return "the reference table is incomplete (its metadata and both tensors, keys and target, go together)"
-    keys, target = tensors[TENSOR_KEYS], tensors[TENSOR_TARGET]
-    if keys.dtype != torch.int64 or keys.dim() != 1 or target.dim() != 1 or target.dtype != torch.float32:
-        return "the reference table's tensors are not 1-D int64 keys and float32 targets"
-    if len(keys) != len(target):
-        return f"the reference table has {len(keys)} keys and {len(target)} targets"
-    if len(keys) > 1 and not bool((keys[1:] >= keys[:-1]).all()):
-        return "the reference table's keys are not sorted"
-    if not bool(torch.isfinite(target).all()):
-        return "the reference table has non-finite targets"
+    pairs = [("", TENSOR_KEYS, TENSOR_TARGET)]
+    if heldout <= names:  # tables written before the audit used held-out targets have none
+        pairs.append(("held-out ", TENSOR_HELDOUT_KEYS, TENSOR_HELDOUT_TARGET))
+    for what, key_name, target_name in pairs:
+        keys, target = tensors[key_name], tensors[target_name]
+        if keys.dtype != torch.int64 or keys.dim() != 1 or target.dim() != 1 or target.dtype != torch.float32:
+            return f"the reference table's {what}tensors are not 1-D int64 keys and float32 targets"
+        if len(keys) != len(target):
+            return f"the reference table has {len(keys)} {what}keys and {len(target)} {what}targets"
+        if len(keys) > 1 and not bool((keys[1:] >= keys[:-1]).all()):
+            return f"the reference table's {what}keys are not sorted"
+        if not bool(torch.isfinite(target).all()):
+            return f"the reference table has non-finite {what}targets"
     return None
+
+
+def _lookup(
+    meta: dict[str, Any], tensors: dict[str, torch.Tensor], ids: Sequence[str], names: tuple[str, str]
+) -> np.ndarray | None:
+    """The stored values of ``ids`` in one keyed table (NaN where absent); None: the key is missing."""
+    secret = operator_keys().get(meta["key_id"]) if "key_id" in meta else bytes.fromhex(meta["salt"])
+    if secret is None:
+        return None
+    table = tensors[names[0]].numpy()
+    values = tensors[names[1]].numpy().astype(np.float64)
+    wanted = row_keys(ids, secret)
+    at = np.clip(np.searchsorted(table, wanted), 0, max(len(table) - 1, 0))
+    found = table[at] == wanted if len(table) else np.zeros(len(ids), dtype=bool)
+    return np.where(found, values[at] if len(table) else np.nan, np.nan)
 
 
 def lookup_targets(
@@ -173,16 +219,17 @@ def lookup_targets(
         return missing, "none (the checkpoint was trained without reference models)"
     if TENSOR_KEYS not in tensors or TENSOR_TARGET not in tensors:
         return missing, "none (the reference tensors were removed from the checkpoint)"
-    if "key_id" in meta:
-        secret = operator_keys().get(meta["key_id"])
-        if secret is None:
-            return missing, "unreadable (its operator key is not in IAU_ID_KEY_FILE)"
-    else:
-        secret = bytes.fromhex(meta["salt"])
-    table = tensors[TENSOR_KEYS].numpy()
-    values = tensors[TENSOR_TARGET].numpy().astype(np.float64)
-    wanted = row_keys(ids, secret)
-    at = np.clip(np.searchsorted(table, wanted), 0, max(len(table) - 1, 0))
-    found = table[at] == wanted if len(table) else np.zeros(len(ids), dtype=bool)
-    out = np.where(found, values[at] if len(table) else np.nan, np.nan)
+    out = _lookup(meta, tensors, ids, (TENSOR_KEYS, TENSOR_TARGET))
+    if out is None:
+        return missing, "unreadable (its operator key is not in IAU_ID_KEY_FILE)"
     return out, f"{meta['models']} reference models trained without each row"
+
+
+def lookup_heldout_targets(
+    meta: dict[str, Any] | None, tensors: dict[str, torch.Tensor], ids: Sequence[str]
+) -> np.ndarray | None:
+    """Per held-out id (evaluation half): its stored target (NaN where the table has none); None when
+    the checkpoint has no held-out targets or their operator key is not available."""
+    if meta is None or TENSOR_HELDOUT_KEYS not in tensors or TENSOR_HELDOUT_TARGET not in tensors:
+        return None
+    return _lookup(meta, tensors, ids, (TENSOR_HELDOUT_KEYS, TENSOR_HELDOUT_TARGET))

@@ -230,6 +230,7 @@ def build_context(
         restored.meta.references, restored.checkpoint.reference_tensors, [ids[r] for r in rows.forget]
     )
     return UnlearnContext(
+        chain=chain_since_training(restored.meta.lineage),
         forget_targets=targets,
         targets_source=source,
         model=model if model is not None else restored.model,
@@ -243,6 +244,19 @@ def build_context(
         progress=progress,
         retain_source=_ledger_source(restored, restored.partition().learn, ledger_info),
     )
+
+
+def chain_since_training(lineage: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the unlearn events since the last training or retrain ran (oldest first): the chain a
+    new request extends. A retrain (or a fallback to one) starts a new chain."""
+    retraining = {name.value for name in MethodName if get_method(name).retrains}
+    chain: list[dict[str, Any]] = []
+    for event in reversed(lineage):
+        ran = event.get("ran")
+        if event.get("event") != "unlearn" or not isinstance(ran, dict) or event.get("method") in retraining:
+            break
+        chain.append(ran)
+    return chain[::-1]
 
 
 def unlearn(

@@ -18,6 +18,7 @@ accuracy).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -106,6 +107,8 @@ class Test:
     """The figure cannot vary under the null (every arrangement of the rows gives the same value):
     the check could not have failed. (Paired rows that agree exactly are evidence, not this.)"""
 
+    p_less: float | None = None  # evidence that they look *less* seen (where the test computed it)
+
     def p_value(self, sided: str) -> float:
         return self.p_greater if sided == "greater" else self.p_two_sided
 
@@ -127,7 +130,18 @@ def _from_null(observed: float, null: np.ndarray, center: float, *, paired: bool
         z = (observed - float(null.mean())) / sd
         greater = min(greater, normal_upper(z)) if above == 0 else greater
         less = min(less, normal_upper(-z)) if below == 0 else less
-    return Test(observed, center, sd, min(1.0, 2 * min(greater, less)), greater, degenerate=sd == 0 and not paired)
+    two = min(1.0, 2 * min(greater, less))
+    return Test(observed, center, sd, two, greater, degenerate=sd == 0 and not paired, p_less=less)
+
+
+def jointly(first: Test, second: Test) -> Test:
+    """Both tests must reject, in the same direction: the intersection–union test, whose one-sided
+    p-values are the larger of the two (its false-alarm rate is at most either test's, whatever
+    their dependence — Berger 1982). Reported as ``first``: its statistic, spread and power."""
+    assert first.p_less is not None and second.p_less is not None
+    greater, less = max(first.p_greater, second.p_greater), max(first.p_less, second.p_less)
+    two = min(1.0, 2 * min(greater, less))
+    return dataclasses.replace(first, p_two_sided=two, p_greater=greater, p_less=less)
 
 
 def _permutations(n_rows: int) -> int:

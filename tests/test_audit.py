@@ -437,3 +437,56 @@ def test_a_check_whose_figure_cannot_vary_is_inconclusive_not_a_pass() -> None:
     accuracy = next(c for c in checks if c.id == "forget_accuracy")
     assert accuracy.status == "inconclusive" and "cannot vary" in accuracy.detail
     assert overall_verdict(checks) == "inconclusive"
+
+
+def _phi_scores(phi: np.ndarray):
+    """Predictions whose φ is ``phi`` (loss and correctness as for two classes)."""
+    from iau_cli.metrics import Predictions
+
+    p = 1 / (1 + np.exp(-phi))
+    return Predictions((-np.log(p)).astype(np.float32), phi > 0, margins=phi)
+
+
+def test_reference_targets_hold_the_null_where_the_training_labels_are_noisy() -> None:
+    """A split whose training labels are partly wrong and whose test labels are clean (builtin:noisy):
+    a model that never saw the forget rows gets the wrong-label rows wrong, so the raw comparison
+    with clean held-out rows calls it over-forgotten. With the stored targets (what models that
+    never saw a row give it) as a second witness it passes; a no-op and an overshoot still fail."""
+    from iau_cli.audit import Evidence, ReferenceTargets, RowScores, Thresholds, verdict_checks
+    from iau_cli.verdict import Groups
+
+    rng = np.random.default_rng(3)
+    n_forget, n_pool, n_proxy = 200, 800, 300
+    wrong = rng.random(n_forget) < 0.3  # forget rows whose (training) label is wrong
+    target_forget = np.where(wrong, -2.5, 1.5) + rng.normal(0, 0.5, n_forget)
+    target_pool = 1.5 + rng.normal(0, 0.5, n_pool)
+    targets = ReferenceTargets(target_forget, target_pool, np.full(n_proxy, 1.5))
+    pool = _phi_scores(target_pool + rng.normal(0, 1.0, n_pool))
+    proxy = _phi_scores(np.full(n_proxy, 8.0))  # retained rows, memorized
+    groups = Groups(np.zeros(n_forget, int), np.zeros(n_pool, int))
+    proxy_groups = Groups(np.zeros(n_proxy, int), np.zeros(n_pool, int))
+
+    def statuses(forget_phi: np.ndarray, with_targets: bool) -> dict[str, str]:
+        scores = RowScores(_phi_scores(forget_phi), pool, proxy)
+        evidence = Evidence(groups, proxy_groups, scores, targets=targets if with_targets else None)
+        return {c.id: c.status for c in verdict_checks(evidence, Thresholds(), seed=1)}
+
+    retrained = target_forget + rng.normal(0, 1.0, n_forget)
+    raw = statuses(retrained, with_targets=False)
+    assert raw["membership_auc"] == "fail" and raw["forget_accuracy"] == "fail"  # the false alarm
+    fixed = statuses(retrained, with_targets=True)
+    assert fixed["membership_auc"] == "pass" and "fail" not in fixed.values()
+    noop = statuses(np.full(n_forget, 8.0), with_targets=True)
+    assert noop["membership_auc"] == "fail" and noop["forget_accuracy"] == "fail"
+    assert statuses(target_forget - 3.0, with_targets=True)["membership_auc"] == "fail"  # every row pushed past
+
+
+def test_jointly_rejects_only_where_both_tests_reject_the_same_way() -> None:
+    from iau_cli.verdict import Test, jointly
+
+    up = Test(0.7, 0.5, 0.02, 1e-6, 5e-7, p_less=1.0)
+    down = Test(0.3, 0.5, 0.02, 1e-6, 1.0, p_less=5e-7)
+    flat = Test(0.5, 0.5, 0.02, 1.0, 0.5, p_less=0.5)
+    assert jointly(up, up).p_two_sided == pytest.approx(1e-6)
+    assert jointly(up, flat).p_two_sided == 1.0 and jointly(up, down).p_two_sided == 1.0
+    assert jointly(down, down).p_less == 5e-7 and jointly(up, flat).statistic == 0.7

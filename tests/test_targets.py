@@ -105,6 +105,8 @@ def test_a_chain_of_small_requests_keeps_utility_and_reaches_retraining(
     restored = restore(final)
     assert [e["ran"]["rule"] for e in restored.meta.lineage[1:]] == ["targeted"] * 10
     assert all(e["ran"]["check"]["code"] == "ok" for e in restored.meta.lineage[1:])
+    # every request after the first held its accuracy against the chain's start, not only its parent
+    assert [e["ran"]["check"].get("chain_requests") for e in restored.meta.lineage[1:]] == [None, *range(2, 11)]
     (tmp_path / "matched").mkdir()
     old = chain(paths["original"], ids, tmp_path / "matched", 10, options={"rule": "matched"})
     old_auc, old_accuracy = heldout_figures(old, ids)
@@ -141,7 +143,17 @@ def test_two_memorized_rows_move_and_a_failed_self_check_falls_back_to_retrainin
 
 @pytest.mark.parametrize(
     "change",
-    ["two-dimensional keys", "short target", "int32 keys", "unsorted keys", "bf16 target", "keys only", "NaN target"],
+    [
+        "two-dimensional keys",
+        "short target",
+        "int32 keys",
+        "unsorted keys",
+        "bf16 target",
+        "keys only",
+        "NaN target",
+        "held-out keys only",
+        "short held-out target",
+    ],
 )
 def test_a_crafted_reference_table_is_refused_at_load(small_checkpoint: Path, tmp_path: Path, change: str) -> None:
     import torch
@@ -154,6 +166,16 @@ def test_a_crafted_reference_table_is_refused_at_load(small_checkpoint: Path, tm
     with safe_open(str(small_checkpoint), framework="pt") as handle:
         metadata = handle.metadata()
         tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+    if change.startswith(("held-out", "short held-out")):  # the held-out targets the audit reads
+        assert REFERENCE_PREFIX + "heldout_keys" in tensors
+        if change == "held-out keys only":
+            del tensors[REFERENCE_PREFIX + "heldout_target"]
+        else:
+            tensors[REFERENCE_PREFIX + "heldout_target"] = tensors[REFERENCE_PREFIX + "heldout_target"][:-1]
+        save_file(tensors, str(tmp_path / "m.safetensors"), metadata=metadata)
+        with pytest.raises(CheckpointError, match="reference table"):
+            load_checkpoint(tmp_path / "m.safetensors")
+        return
     keys, target = tensors[REFERENCE_PREFIX + "keys"], tensors[REFERENCE_PREFIX + "target"]
     keys, target = {
         "two-dimensional keys": (keys[:, None], target),
@@ -188,3 +210,30 @@ def test_a_cleanup_audit_needs_the_lineage_event_of_exactly_the_audited_ids() ->
     assert _cleanup_lineage(restored, "B")
     assert not _cleanup_lineage(restored, "A")  # an erasure in a lineage that later ran a cleanup
     assert not _cleanup_lineage(restored, "C")  # ids no event recorded as one request
+
+
+def test_a_chain_is_held_to_its_start_and_a_retrain_starts_a_new_one() -> None:
+    """Each request may lose a little held-out accuracy that its own check lets through; the chain's
+    loss since the model was trained or retrained is held to the same allowance."""
+    from iau_cli.methods.iau import chain_start, self_check
+    from iau_cli.unlearning import chain_since_training
+
+    ran = {"rule": "targeted", "calibration_rows": 500}
+    lineage = [
+        {"event": "train"},
+        {"event": "unlearn", "method": "iau", "ran": {**ran, "calibration_accuracy_before": 0.90}},
+        {"event": "unlearn", "method": "retrain", "ran": {}},
+        {"event": "unlearn", "method": "iau", "ran": {**ran, "calibration_accuracy_before": 0.84}},
+        {"event": "unlearn", "method": "iau", "ran": {**ran, "calibration_accuracy_before": 0.82}},
+    ]
+    chain = chain_since_training(lineage)
+    assert [r["calibration_accuracy_before"] for r in chain] == [0.84, 0.82]  # the retrain reset it
+    assert chain_start(chain, 500) == (0.84, 2)
+    assert chain_start(chain, 400) is None  # other rows measured: no comparison
+    assert chain_start([{**ran, "rule": "matched", "calibration_accuracy_before": 0.9}, *chain], 500) == (0.84, 2)
+    # 0.805 now: 1.5 points below the parent (inside the allowance), 3.5 below the chain's start
+    assert self_check(0.82, 0.805, 500, True, "").get("code") == "ok"
+    chained = self_check(0.82, 0.805, 500, True, "", chain=chain_start(chain, 500))
+    assert chained["code"] == "chain_heldout_drop" and chained["chain_requests"] == 3
+    assert "since the model was trained or retrained" in chained["message"]
+    assert self_check(0.82, 0.81, 500, True, "", chain=(0.82, 2))["code"] == "ok"

@@ -41,6 +41,9 @@ class UnlearnContext:
     # Per forget row: φ a model that never saw it gives (iau_cli.references); NaN where unknown.
     forget_targets: np.ndarray | None = None
     targets_source: str = "not looked up"
+    # The lineage's unlearn events since the model was last trained or retrained (oldest first), as
+    # recorded (their ``ran``): a chain of requests checks its held-out accuracy since then.
+    chain: list[dict[str, Any]] = field(default_factory=list)
     _forget_sum: GradDict | None = field(default=None, repr=False)
     _retain_sum: GradDict | None = field(default=None, repr=False)
     seconds_gradients: float = 0.0

@@ -178,6 +178,7 @@ def _targeted(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
             rms_after <= options.reach_tol,
             f"the forget rows are {rms_after:.2f} (rms, logit units) from their targets after {steps} steps, "
             f"over the {options.reach_tol:g} allowed (-O reach_tol)",
+            chain=chain_start(ctx.chain, len(heldout_rows)),
         ),
     }
     return MethodOutput(model, details)
@@ -187,26 +188,64 @@ CHECK_CODES = {
     "ok": "the forget rows reached their targets and held-out accuracy held",
     "targets_not_reached": "the method stopped before the forget rows reached their targets",
     "heldout_accuracy_drop": "held-out (calibration) accuracy fell by more than its sampling error",
+    "chain_heldout_drop": "over the requests since the model was trained or retrained, held-out accuracy fell by "
+    "more than its sampling error",
 }
 """The stable codes of a rule's self-check (``details.check.code``); unlearn acts on any but ok."""
 
 
-def self_check(accuracy_before: float, accuracy_after: float, rows: int, reached: bool, why: str) -> dict[str, Any]:
+def chain_start(chain: list[dict[str, Any]], rows: int) -> tuple[float, int] | None:
+    """(calibration accuracy before the first request, requests) of the run of ``targeted``
+    requests this one extends — since the model was trained or retrained, measured on the same
+    checked rows (None when this is the first, or an earlier request measured other rows)."""
+    start, requests = None, 0
+    for ran in reversed(chain):
+        accuracy = ran.get("calibration_accuracy_before")
+        if ran.get("rule") != "targeted" or ran.get("calibration_rows") != rows or not isinstance(accuracy, float):
+            break
+        start, requests = accuracy, requests + 1
+    return None if start is None else (start, requests)
+
+
+def self_check(
+    accuracy_before: float,
+    accuracy_after: float,
+    rows: int,
+    reached: bool,
+    why: str,
+    chain: tuple[float, int] | None = None,
+) -> dict[str, Any]:
     """What a rule measured of itself before the model is written: did the forget rows reach
     their targets, and did held-out accuracy on the calibration rows hold? A drop counts when it is
     larger than max(1 pt, 2 SE) of that accuracy at that many rows (a paired change is at most that
-    noisy), so a request is not refused for noise."""
+    noisy), so a request is not refused for noise.
+
+    ``chain``: the accuracy before the first of the requests since the model was trained or
+    retrained, and how many. Each request may lose a fraction of a point that its own check lets
+    through and a chain adds up (30 requests of 0.5% lost 7 points where retraining lost 2,
+    BENCHMARKS §1); the drop since then is held to the same allowance, and ``--fallback retrain``
+    then retrains, which starts a new chain."""
     se = math.sqrt(max(accuracy_before * (1 - accuracy_before), 1e-4) / max(rows, 1))
     allowed = max(0.01, 2 * se)
     drop = accuracy_before - accuracy_after
+    chain_drop = chain[0] - accuracy_after if chain is not None else None
     if not reached:
         code, message = "targets_not_reached", why
     elif drop > allowed:
         code = "heldout_accuracy_drop"
         message = f"calibration accuracy fell {100 * drop:.1f} points, over the {100 * allowed:.1f} allowed"
+    elif chain is not None and chain_drop is not None and chain_drop > allowed:
+        code = "chain_heldout_drop"
+        message = (
+            f"calibration accuracy fell {100 * chain_drop:.1f} points over the {chain[1] + 1} requests since the "
+            f"model was trained or retrained, over the {100 * allowed:.1f} allowed (--fallback retrain resets the chain)"
+        )
     else:
         code, message = "ok", CHECK_CODES["ok"]
-    return {"code": code, "message": message, "calibration_drop": drop, "calibration_drop_allowed": allowed}
+    result = {"code": code, "message": message, "calibration_drop": drop, "calibration_drop_allowed": allowed}
+    if chain is not None:
+        result.update(chain_requests=chain[1] + 1, chain_calibration_drop=chain_drop)
+    return result
 
 
 def _split_by_id(split: Any, rows: np.ndarray, key: str) -> tuple[np.ndarray, np.ndarray]:
