@@ -173,8 +173,11 @@ def calibrate(args, workload: str) -> dict:
                         restored, unlearned(restored, forget, MethodName.IAU, {"steps": 38})
                     )
                     models["default rule"] = full_predictions(restored, unlearned(restored, forget, MethodName.IAU, {}))
-                targets = targets_for(table, forget, proxy)
+                found = targets_for(table, forget, proxy)
                 for kind, cached in models.items():
+                    # the default (targeted) rule moved the rows to these targets: the audit does not
+                    # judge it by them (iau_cli.audit.reference_targets), so neither does this
+                    targets = None if kind.startswith("default rule") else found
                     audited = scores(cached, forget, proxy)
                     plain = Evidence(groups, proxy_groups, audited, targets=targets)
                     with_original = Evidence(

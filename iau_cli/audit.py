@@ -379,19 +379,33 @@ def audit_rows(restored: Restored, audited: list[str], seed: int) -> AuditRows:
     return AuditRows(forget=forget, retain=learn, nonmember=heldout_pool(restored.data.test), proxy=proxy)
 
 
-def reference_targets(restored: Restored, rows: AuditRows) -> ReferenceTargets | None:
+def reference_targets(restored: Restored, rows: AuditRows) -> tuple[ReferenceTargets | None, str | None]:
     """The checkpoint's stored targets for the audited rows (carried from the model ``iau train``
-    wrote through every child), or None when it has none for most of them."""
+    wrote through every child), and a note when there are some that cannot be used: the targeted
+    rule moved forget rows *to* these targets since the last (re)training, so judging its deletion
+    by them would be circular (it would pass whatever the raw checks found); or their operator key
+    is missing; or they cover too few of the rows."""
     from iau_cli.references import lookup_heldout_targets, lookup_targets
+    from iau_cli.unlearning import chain_since_training
 
     meta, tensors = restored.meta.references, restored.checkpoint.reference_tensors
+    if meta is None or "heldout_keys" not in tensors:
+        return None, None  # a model without held-out targets (trained elsewhere, or before they were stored)
+    if any(ran.get("rule") == "targeted" for ran in chain_since_training(restored.meta.lineage)):
+        return None, (
+            "reference targets not used: the targeted rule moved forget rows to them since the model was last "
+            "(re)trained, so they cannot judge it; the raw checks decide (--reference for a second witness)"
+        )
     train, test = restored.data.train, restored.data.test
     pool = lookup_heldout_targets(meta, tensors, [test.ids[r] for r in rows.nonmember])
     if pool is None:
-        return None
+        return None, "reference targets not used: their operator key is not in IAU_ID_KEY_FILE"
     forget, _ = lookup_targets(meta, tensors, [train.ids[r] for r in rows.forget])
     proxy, _ = lookup_targets(meta, tensors, [train.ids[r] for r in rows.proxy])
-    return ReferenceTargets.usable(forget, pool, proxy)
+    usable = ReferenceTargets.usable(forget, pool, proxy)
+    if usable is None:
+        return None, "reference targets not used: they cover too few of the audited rows (data learned later)"
+    return usable, None
 
 
 def _loss_histogram(title: str, scores: RowScores) -> Histogram:
@@ -421,9 +435,9 @@ def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditRe
     scored, scores = model_figures(restored, restored.model, rows, request, probs=True)
     progress("audit: the audited model", 1, 1)
     evidence = Evidence(groups, verdict.Groups(train.labels[rows.proxy], groups.pool_labels), scores)
-    evidence.targets = reference_targets(restored, rows)
+    evidence.targets, targets_note = reference_targets(restored, rows)
     figures = [_loss_histogram("Loss of forget rows vs held-out rows (audited model)", scores)]
-    notes = _size_notes(groups)
+    notes = _size_notes(groups) + ([targets_note] if targets_note else [])
     reference = original = None
     comparison: dict[str, float] = {}
     models = {"audited": (scored, restored.model)}  # name → (figures, model)
@@ -666,6 +680,9 @@ class _Candidate:
     noop: float | None = None
     noop_source: str = ""
     tolerance: float = 0.0
+    raw: verdict.Test | None = None  # the check's own test, before it was joined with the witness
+    residual: verdict.Test | None = None  # the reference-target witness this check was joined with
+    residual_noop: float | None = None  # how far a model that kept the rows lies by that witness
 
 
 def _auc(scores: np.ndarray, pool: np.ndarray, groups: verdict.Groups) -> float:
@@ -765,10 +782,29 @@ def residual_test(evidence: Evidence, rng: np.random.Generator) -> verdict.Test 
     return verdict.stratified_auc_test(forget, pool, groups, rng)
 
 
-def _with_residual(candidate: _Candidate, residual: verdict.Test | None) -> _Candidate:
+def _residual_noop(evidence: Evidence) -> tuple[float | None, str]:
+    """How far a model that kept the rows would lie by the residual AUC: the original's, or the
+    retained rows the audited model still holds (their targets are stored too)."""
+    targets = evidence.targets
+    assert targets is not None
+    if evidence.original is not None:
+        forget, pool, groups = _residual_auc(evidence.original, targets, evidence.groups)
+        return _auc(forget, pool, groups) - 0.5, "the original"
+    proxy = evidence.audited.proxy
+    ok, p_ok = np.isfinite(targets.proxy), np.isfinite(targets.pool)
+    if proxy is None or proxy.margins is None or not ok.any():
+        return None, ""
+    residuals = proxy.margins[ok] - targets.proxy[ok]
+    pool = evidence.audited.pool.margins[p_ok] - targets.pool[p_ok]  # type: ignore[index]
+    groups = verdict.Groups(evidence.proxy_groups.forget_labels[ok], evidence.proxy_groups.pool_labels[p_ok])
+    return _auc(residuals, pool, groups) - 0.5, "retained rows this model still holds"
+
+
+def _with_residual(candidate: _Candidate, residual: verdict.Test | None, evidence: Evidence) -> _Candidate:
     """A raw check that may only reject where the residual test rejects the same way (jointly)."""
     if residual is None:
         return candidate
+    candidate.raw, candidate.residual, candidate.residual_noop = candidate.test, residual, _residual_noop(evidence)[0]
     candidate.test = verdict.jointly(candidate.test, residual)
     candidate.where += f"; against the reference targets: residual AUC {residual.statistic:.3f} (both must reject)"
     return candidate
@@ -812,8 +848,8 @@ def verdict_checks(evidence: Evidence, thresholds: Thresholds, *, cleanup: bool 
         ]
     residual = residual_test(evidence, rng)
     candidates = [
-        _with_residual(_membership(evidence, rng, sided, thresholds.mia_margin or 0.0), residual),
-        _with_residual(_forget_accuracy(evidence, rng, sided, thresholds.accuracy_margin or 0.0), residual),
+        _with_residual(_membership(evidence, rng, sided, thresholds.mia_margin or 0.0), residual, evidence),
+        _with_residual(_forget_accuracy(evidence, rng, sided, thresholds.accuracy_margin or 0.0), residual, evidence),
     ]
     if evidence.shadow is not None:
         candidates.append(_per_row(evidence, rng, sided))
@@ -874,6 +910,23 @@ def _decide(c: _Candidate, rejected: bool, level: float, worst_level: float, evi
             f"predicted right), so this check cannot tell anything; more rows or --reference would decide; {stats}"
         )
         return Check(c.name, None, c.value, threshold, detail, status="inconclusive", **common)
+    if c.residual is not None and c.raw is not None and not rejected:
+        raw_p = c.raw.p_value(c.sided)
+        against = c.residual.p_greater if (c.test.statistic - c.test.center) < 0 else c.residual.p_less
+        if raw_p <= level and against is not None and against <= level / 2:
+            detail = (
+                f"{c.where}: the raw comparison and the reference targets point opposite ways, each beyond "
+                f"chance: contradictory evidence, not a pass; --reference RETRAINED would decide; {stats}"
+            )
+            return Check(c.name, None, c.value, threshold, detail, status="inconclusive", **common)
+        residual_detectable = c.residual.detectable(worst_level, c.sided)
+        if c.residual_noop is not None and c.residual_noop <= residual_detectable:
+            detail = (
+                f"{c.where}; not told apart, but the reference-target witness could not have told a model that kept "
+                f"the rows either (its distance {c.residual_noop:+.3f}, below the {residual_detectable:.3f} it detects); "
+                f"more rows or --reference would decide; {stats}"
+            )
+            return Check(c.name, None, c.value, threshold, detail, status="inconclusive", **common)
     if c.removal and c.noop is not None and c.noop <= detectable:
         detail = (
             f"{c.where}; not told apart, but this check could not have told a model that kept the rows either: "

@@ -248,14 +248,17 @@ def build_context(
 
 def chain_since_training(lineage: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What the unlearn events since the last training or retrain ran (oldest first): the chain a
-    new request extends. A retrain (or a fallback to one) starts a new chain."""
+    new request extends. A retrain (or a fallback to one), a training or an import starts a new
+    chain; events that leave the weights as they are (a ledger refresh) are passed over."""
     retraining = {name.value for name in MethodName if get_method(name).retrains}
     chain: list[dict[str, Any]] = []
     for event in reversed(lineage):
-        ran = event.get("ran")
-        if event.get("event") != "unlearn" or not isinstance(ran, dict) or event.get("method") in retraining:
+        if event.get("event") == "ledger-refresh":
+            continue
+        if event.get("event") != "unlearn" or event.get("method") in retraining:
             break
-        chain.append(ran)
+        ran = event.get("ran")
+        chain.append(ran if isinstance(ran, dict) else {})
     return chain[::-1]
 
 

@@ -1,4 +1,5 @@
 import csv
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -490,3 +491,39 @@ def test_jointly_rejects_only_where_both_tests_reject_the_same_way() -> None:
     assert jointly(up, up).p_two_sided == pytest.approx(1e-6)
     assert jointly(up, flat).p_two_sided == 1.0 and jointly(up, down).p_two_sided == 1.0
     assert jointly(down, down).p_less == 5e-7 and jointly(up, flat).statistic == 0.7
+
+
+def test_the_reference_witness_judges_a_retrained_model_but_never_the_rule_that_aimed_at_it(
+    memorizing_pair: dict,
+) -> None:
+    """The retrained model (method retrain carries the original's table) is judged with the witness;
+    the default rule's deletion moved its rows to those very targets, so its audit leaves them out
+    and says so — with them it would pass whatever the raw checks found."""
+    retrained = _audit(memorizing_pair["retrained"], memorizing_pair["ids"])
+    membership = next(c for c in retrained.checks if c.id == "membership_auc")
+    assert "against the reference targets" in membership.detail and membership.status != "fail"
+    unlearned = _audit(memorizing_pair["unlearned"], memorizing_pair["ids"])
+    assert any("reference targets not used: the targeted rule" in n for n in unlearned.notes)
+    assert all("against the reference targets" not in c.detail for c in unlearned.checks)
+
+
+def test_opposite_verdicts_of_the_raw_check_and_the_witness_are_inconclusive() -> None:
+    from iau_cli.audit import Evidence, ReferenceTargets, RowScores, Thresholds, verdict_checks
+    from iau_cli.verdict import Groups
+
+    rng = np.random.default_rng(5)
+    n_forget, n_pool = 200, 800
+    target_pool = 1.5 + rng.normal(0, 0.5, n_pool)
+    pool = _phi_scores(target_pool + rng.normal(0, 1.0, n_pool))
+    # forget rows more confident than held-out rows (raw: remembers), but far below their own
+    # targets (the witness: over-forgotten)
+    targets = ReferenceTargets(np.full(n_forget, 7.0), target_pool, np.full(300, 1.5))
+    scores = RowScores(_phi_scores(4.0 + rng.normal(0, 0.5, n_forget)), pool, _phi_scores(np.full(300, 8.0)))
+    groups = Groups(np.zeros(n_forget, int), np.zeros(n_pool, int))
+    evidence = Evidence(groups, Groups(np.zeros(300, int), np.zeros(n_pool, int)), scores, targets=targets)
+    membership = next(c for c in verdict_checks(evidence, Thresholds(), seed=2) if c.id == "membership_auc")
+    assert membership.status == "inconclusive" and "opposite ways" in membership.detail
+    raw = next(
+        c for c in verdict_checks(dataclasses.replace(evidence, targets=None), Thresholds()) if c.id == "membership_auc"
+    )
+    assert raw.status == "fail"

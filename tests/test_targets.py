@@ -228,9 +228,13 @@ def test_a_chain_is_held_to_its_start_and_a_retrain_starts_a_new_one() -> None:
     ]
     chain = chain_since_training(lineage)
     assert [r["calibration_accuracy_before"] for r in chain] == [0.84, 0.82]  # the retrain reset it
+    refreshed = [*lineage[:4], {"event": "ledger-refresh"}, lineage[4]]  # weights unchanged: passed over
+    assert chain_since_training(refreshed) == chain
     assert chain_start(chain, 500) == (0.84, 2)
     assert chain_start(chain, 400) is None  # other rows measured: no comparison
     assert chain_start([{**ran, "rule": "matched", "calibration_accuracy_before": 0.9}, *chain], 500) == (0.84, 2)
+    # a request by another method in between counts and is passed over
+    assert chain_start([chain[0], {"rule": "finetune"}, chain[1]], 500) == (0.84, 3)
     # 0.805 now: 1.5 points below the parent (inside the allowance), 3.5 below the chain's start
     assert self_check(0.82, 0.805, 500, True, "").get("code") == "ok"
     chained = self_check(0.82, 0.805, 500, True, "", chain=chain_start(chain, 500))

@@ -195,16 +195,20 @@ CHECK_CODES = {
 
 
 def chain_start(chain: list[dict[str, Any]], rows: int) -> tuple[float, int] | None:
-    """(calibration accuracy before the first request, requests) of the run of ``targeted``
-    requests this one extends — since the model was trained or retrained, measured on the same
-    checked rows (None when this is the first, or an earlier request measured other rows)."""
+    """(calibration accuracy before the first ``targeted`` request of the chain this one extends,
+    requests since then) — measured on the same checked rows. Requests by other rules or methods
+    in between count and are passed over (they record no such accuracy); None when this is the first
+    or an earlier request measured other rows (the data changed)."""
     start, requests = None, 0
     for ran in reversed(chain):
+        requests += 1
+        if ran.get("rule") != "targeted":
+            continue
         accuracy = ran.get("calibration_accuracy_before")
-        if ran.get("rule") != "targeted" or ran.get("calibration_rows") != rows or not isinstance(accuracy, float):
+        if ran.get("calibration_rows") != rows or not isinstance(accuracy, float):
             break
-        start, requests = accuracy, requests + 1
-    return None if start is None else (start, requests)
+        start, counted = accuracy, requests
+    return None if start is None else (start, counted)
 
 
 def self_check(
