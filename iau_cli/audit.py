@@ -761,7 +761,9 @@ def _per_row(evidence: Evidence, rng: np.random.Generator, sided: str) -> _Candi
     return candidate
 
 
-def _residual_auc(scores: RowScores, targets: ReferenceTargets, groups: verdict.Groups) -> tuple[np.ndarray, ...]:
+def _residual_auc(
+    scores: RowScores, targets: ReferenceTargets, groups: verdict.Groups
+) -> tuple[np.ndarray, np.ndarray, verdict.Groups]:
     """(forget residuals, pool residuals, the groups of the rows that have targets)."""
     assert scores.forget.margins is not None and scores.pool.margins is not None
     f_ok, p_ok = np.isfinite(targets.forget), np.isfinite(targets.pool)
@@ -782,29 +784,26 @@ def residual_test(evidence: Evidence, rng: np.random.Generator) -> verdict.Test 
     return verdict.stratified_auc_test(forget, pool, groups, rng)
 
 
-def _residual_noop(evidence: Evidence) -> tuple[float | None, str]:
+def _residual_noop(evidence: Evidence) -> float | None:
     """How far a model that kept the rows would lie by the residual AUC: the original's, or the
     retained rows the audited model still holds (their targets are stored too)."""
     targets = evidence.targets
     assert targets is not None
     if evidence.original is not None:
-        forget, pool, groups = _residual_auc(evidence.original, targets, evidence.groups)
-        return _auc(forget, pool, groups) - 0.5, "the original"
+        return _auc(*_residual_auc(evidence.original, targets, evidence.groups)) - 0.5
     proxy = evidence.audited.proxy
-    ok, p_ok = np.isfinite(targets.proxy), np.isfinite(targets.pool)
-    if proxy is None or proxy.margins is None or not ok.any():
-        return None, ""
-    residuals = proxy.margins[ok] - targets.proxy[ok]
-    pool = evidence.audited.pool.margins[p_ok] - targets.pool[p_ok]  # type: ignore[index]
-    groups = verdict.Groups(evidence.proxy_groups.forget_labels[ok], evidence.proxy_groups.pool_labels[p_ok])
-    return _auc(residuals, pool, groups) - 0.5, "retained rows this model still holds"
+    if proxy is None or proxy.margins is None or not np.isfinite(targets.proxy).any():
+        return None
+    as_forget = ReferenceTargets(targets.proxy, targets.pool, targets.proxy)  # the proxy rows in the forget rows' place
+    scores = RowScores(proxy, evidence.audited.pool)
+    return _auc(*_residual_auc(scores, as_forget, evidence.proxy_groups)) - 0.5
 
 
-def _with_residual(candidate: _Candidate, residual: verdict.Test | None, evidence: Evidence) -> _Candidate:
+def _with_residual(candidate: _Candidate, residual: verdict.Test | None, noop: float | None) -> _Candidate:
     """A raw check that may only reject where the residual test rejects the same way (jointly)."""
     if residual is None:
         return candidate
-    candidate.raw, candidate.residual, candidate.residual_noop = candidate.test, residual, _residual_noop(evidence)[0]
+    candidate.raw, candidate.residual, candidate.residual_noop = candidate.test, residual, noop
     candidate.test = verdict.jointly(candidate.test, residual)
     candidate.where += f"; against the reference targets: residual AUC {residual.statistic:.3f} (both must reject)"
     return candidate
@@ -847,9 +846,10 @@ def verdict_checks(evidence: Evidence, thresholds: Thresholds, *, cleanup: bool 
             for check_id, name in (("membership_auc", "membership (loss AUC)"), ("forget_accuracy", "forget accuracy"))
         ]
     residual = residual_test(evidence, rng)
+    noop = _residual_noop(evidence) if residual is not None else None
     candidates = [
-        _with_residual(_membership(evidence, rng, sided, thresholds.mia_margin or 0.0), residual, evidence),
-        _with_residual(_forget_accuracy(evidence, rng, sided, thresholds.accuracy_margin or 0.0), residual, evidence),
+        _with_residual(_membership(evidence, rng, sided, thresholds.mia_margin or 0.0), residual, noop),
+        _with_residual(_forget_accuracy(evidence, rng, sided, thresholds.accuracy_margin or 0.0), residual, noop),
     ]
     if evidence.shadow is not None:
         candidates.append(_per_row(evidence, rng, sided))
