@@ -53,7 +53,7 @@ SIZES = [("5 rows", 5, None), ("1%", None, 0.01), ("5%", None, 0.05), ("10%", No
 
 
 def take(predictions, index):
-    from iau_cli.metrics import Predictions
+    from iau_cli.core.metrics import Predictions
 
     margins = predictions.margins[index] if predictions.margins is not None else None
     return Predictions(predictions.losses[index], predictions.correct[index], margins=margins)
@@ -61,8 +61,8 @@ def take(predictions, index):
 
 def full_predictions(restored, model):
     """A model's predictions on every training row and every held-out (evaluation-half) row."""
-    from iau_cli.audit import heldout_pool
-    from iau_cli.metrics import predict
+    from iau_cli.core.metrics import predict
+    from iau_cli.recipes.audit import heldout_pool
 
     train = predict(model, restored.data.train, np.arange(len(restored.data.train)), restored.device, keep_margins=True)
     pool = predict(model, restored.data.test, heldout_pool(restored.data.test), restored.device, keep_margins=True)
@@ -72,8 +72,8 @@ def full_predictions(restored, model):
 def all_targets(restored, raw: bool):
     """The original's stored reference targets for every training row and every held-out row (what
     a model retrained from it carries, so what `iau audit` reads); None with --raw or no table."""
-    from iau_cli.audit import heldout_pool
-    from iau_cli.references import lookup_heldout_targets, lookup_targets
+    from iau_cli.core.references import lookup_heldout_targets, lookup_targets
+    from iau_cli.recipes.audit import heldout_pool
 
     meta, tensors = restored.meta.references, restored.checkpoint.reference_tensors
     pool = lookup_heldout_targets(meta, tensors, [restored.data.test.ids[r] for r in heldout_pool(restored.data.test)])
@@ -83,7 +83,7 @@ def all_targets(restored, raw: bool):
 
 
 def targets_for(table, forget, proxy):
-    from iau_cli.audit import ReferenceTargets
+    from iau_cli.recipes.audit import ReferenceTargets
 
     if table is None:
         return None
@@ -92,15 +92,15 @@ def targets_for(table, forget, proxy):
 
 
 def scores(cached, forget, proxy):
-    from iau_cli.audit import RowScores
+    from iau_cli.recipes.audit import RowScores
 
     train, pool = cached
     return RowScores(take(train, forget), pool, take(train, proxy))
 
 
 def unlearned(restored, forget, method, options):
-    from iau_cli.methods import get_method
-    from iau_cli.unlearning import build_context, plan_rows
+    from iau_cli.core.methods import get_method
+    from iau_cli.recipes.unlearn import build_context, plan_rows
 
     spec = get_method(method)
     context = build_context(restored, plan_rows(restored, forget.tolist()), {}, model=copy.deepcopy(restored.model))
@@ -108,16 +108,16 @@ def unlearned(restored, forget, method, options):
 
 
 def verdict_of(evidence, alpha, seed):
-    from iau_cli.audit import Thresholds, overall_verdict, verdict_checks
+    from iau_cli.recipes.audit import Thresholds, overall_verdict, verdict_checks
 
     checks = verdict_checks(evidence, Thresholds(alpha=alpha), seed=seed)
     return overall_verdict(checks), [c.id for c in checks if c.status == "fail"]
 
 
 def prepare(workload: str, work: Path, pools: int, device: str):
-    from iau_cli.bench.spec import BUILTIN_WORKLOADS
-    from iau_cli.runs import restore, train
-    from iau_cli.training import RowPartition, train_model
+    from iau_cli.core.training import RowPartition, train_model
+    from iau_cli.recipes.bench.spec import BUILTIN_WORKLOADS
+    from iau_cli.recipes.train import restore, train
 
     config = BUILTIN_WORKLOADS[workload]()
     path = work / f"{workload}-original.safetensors"
@@ -141,9 +141,9 @@ def prepare(workload: str, work: Path, pools: int, device: str):
 
 
 def calibrate(args, workload: str) -> dict:
-    from iau_cli.audit import Evidence, matched_sample
-    from iau_cli.methods import MethodName
-    from iau_cli.verdict import Groups
+    from iau_cli.core.methods import MethodName
+    from iau_cli.core.verdict import Groups
+    from iau_cli.recipes.audit import Evidence, matched_sample
 
     started = time.perf_counter()
     config, restored, learned, pool_rows, retrained = prepare(workload, args.work, args.pools, args.device)
@@ -176,7 +176,7 @@ def calibrate(args, workload: str) -> dict:
                 found = targets_for(table, forget, proxy)
                 for kind, cached in models.items():
                     # the default (targeted) rule moved the rows to these targets: the audit does not
-                    # judge it by them (iau_cli.audit.reference_targets), so neither does this
+                    # judge it by them (iau_cli.recipes.audit.reference_targets), so neither does this
                     targets = None if kind.startswith("default rule") else found
                     audited = scores(cached, forget, proxy)
                     plain = Evidence(groups, proxy_groups, audited, targets=targets)
@@ -220,9 +220,9 @@ def calibrate(args, workload: str) -> dict:
 def exact_rows(args, workload, config, restored, learned, original) -> list[dict]:
     """Models retrained without exactly the forget set (the checkpoint's recipe and seed, as
     `iau unlearn --method retrain` does): what "test accuracy kept" sees against --original."""
-    from iau_cli.audit import Evidence, matched_sample
-    from iau_cli.training import RowPartition, train_model
-    from iau_cli.verdict import Groups
+    from iau_cli.core.training import RowPartition, train_model
+    from iau_cli.core.verdict import Groups
+    from iau_cli.recipes.audit import Evidence, matched_sample
 
     labels, test = restored.data.train.labels, restored.data.test
     pool_labels = test.labels[test.halves()[1]]
@@ -275,7 +275,10 @@ def exact_rows(args, workload, config, restored, learned, original) -> list[dict
 
 def thorough(args, workload: str) -> dict:
     """The per-row check (k shadow models) on 5% requests, one forget set per pool."""
-    from iau_cli.audit import (
+    from iau_cli.core.methods import MethodName
+    from iau_cli.core.verdict import Groups
+    from iau_cli.io.ids import ForgetRequest
+    from iau_cli.recipes.audit import (
         AuditRequest,
         AuditRows,
         Evidence,
@@ -285,9 +288,6 @@ def thorough(args, workload: str) -> dict:
         shadow_scores,
         verdict_checks,
     )
-    from iau_cli.ids import ForgetRequest
-    from iau_cli.methods import MethodName
-    from iau_cli.verdict import Groups
 
     started = time.perf_counter()
     config, restored, learned, pool_rows, retrained = prepare(workload, args.work, args.pools, args.device)
@@ -340,9 +340,9 @@ def paired(args, workload: str) -> dict:
     and another); the first audited against the second as --reference (the paired tests)."""
     import dataclasses
 
-    from iau_cli.audit import Evidence, matched_sample
-    from iau_cli.training import RowPartition, train_model
-    from iau_cli.verdict import Groups
+    from iau_cli.core.training import RowPartition, train_model
+    from iau_cli.core.verdict import Groups
+    from iau_cli.recipes.audit import Evidence, matched_sample
 
     started = time.perf_counter()
     config, restored, learned, _, _ = prepare(workload, args.work, 0, args.device)

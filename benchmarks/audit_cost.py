@@ -45,7 +45,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     import pyarrow.parquet as pq
 
-    from iau_cli.data import BUILTIN_DATASETS
+    from iau_cli.io.data import BUILTIN_DATASETS
 
     results = {}
     for name, (config, dataset) in CONFIGS.items():

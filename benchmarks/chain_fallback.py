@@ -24,11 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:
-    from iau_cli.bench.spec import BUILTIN_WORKLOADS
-    from iau_cli.ids import parse_forget_ids
-    from iau_cli.metrics import predict, tug_of_war
-    from iau_cli.runs import restore, train
-    from iau_cli.unlearning import UnlearnRequest, unlearn
+    from iau_cli.core.metrics import predict, tug_of_war
+    from iau_cli.io.ids import parse_forget_ids
+    from iau_cli.recipes.bench.spec import BUILTIN_WORKLOADS
+    from iau_cli.recipes.train import restore, train
+    from iau_cli.recipes.unlearn import UnlearnRequest, unlearn
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="builtin:purchase-mlp")

@@ -39,7 +39,7 @@ def main() -> None:
     import pyarrow.parquet as pq
 
     sys.path.insert(0, str(ROOT))
-    from iau_cli.data import BUILTIN_DATASETS
+    from iau_cli.io.data import BUILTIN_DATASETS
 
     ids = pq.read_table(BUILTIN_DATASETS["digits"]["train"], columns=["id"]).column("id").to_pylist()
     forget = work / "forget.txt"

@@ -65,9 +65,9 @@ import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from iau_cli.config import DataConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
-from iau_cli.data import BUILTIN_DATASETS, load_data  # noqa: E402
-from iau_cli.models import build_model  # noqa: E402
-from iau_cli.training import partition_rows, train_model  # noqa: E402
+from iau_cli.core.models import build_model  # noqa: E402
+from iau_cli.core.training import partition_rows, train_model  # noqa: E402
+from iau_cli.io.data import BUILTIN_DATASETS, load_data  # noqa: E402
 
 RECIPE = {"lr": 1e-3, "batch_size": 64, "gr_alpha": 0.005}
 
@@ -100,7 +100,7 @@ def make_wide(folder: Path) -> RunConfig:
 
 
 def make_digits() -> RunConfig:
-    from iau_cli.data import builtin_config
+    from iau_cli.io.data import builtin_config
 
     return RunConfig(
         data=builtin_config("digits"),

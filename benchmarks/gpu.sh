@@ -27,7 +27,7 @@ YAML
 python3 - "$OUT" <<'PY'
 import random, sys
 import pyarrow.parquet as pq
-from iau_cli.data import BUILTIN_DATASETS
+from iau_cli.io.data import BUILTIN_DATASETS
 ids = pq.read_table(BUILTIN_DATASETS["digits"]["train"], columns=["id"]).column("id").to_pylist()
 open(f"{sys.argv[1]}/forget.txt", "w").write("\n".join(random.Random(0).sample(ids, 72)) + "\n")
 PY

@@ -15,7 +15,7 @@ iau train "$config" --out m0.safetensors --set train.references=0 --json train.j
 python - "$n" "$rows" <<'EOF'
 import sys
 import numpy as np
-from iau_cli.runs import restore
+from iau_cli.recipes.train import restore
 n, rows = int(sys.argv[1]), int(sys.argv[2])
 r = restore("m0.safetensors")
 ids = [r.data.train.ids[i] for i in r.partition().learn]

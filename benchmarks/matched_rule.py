@@ -114,7 +114,7 @@ def main() -> None:
                     [
                         sys.executable,
                         "-c",
-                        f"from iau_cli.runs import restore; r = restore({str(original)!r}); "
+                        f"from iau_cli.recipes.train import restore; r = restore({str(original)!r}); "
                         "import json; print(json.dumps([r.data.train.ids[i] for i in r.partition().learn]))",
                     ],
                     capture_output=True,

@@ -1,5 +1,5 @@
 """The per-example (U-LiRA) test of unlearning methods: can an attacker tell, row by row, a model a
-method unlearned from one retrained without the rows? (``iau_cli.bench.per_example``; DESIGN §5.)
+method unlearned from one retrained without the rows? (``iau_cli.recipes.bench.per_example``; DESIGN §5.)
 
     python benchmarks/per_example.py [--workload builtin:purchase-mlp] [--seeds 8] [--ratio 0.05 | --rows N]
         [--methods iau 'no-corr=iau:{"correction":0.0}' finetune] [--chain N]
@@ -30,7 +30,16 @@ import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from iau_cli.bench.cells import (  # noqa: E402
+from iau_cli.cli.report import Report, Table, to_json  # noqa: E402
+from iau_cli.config import to_dict  # noqa: E402
+from iau_cli.core.methods import get_method  # noqa: E402
+from iau_cli.core.metrics import predict, tug_of_war  # noqa: E402
+from iau_cli.core.training import partition_rows  # noqa: E402
+from iau_cli.errors import IauError  # noqa: E402
+from iau_cli.io.data import load_data  # noqa: E402
+from iau_cli.io.files import Outputs  # noqa: E402
+from iau_cli.progress import no_progress  # noqa: E402
+from iau_cli.recipes.bench.cells import (  # noqa: E402
     SeedGrid,
     chain_plan,
     finite,
@@ -39,19 +48,10 @@ from iau_cli.bench.cells import (  # noqa: E402
     run_chain,
     timed_run,
 )
-from iau_cli.bench.per_example import per_example_test  # noqa: E402
-from iau_cli.bench.spec import ORIGINAL, MethodEntry, Workload, retrains, workload_config  # noqa: E402
-from iau_cli.bench.store import recipe_digest, with_seed  # noqa: E402
-from iau_cli.config import to_dict  # noqa: E402
-from iau_cli.data import load_data  # noqa: E402
-from iau_cli.errors import IauError  # noqa: E402
-from iau_cli.files import Outputs  # noqa: E402
-from iau_cli.methods import get_method  # noqa: E402
-from iau_cli.metrics import predict, tug_of_war  # noqa: E402
-from iau_cli.progress import no_progress  # noqa: E402
-from iau_cli.report import Report, Table, to_json  # noqa: E402
-from iau_cli.runs import Restored  # noqa: E402
-from iau_cli.training import partition_rows  # noqa: E402
+from iau_cli.recipes.bench.per_example import per_example_test  # noqa: E402
+from iau_cli.recipes.bench.spec import ORIGINAL, MethodEntry, Workload, retrains, workload_config  # noqa: E402
+from iau_cli.recipes.bench.store import recipe_digest, with_seed  # noqa: E402
+from iau_cli.recipes.train import Restored  # noqa: E402
 
 FORGET_SEED = 20240  # the forget set is drawn once, with this seed, whatever --seeds says
 ANOTHER_SEED = 1000

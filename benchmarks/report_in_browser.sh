@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE=1
 cd "$out"
 [ -f original.safetensors ] || iau train "$(python3 -c 'import iau_cli, pathlib; print(pathlib.Path(iau_cli.__file__).parent.parent / "sample_configs/purchase_mlp.yaml")')" --out original.safetensors -q
 python3 - <<'PY'
-from iau_cli.runs import restore
+from iau_cli.recipes.train import restore
 ids = restore("original.safetensors").partition().learn[:60]
 data = restore("original.safetensors").data.train
 open("forget.txt", "w").write("".join(data.ids[i] + "\n" for i in ids))

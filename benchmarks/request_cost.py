@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 from scaling import make_rows  # noqa: E402
 
-from iau_cli.methods import get_method  # noqa: E402
-from iau_cli.runs import default_run_config, restore, train  # noqa: E402
-from iau_cli.unlearning import build_context, plan_rows  # noqa: E402
+from iau_cli.core.methods import get_method  # noqa: E402
+from iau_cli.recipes.train import default_run_config, restore, train  # noqa: E402
+from iau_cli.recipes.unlearn import build_context, plan_rows  # noqa: E402
 
 
 def one_size(size: int, forget: int, repeats: int, folder: Path) -> dict:

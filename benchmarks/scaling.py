@@ -36,9 +36,9 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from iau_cli.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from iau_cli.data import BUILTIN_DATASETS  # noqa: E402
-from iau_cli.runs import default_run_config, train  # noqa: E402
+from iau_cli.io.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from iau_cli.io.data import BUILTIN_DATASETS  # noqa: E402
+from iau_cli.recipes.train import default_run_config, train  # noqa: E402
 
 IAU = [sys.executable, "-m", "iau_cli"]
 

@@ -13,10 +13,10 @@ import math
 import sys
 from pathlib import Path
 
-from iau_cli.ids import ForgetRequest
-from iau_cli.ledger import compute_ledger
-from iau_cli.runs import purchase_run_config, restore, train
-from iau_cli.unlearning import UnlearnRequest, unlearn
+from iau_cli.io.ids import ForgetRequest
+from iau_cli.recipes.ledger import compute_ledger
+from iau_cli.recipes.train import purchase_run_config, restore, train
+from iau_cli.recipes.unlearn import UnlearnRequest, unlearn
 
 
 def main() -> None:

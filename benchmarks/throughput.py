@@ -21,10 +21,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from iau_cli.bench import lenet_run_config  # noqa: E402
-from iau_cli.data import load_data  # noqa: E402
-from iau_cli.runs import default_run_config  # noqa: E402
-from iau_cli.training import partition_rows, train_model  # noqa: E402
+from iau_cli.core.training import partition_rows, train_model  # noqa: E402
+from iau_cli.io.data import load_data  # noqa: E402
+from iau_cli.recipes.bench import lenet_run_config  # noqa: E402
+from iau_cli.recipes.train import default_run_config  # noqa: E402
 
 
 def main() -> None:

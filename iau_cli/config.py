@@ -148,7 +148,7 @@ class TrainConfig:
     patience: int = help_field("Early stopping: epochs without validation improvement before stopping.", default=5)
     references: int = help_field(
         "Reference models trained on halves of the rows (an even number; 0 turns them off): per-row targets for "
-        "the default unlearning rule, a one-off cost of references/2 trainings (iau_cli/references.py).",
+        "the default unlearning rule, a one-off cost of references/2 trainings (iau_cli/core/references.py).",
         default=4,
     )
 

@@ -28,7 +28,7 @@ def env_int(name: str, default: int, *, minimum: int = 0, maximum: int = 1 << 31
 
 def env_size(name: str) -> int | None:
     """A size in bytes (``512M``, ``2G``, a plain number), at most ``MAX_BYTES``; None when unset."""
-    from iau_cli.store import parse_size
+    from iau_cli.io.store import parse_size
 
     raw = os.environ.get(name, "").strip()
     if not raw:

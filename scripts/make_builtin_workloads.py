@@ -1,7 +1,7 @@
 """Development-time generation of the built-in synthetic workloads (not run by users or CI).
 
 Writes into ``iau_cli/builtin/`` (see SOURCE.md there), each from its fixed recipe in
-``iau_cli.synthetic.BUILTIN_RECIPES``:
+``tests.synthetic.BUILTIN_RECIPES``:
 
 - ``purchase_{train,test}.parquet`` — a Purchase-100-like *memorizing* workload: 100 classes, each
   a random binary prototype over 600 features; a row is its class's prototype with every bit
@@ -31,7 +31,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from iau_cli.synthetic import BUILTIN_RECIPES
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the generator lives in tests/
+from tests.synthetic import BUILTIN_RECIPES  # noqa: E402
 
 OUT_DIR = Path(__file__).resolve().parent.parent / "iau_cli" / "builtin"
 

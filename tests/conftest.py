@@ -24,7 +24,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 from iau_cli.config import ModelConfig, RunConfig, TrainConfig  # noqa: E402
-from iau_cli.data import builtin_config  # noqa: E402
+from iau_cli.io.data import builtin_config  # noqa: E402
 
 
 def digits_config(
@@ -48,7 +48,7 @@ def write_yaml(path: Path, config: RunConfig) -> Path:
 @pytest.fixture(scope="session")
 def memorized(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checkpoint that fits every training row (loss near zero on train, not on test)."""
-    from iau_cli.runs import train
+    from iau_cli.recipes.train import train
 
     out = tmp_path_factory.mktemp("memorized") / "model.safetensors"
     train(digits_config(epochs=60, hidden=64, gr_alpha=0.005), out, device="cpu")
@@ -58,7 +58,7 @@ def memorized(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def small_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A quickly trained checkpoint for tests that only need a valid one."""
-    from iau_cli.runs import train
+    from iau_cli.recipes.train import train
 
     out = tmp_path_factory.mktemp("small") / "model.safetensors"
     train(digits_config(epochs=2), out, device="cpu")
@@ -67,7 +67,7 @@ def small_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def train_ids() -> list[str]:
-    from iau_cli.data import load_data
+    from iau_cli.io.data import load_data
 
     return list(load_data(builtin_config("digits")).train.ids)
 
@@ -103,9 +103,9 @@ def noise_config(folder: Path, epochs: int = 150) -> RunConfig:
 def memorizing_pair(tmp_path_factory: pytest.TempPathFactory, noise_data: Path) -> dict[str, object]:
     """On the noise data: a model trained on every row, the ids to forget, its IAU-unlearned child,
     and a model retrained without those ids."""
-    from iau_cli.ids import parse_forget_ids
-    from iau_cli.runs import train
-    from iau_cli.unlearning import UnlearnRequest, unlearn
+    from iau_cli.io.ids import parse_forget_ids
+    from iau_cli.recipes.train import train
+    from iau_cli.recipes.unlearn import UnlearnRequest, unlearn
 
     folder = tmp_path_factory.mktemp("pair")
     original = folder / "original.safetensors"
@@ -132,7 +132,7 @@ def prototype_config(folder: Path, name: str, epochs: int) -> RunConfig:
 
 @pytest.fixture(scope="session")
 def prototype_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Path]]:
-    """Two small workloads of ``iau_cli.synthetic`` (the generator of the built-in purchase and noisy
+    """Two small workloads of ``tests.synthetic`` (the generator of the built-in purchase and noisy
     data), each with an original model and one retrained without its forget rows:
 
     - ``memorizing``: 20 classes, 600 rows the MLP fits exactly while held-out rows score far lower
@@ -141,10 +141,10 @@ def prototype_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict
     """
     import random
 
-    from iau_cli.ids import parse_forget_ids
-    from iau_cli.runs import train
-    from iau_cli.synthetic import prototype_workload
-    from iau_cli.unlearning import UnlearnRequest, unlearn
+    from iau_cli.io.ids import parse_forget_ids
+    from iau_cli.recipes.train import train
+    from iau_cli.recipes.unlearn import UnlearnRequest, unlearn
+    from tests.synthetic import prototype_workload
 
     folder = tmp_path_factory.mktemp("prototype")
     prototype_workload(folder, "memorizing", seed=3, classes=20, flip=0.3, n_train=600, n_test=800, features=200)

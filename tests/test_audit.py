@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from iau_cli.audit import AuditRequest, auc_null_se, audit, challenge_attack
-from iau_cli.ids import read_forget_ids
-from iau_cli.metrics import auc, tpr_at_fpr, tug_of_war
+from iau_cli.core.metrics import auc, tpr_at_fpr, tug_of_war
+from iau_cli.io.ids import read_forget_ids
+from iau_cli.recipes.audit import AuditRequest, auc_null_se, audit, challenge_attack
 
 from .helpers import assert_bad_input, run_cli
 
@@ -98,7 +98,7 @@ def test_thorough_mode_runs_lira(memorizing_pair: dict) -> None:
 def test_lineage_chain_detects_tampered_weights(memorizing_pair: dict, tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
-    from iau_cli.checkpoint import LEDGER_PREFIX, load_checkpoint, read_metadata
+    from iau_cli.io.checkpoint import LEDGER_PREFIX, load_checkpoint, read_metadata
 
     loaded = load_checkpoint(memorizing_pair["unlearned"])
     tampered = {k: v.clone() for k, v in loaded.state_dict.items()}
@@ -121,7 +121,7 @@ def test_unlearned_model_moves_membership_toward_chance(memorizing_pair: dict) -
 
 
 def test_lira_score_is_exact_where_the_confidence_rounds_to_one() -> None:
-    from iau_cli.metrics import true_class_margin
+    from iau_cli.core.metrics import true_class_margin
 
     logits = torch.tensor([[40.0, 0.0, 0.0], [50.0, 0.0, 0.0], [0.0, 2.0, 1.0]], dtype=torch.float64)
     labels = torch.tensor([0, 0, 2])
@@ -135,7 +135,7 @@ def test_lira_score_is_exact_where_the_confidence_rounds_to_one() -> None:
 
 
 def _scores(rng: np.random.Generator, n: int, loss_scale: float, accuracy: float):
-    from iau_cli.metrics import Predictions
+    from iau_cli.core.metrics import Predictions
 
     return Predictions(rng.exponential(loss_scale, size=n).astype(np.float32), rng.random(n) < accuracy)
 
@@ -146,8 +146,8 @@ def _evidence(
     """Per-row evidence of 4 classes: held-out rows with mean loss 1.0 and accuracy 0.75; forget
     rows with ``forget`` (mean loss, accuracy); proxy (retained) rows with ``proxy``; other models
     (``reference`` / ``original``) as (forget, pool) pairs of (mean loss, accuracy)."""
-    from iau_cli.audit import Evidence, RowScores
-    from iau_cli.verdict import Groups
+    from iau_cli.core.verdict import Groups
+    from iau_cli.recipes.audit import Evidence, RowScores
 
     rng = np.random.default_rng(seed)
     labels_f, labels_p, labels_x = rng.integers(0, 4, n_forget), rng.integers(0, 4, n_pool), rng.integers(0, 4, 300)
@@ -165,7 +165,7 @@ def _status(checks: list, check_id: str) -> str:
 
 
 def test_removal_checks_are_two_sided_and_fail_an_over_forgotten_model() -> None:
-    from iau_cli.audit import Thresholds, verdict_checks
+    from iau_cli.recipes.audit import Thresholds, verdict_checks
 
     # Forget rows that score far *less* member-like than held-out rows, and are predicted far worse.
     over = verdict_checks(_evidence(0, (4.0, 0.30)), Thresholds())
@@ -185,7 +185,7 @@ def test_a_deletion_that_truly_removed_the_rows_fails_at_most_at_the_stated_rate
     """Many forget sets drawn from the null (forget rows like held-out rows): the family of checks,
     with the test-accuracy check against an original like the model, fails at a rate consistent with
     alpha; shifted forget rows (a no-op) fail nearly always."""
-    from iau_cli.audit import Thresholds, verdict_checks
+    from iau_cli.recipes.audit import Thresholds, verdict_checks
 
     runs = 150
     thresholds = Thresholds(alpha=0.05)
@@ -210,7 +210,7 @@ def test_a_deletion_that_truly_removed_the_rows_fails_at_most_at_the_stated_rate
 
 
 def test_holm_holds_the_family_to_alpha() -> None:
-    from iau_cli.verdict import holm
+    from iau_cli.core.verdict import holm
 
     assert [r for r, _ in holm([0.001, 0.02, 0.04], 0.05)] == [True, True, True]
     assert [r for r, _ in holm([0.001, 0.03, 0.04], 0.05)] == [True, False, False]  # 0.03 > 0.05 / 2
@@ -218,7 +218,7 @@ def test_holm_holds_the_family_to_alpha() -> None:
 
 
 def test_the_null_of_the_auc_is_calibrated_and_the_normal_tail_takes_over_beyond_it() -> None:
-    from iau_cli.verdict import Groups, stratified_auc_test
+    from iau_cli.core.verdict import Groups, stratified_auc_test
 
     rng = np.random.default_rng(0)
     p_values = []
@@ -236,7 +236,7 @@ def test_the_null_of_the_auc_is_calibrated_and_the_normal_tail_takes_over_beyond
 
 
 def test_a_check_that_could_not_have_failed_is_inconclusive_not_a_pass() -> None:
-    from iau_cli.audit import Thresholds, verdict_checks
+    from iau_cli.recipes.audit import Thresholds, verdict_checks
 
     # The model generalizes: the retained rows it holds look like held-out rows, so a model that
     # kept the forget rows would pass too; the checks cannot tell.
@@ -257,7 +257,7 @@ def test_a_check_that_could_not_have_failed_is_inconclusive_not_a_pass() -> None
 
 
 def test_the_test_accuracy_limit_counts_its_own_sampling_error() -> None:
-    from iau_cli.verdict import drop_test
+    from iau_cli.core.verdict import drop_test
 
     rng = np.random.default_rng(0)
     base = rng.random(500) < 0.8
@@ -297,7 +297,7 @@ def test_original_must_be_an_ancestor(memorizing_pair: dict, small_checkpoint: P
 def test_a_cleanup_audit_accepts_forget_figures_below_the_retrained_model() -> None:
     """Rows whose labels are wrong may end predicted (as labelled) less often than a retrained
     model predicts them; for an erasure that is over-forgetting and fails, for a cleanup it passes."""
-    from iau_cli.audit import Thresholds, verdict_checks
+    from iau_cli.recipes.audit import Thresholds, verdict_checks
 
     below = _evidence(8, (4.0, 0.30), reference=((1.0, 0.75), (1.0, 0.75)))
     assert _status(verdict_checks(below, Thresholds()), "forget_accuracy") == "fail"
@@ -307,7 +307,7 @@ def test_a_cleanup_audit_accepts_forget_figures_below_the_retrained_model() -> N
 
 
 def test_the_held_out_pool_is_the_whole_evaluation_half(memorizing_pair: dict) -> None:
-    from iau_cli.runs import restore
+    from iau_cli.recipes.train import restore
 
     result = _audit(memorizing_pair["retrained"], memorizing_pair["ids"])
     evaluation = restore(memorizing_pair["retrained"], device="cpu").data.test.halves()[1]
@@ -322,8 +322,8 @@ def test_the_held_out_pool_is_the_whole_evaluation_half(memorizing_pair: dict) -
 
 
 def _restored_rows(memorizing_pair: dict):
-    from iau_cli.audit import audit_rows
-    from iau_cli.runs import restore
+    from iau_cli.recipes.audit import audit_rows
+    from iau_cli.recipes.train import restore
 
     restored = restore(memorizing_pair["original"], device="cpu")
     ids = read_forget_ids(memorizing_pair["ids"]).ids
@@ -331,8 +331,8 @@ def _restored_rows(memorizing_pair: dict):
 
 
 def _evidence_for(restored, rows, model, request):
-    from iau_cli.audit import Evidence, model_figures
-    from iau_cli.verdict import Groups
+    from iau_cli.core.verdict import Groups
+    from iau_cli.recipes.audit import Evidence, model_figures
 
     train, test = restored.data.train, restored.data.test
     _, scores = model_figures(restored, model, rows, request)
@@ -347,10 +347,10 @@ def test_thorough_mode_tells_an_overshoot_from_retraining_and_from_a_noop(memori
     remembering, and a deletion that pushed every forget row far down fails as over-forgotten."""
     import copy
 
-    from iau_cli.audit import Thresholds, shadow_scores, verdict_checks
-    from iau_cli.methods import MethodName, get_method
-    from iau_cli.runs import restore
-    from iau_cli.unlearning import build_context, plan_rows
+    from iau_cli.core.methods import MethodName, get_method
+    from iau_cli.recipes.audit import Thresholds, shadow_scores, verdict_checks
+    from iau_cli.recipes.train import restore
+    from iau_cli.recipes.unlearn import build_context, plan_rows
 
     restored, rows = _restored_rows(memorizing_pair)
     spec = get_method(MethodName.GRADIENT_ASCENT)
@@ -383,11 +383,11 @@ def test_thorough_mode_tells_an_overshoot_from_retraining_and_from_a_noop(memori
 def test_a_model_retrained_without_a_pool_passes_forget_sets_drawn_from_it(memorizing_pair: dict) -> None:
     """A model that never saw a pool of 100 rows, audited on 30 forget sets drawn from the pool:
     fails at a rate consistent with alpha; the original (which saw them) fails nearly always."""
-    from iau_cli.audit import Evidence, RowScores, Thresholds, heldout_pool, matched_sample, verdict_checks
-    from iau_cli.metrics import Predictions, predict
-    from iau_cli.runs import restore
-    from iau_cli.training import RowPartition, train_model
-    from iau_cli.verdict import Groups
+    from iau_cli.core.metrics import Predictions, predict
+    from iau_cli.core.training import RowPartition, train_model
+    from iau_cli.core.verdict import Groups
+    from iau_cli.recipes.audit import Evidence, RowScores, Thresholds, heldout_pool, matched_sample, verdict_checks
+    from iau_cli.recipes.train import restore
 
     restored = restore(memorizing_pair["original"], device="cpu")
     learned = restored.partition().learn
@@ -420,9 +420,9 @@ def test_a_model_retrained_without_a_pool_passes_forget_sets_drawn_from_it(memor
 def test_a_check_whose_figure_cannot_vary_is_inconclusive_not_a_pass() -> None:
     """Five forget rows of classes whose every held-out row is predicted right: the forget-accuracy
     null has no spread, so the check could not have failed — inconclusive, not a powered pass."""
-    from iau_cli.audit import Evidence, RowScores, Thresholds, overall_verdict, verdict_checks
-    from iau_cli.metrics import Predictions
-    from iau_cli.verdict import Groups
+    from iau_cli.core.metrics import Predictions
+    from iau_cli.core.verdict import Groups
+    from iau_cli.recipes.audit import Evidence, RowScores, Thresholds, overall_verdict, verdict_checks
 
     rng = np.random.default_rng(0)
     forget_labels, pool_labels = np.zeros(5, dtype=int), rng.integers(0, 2, 300)
@@ -442,7 +442,7 @@ def test_a_check_whose_figure_cannot_vary_is_inconclusive_not_a_pass() -> None:
 
 def _phi_scores(phi: np.ndarray):
     """Predictions whose φ is ``phi`` (loss and correctness as for two classes)."""
-    from iau_cli.metrics import Predictions
+    from iau_cli.core.metrics import Predictions
 
     p = 1 / (1 + np.exp(-phi))
     return Predictions((-np.log(p)).astype(np.float32), phi > 0, margins=phi)
@@ -453,8 +453,8 @@ def test_reference_targets_hold_the_null_where_the_training_labels_are_noisy() -
     a model that never saw the forget rows gets the wrong-label rows wrong, so the raw comparison
     with clean held-out rows calls it over-forgotten. With the stored targets (what models that
     never saw a row give it) as a second witness it passes; a no-op and an overshoot still fail."""
-    from iau_cli.audit import Evidence, ReferenceTargets, RowScores, Thresholds, verdict_checks
-    from iau_cli.verdict import Groups
+    from iau_cli.core.verdict import Groups
+    from iau_cli.recipes.audit import Evidence, ReferenceTargets, RowScores, Thresholds, verdict_checks
 
     rng = np.random.default_rng(3)
     n_forget, n_pool, n_proxy = 200, 800, 300
@@ -483,7 +483,7 @@ def test_reference_targets_hold_the_null_where_the_training_labels_are_noisy() -
 
 
 def test_jointly_rejects_only_where_both_tests_reject_the_same_way() -> None:
-    from iau_cli.verdict import Test, jointly
+    from iau_cli.core.verdict import Test, jointly
 
     up = Test(0.7, 0.5, 0.02, 1e-6, 5e-7, p_less=1.0)
     down = Test(0.3, 0.5, 0.02, 1e-6, 1.0, p_less=5e-7)
@@ -508,8 +508,8 @@ def test_the_reference_witness_judges_a_retrained_model_but_never_the_rule_that_
 
 
 def test_opposite_verdicts_of_the_raw_check_and_the_witness_are_inconclusive() -> None:
-    from iau_cli.audit import Evidence, ReferenceTargets, RowScores, Thresholds, verdict_checks
-    from iau_cli.verdict import Groups
+    from iau_cli.core.verdict import Groups
+    from iau_cli.recipes.audit import Evidence, ReferenceTargets, RowScores, Thresholds, verdict_checks
 
     rng = np.random.default_rng(5)
     n_forget, n_pool = 200, 800

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from iau_cli.bench import BenchConfig, MethodEntry, Workload, run_bench, validate_shape
+from iau_cli.recipes.bench import BenchConfig, MethodEntry, Workload, run_bench, validate_shape
 
 from .conftest import digits_config, write_yaml
 from .helpers import assert_bad_input, run_cli
@@ -65,7 +65,7 @@ def test_shape_validator_catches_missing_and_mistyped_fields() -> None:
 def test_an_interrupted_bench_keeps_what_finished(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import dataclasses
 
-    from iau_cli.methods import MethodName, registry
+    from iau_cli.core.methods import MethodName, registry
 
     write_yaml(tmp_path / "run.yaml", digits_config(epochs=2))
     config = BenchConfig(
@@ -101,7 +101,7 @@ def test_a_bench_config_that_cannot_be_read_is_one_line(tmp_path: Path, content:
 
 
 def test_gaps_of_opposite_signs_do_not_cancel_in_the_targets() -> None:
-    from iau_cli.bench import summarize, targets
+    from iau_cli.recipes.bench import summarize, targets
 
     def run(label: str, method: str, seed: int, mia_gap: float, test_gap: float) -> dict:
         return {
@@ -149,7 +149,7 @@ def test_bench_outputs_spare_the_workloads_files_and_its_own_folder(tmp_path: Pa
 
 
 def test_the_readme_bench_config_is_one_the_bench_accepts(tmp_path: Path) -> None:
-    from iau_cli.bench.spec import load_bench_config
+    from iau_cli.recipes.bench.spec import load_bench_config
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     block = readme[readme.index("A bench config (every key optional") :]

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from iau_cli.bench import BenchConfig, MethodEntry, Workload, run_bench, validate_shape
-from iau_cli.bench.spec import RequestSize
-from iau_cli.bench.store import cell_key
 from iau_cli.config import to_dict
+from iau_cli.recipes.bench import BenchConfig, MethodEntry, Workload, run_bench, validate_shape
+from iau_cli.recipes.bench.spec import RequestSize
+from iau_cli.recipes.bench.store import cell_key
 
 from .conftest import digits_config, write_yaml
 from .helpers import assert_bad_input, run_cli
@@ -36,8 +36,8 @@ def by_label(runs: list[dict], **cell: object) -> dict[str, dict]:
 
 
 def test_the_requests_of_a_chain_are_disjoint_and_the_first_is_the_one_request_cells(tmp_path: Path) -> None:
-    from iau_cli.bench.cells import SeedGrid
     from iau_cli.progress import no_progress
+    from iau_cli.recipes.bench.cells import SeedGrid
 
     config = tiny(tmp_path)
     grid = SeedGrid(config.workloads[0], digits_config(epochs=2), 0, tmp_path / "models", "cpu", no_progress, tmp_path)
@@ -100,8 +100,8 @@ def test_each_request_starts_from_the_previous_output_and_retains_only_rows_neve
     import torch
     from safetensors.torch import load_file
 
-    from iau_cli.methods import MethodName, registry
-    from iau_cli.methods.base import MethodOutput
+    from iau_cli.core.methods import MethodName, registry
+    from iau_cli.core.methods.base import MethodOutput
 
     seen: list[dict] = []
 

@@ -7,8 +7,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from iau_cli.data import BUILTIN_DATASETS, BUILTIN_DIR, builtin_config, load_data
-from iau_cli.synthetic import BUILTIN_RECIPES, MIXED_FEATURES, _shifted
+from iau_cli.io.data import BUILTIN_DATASETS, BUILTIN_DIR, builtin_config, load_data
+from tests.synthetic import BUILTIN_RECIPES, MIXED_FEATURES, _shifted
 
 
 @pytest.mark.parametrize("name", sorted(BUILTIN_RECIPES))
@@ -34,7 +34,7 @@ def _pixels(table) -> np.ndarray:
 
 
 def test_noisyimages_are_shifted_noisy_digits_with_30_percent_of_labels_replaced() -> None:
-    from iau_cli.runs import noisyimages_run_config
+    from iau_cli.recipes.train import noisyimages_run_config
 
     data = load_data(noisyimages_run_config().data)
     assert (len(data.train), len(data.test)) == (1000, 1077)
@@ -69,7 +69,7 @@ def test_noisyimages_are_shifted_noisy_digits_with_30_percent_of_labels_replaced
 
 
 def test_mixed_has_mixed_scales_that_auto_statistics_standardize() -> None:
-    from iau_cli.runs import mixed_run_config
+    from iau_cli.recipes.train import mixed_run_config
 
     schema = pq.read_schema(BUILTIN_DATASETS["mixed"]["train"])
     assert {str(schema.field(name).type) for name, _, _ in MIXED_FEATURES} == {"float", "int64", "int32", "bool"}

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from iau_cli.checkpoint import (
+from iau_cli.errors import CheckpointError, OutputError
+from iau_cli.io.checkpoint import (
     CheckpointMeta,
     ForgottenIds,
     file_sha256,
@@ -13,8 +14,7 @@ from iau_cli.checkpoint import (
     read_metadata,
     save_checkpoint,
 )
-from iau_cli.errors import CheckpointError, OutputError
-from iau_cli.runs import restore
+from iau_cli.recipes.train import restore
 
 
 def tiny_meta() -> CheckpointMeta:

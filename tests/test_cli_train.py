@@ -130,8 +130,8 @@ def test_sample_configs_train_on_tiny_data(tmp_path: Path, name: str) -> None:
 
 
 def test_sample_configs_are_the_benchmark_workloads() -> None:
-    from iau_cli.bench.spec import BUILTIN_WORKLOADS
     from iau_cli.config import load_run_config
+    from iau_cli.recipes.bench.spec import BUILTIN_WORKLOADS
 
     for name, workload in (
         ("digits_mlp.yaml", "digits-mlp"),
@@ -164,7 +164,7 @@ def test_help_does_not_import_torch_or_datasets() -> None:
 
 
 def test_columns_the_model_never_reads_are_said_and_feature_names_are_stored(tmp_path: Path) -> None:
-    from iau_cli.checkpoint import read_metadata
+    from iau_cli.io.checkpoint import read_metadata
 
     rng = np.random.default_rng(0)
     lines = ["id,label,age,city,income,comment"]

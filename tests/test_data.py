@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from iau_cli.config import DataConfig
-from iau_cli.data import builtin_config, load_data
 from iau_cli.errors import DataError, IdsError
-from iau_cli.ids import parse_forget_ids, read_forget_ids
+from iau_cli.io.data import builtin_config, load_data
+from iau_cli.io.ids import parse_forget_ids, read_forget_ids
 
 
 def write_csv(path: Path, rows: list[str], header: str = "id,label,a,b") -> Path:

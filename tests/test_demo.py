@@ -8,13 +8,15 @@ from .helpers import run_cli
 
 
 def test_demo_tells_both_stories_and_reuses_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import iau_cli.demo
+    import iau_cli.recipes.demo
 
     # The demo's stories on shorter recipes, so the test stays quick.
     for name in ("purchase_run_config", "noisy_run_config"):
-        full = getattr(iau_cli.demo, name)()
+        full = getattr(iau_cli.recipes.demo, name)()
         short = dataclasses.replace(full.train, epochs=3)
-        monkeypatch.setattr(iau_cli.demo, name, lambda full=full, short=short: dataclasses.replace(full, train=short))
+        monkeypatch.setattr(
+            iau_cli.recipes.demo, name, lambda full=full, short=short: dataclasses.replace(full, train=short)
+        )
     workdir = tmp_path / "iau-demo"
     first = run_cli("demo", "--workdir", workdir, "--json", tmp_path / "demo.json", "--report", tmp_path / "demo.md")
     result = json.loads((tmp_path / "demo.json").read_text())

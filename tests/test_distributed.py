@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from iau_cli.checkpoint import load_checkpoint
+from iau_cli.io.checkpoint import load_checkpoint
 
 from .conftest import digits_config, write_yaml
 from .test_data import make_image_folder

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from iau_cli.checkpoint import load_checkpoint
+from iau_cli.io.checkpoint import load_checkpoint
 
 from .conftest import digits_config, write_yaml
 from .helpers import run_cli
@@ -18,7 +18,7 @@ pytestmark = [
 
 
 def test_auto_picks_cuda() -> None:
-    from iau_cli.runs import resolve_device
+    from iau_cli.recipes.train import resolve_device
 
     assert resolve_device("auto").type == "cuda"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from iau_cli.checkpoint import load_checkpoint, read_metadata
+from iau_cli.io.checkpoint import load_checkpoint, read_metadata
 
 from .conftest import digits_config, write_yaml
 from .helpers import assert_bad_input, run_cli
@@ -91,7 +91,7 @@ def test_a_failing_side_output_publishes_nothing(
 ) -> None:
     """A report that cannot be written (here: the disk fills while it is staged) leaves no
     checkpoint behind either, so a retry is not refused with 'already exists'."""
-    from iau_cli import files
+    from iau_cli.io import files
 
     real_stage = files.Outputs.stage
 
@@ -110,7 +110,7 @@ def test_a_failed_publication_takes_back_what_it_published(tmp_path: Path) -> No
     """Side outputs go first, the checkpoint last; if the checkpoint's name is taken meanwhile, the
     side outputs already published are removed and a replaced one is restored."""
     from iau_cli.errors import OutputError
-    from iau_cli.files import Outputs
+    from iau_cli.io.files import Outputs
 
     old = tmp_path / "report.md"
     old.write_text("old report")
@@ -435,7 +435,7 @@ def test_ctrl_c_and_a_closed_stdout_from_the_real_entry_point(small_checkpoint: 
     ids = ids_file(tmp_path, ["digit-0001"])
     slow = subprocess.Popen(
         [sys.executable, "-c", "import time, sys\nfrom iau_cli.cli import app\n"
-         "import iau_cli.unlearning as u\norig = u.unlearn\n"
+         "import iau_cli.recipes.unlearn as u\norig = u.unlearn\n"
          "def slow(*a, **k):\n    print('STARTED', flush=True, file=sys.stderr); time.sleep(30)\n"
          "u.unlearn = slow\nsys.argv = ['iau'] + sys.argv[1:]\napp.main()\n",
          "unlearn", str(small_checkpoint), "-f", str(ids), "-o", str(tmp_path / "u.safetensors")],
@@ -509,7 +509,7 @@ def test_the_output_guard_has_no_gap_for_built_in_data_or_special_files(tmp_path
 
 def test_the_key_file_is_read_bounded_and_only_if_regular(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from iau_cli.errors import ConfigError
-    from iau_cli.forgotten import operator_keys
+    from iau_cli.io.forgotten import operator_keys
 
     monkeypatch.setenv("IAU_ID_KEY_FILE", "/dev/zero")
     with pytest.raises(ConfigError, match="not a regular file"):

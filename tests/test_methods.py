@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from iau_cli.checkpoint import load_checkpoint
 from iau_cli.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from iau_cli.ids import parse_forget_ids
-from iau_cli.methods import MethodName, get_method
-from iau_cli.runs import train
-from iau_cli.unlearning import UnlearnRequest, unlearn
+from iau_cli.core.methods import MethodName, get_method
+from iau_cli.io.checkpoint import load_checkpoint
+from iau_cli.io.ids import parse_forget_ids
+from iau_cli.recipes.train import train
+from iau_cli.recipes.unlearn import UnlearnRequest, unlearn
 
 
 def request(checkpoint: Path, ids: list[str], out: Path, method: str, **options: object) -> UnlearnRequest:
@@ -98,7 +98,7 @@ def hand_hessian(features: np.ndarray, probs: np.ndarray, l2: float) -> np.ndarr
 
 
 def test_exact_influence_solves_the_hand_built_system(convex_problem, tmp_path: Path) -> None:
-    from iau_cli.runs import restore
+    from iau_cli.recipes.train import restore
 
     checkpoint, config = convex_problem
     restored = restore(checkpoint)
@@ -126,7 +126,7 @@ def test_exact_influence_solves_the_hand_built_system(convex_problem, tmp_path: 
 
 
 def test_influence_lands_near_the_retrained_optimum_and_solvers_agree(convex_problem, tmp_path: Path) -> None:
-    from iau_cli.runs import restore
+    from iau_cli.recipes.train import restore
 
     checkpoint, _ = convex_problem
     forget = restore(checkpoint).data.train.ids[10:22]
@@ -158,7 +158,7 @@ def test_influence_lands_near_the_retrained_optimum_and_solvers_agree(convex_pro
 
 
 def test_cg_stops_at_negative_curvature_instead_of_climbing() -> None:
-    from iau_cli.methods.influence import conjugate_gradient
+    from iau_cli.core.methods.influence import conjugate_gradient
 
     indefinite = torch.tensor([1.0, -3.0])
     x, used, why = conjugate_gradient(lambda v: indefinite * v, torch.tensor([1.0, 1.0]), 50, 1e-8)
@@ -169,7 +169,7 @@ def test_cg_stops_at_negative_curvature_instead_of_climbing() -> None:
 
 
 def test_every_influence_solver_reports_its_residual(convex_problem, tmp_path: Path) -> None:
-    from iau_cli.runs import restore
+    from iau_cli.recipes.train import restore
 
     checkpoint, _ = convex_problem
     forget = restore(checkpoint).data.train.ids[10:22]
@@ -200,8 +200,8 @@ def test_exact_influence_refuses_big_models(small_checkpoint: Path, train_ids: l
 
 
 def test_per_sample_gradients_sum_to_the_batch_gradient(small_checkpoint: Path) -> None:
-    from iau_cli.gradients import loss_grad_sum, per_sample_grads
-    from iau_cli.runs import restore
+    from iau_cli.core.gradients import loss_grad_sum, per_sample_grads
+    from iau_cli.recipes.train import restore
 
     restored = restore(small_checkpoint)
     rows = np.arange(40)

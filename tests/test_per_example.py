@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from iau_cli.bench.per_example import per_example_test
+from iau_cli.recipes.bench.per_example import per_example_test
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "per_example.py"
 

@@ -13,12 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iau_cli.checkpoint import load_checkpoint, read_metadata
 from iau_cli.config import TrainConfig, from_dict
 from iau_cli.errors import ConfigError, IdsError
-from iau_cli.ids import parse_forget_ids
-from iau_cli.runs import restore
-from iau_cli.unlearning import UnlearnRequest, unlearn
+from iau_cli.io.checkpoint import load_checkpoint, read_metadata
+from iau_cli.io.ids import parse_forget_ids
+from iau_cli.recipes.train import restore
+from iau_cli.recipes.unlearn import UnlearnRequest, unlearn
 
 from .conftest import digits_config, write_yaml
 from .helpers import assert_bad_input, run_cli
@@ -202,7 +202,7 @@ def test_unlearn_config_errors_are_reported_together(
 
 SLOW_PUBLISH = """
 import sys, time
-import iau_cli.files as files
+import iau_cli.io.files as files
 original = files.Outputs.publish
 def slow_publish(self):
     print("PUBLISHING", flush=True)
@@ -279,7 +279,7 @@ def test_concurrent_runs_to_one_output_one_wins_the_other_exits_2(
 
 def test_the_output_lock_spares_a_users_own_lock_file_and_leaves_nothing(tmp_path: Path) -> None:
     from iau_cli.errors import OutputError
-    from iau_cli.files import output_lock
+    from iau_cli.io.files import output_lock
 
     out = tmp_path / "model.safetensors"
     users = tmp_path / "model.safetensors.lock"
@@ -298,8 +298,8 @@ def test_a_run_that_locked_an_unlinked_lock_file_starts_over(tmp_path: Path, mon
     B's flock on the old file succeeds, but the path is no longer B's file: B must not proceed."""
     import fcntl
 
-    from iau_cli import files
     from iau_cli.errors import OutputError
+    from iau_cli.io import files
 
     out = tmp_path / "model.safetensors"
     lock_path = tmp_path / ".model.safetensors.iau-lock"
@@ -486,7 +486,7 @@ def test_ids_parser_properties(ids: list[str], newline: str) -> None:
 def test_every_id_can_be_written_and_read_back(ids: list[str]) -> None:
     """Any id a dataset can hold — spaces at its ends, a leading # or quote, line breaks, control
     characters — survives format_ids → parse_forget_ids (issue 14: every training row erasable)."""
-    from iau_cli.ids import format_ids
+    from iau_cli.io.ids import format_ids
 
     request = parse_forget_ids(format_ids(ids).encode(), "ids")
     assert request.ids == list(dict.fromkeys(ids))
@@ -525,7 +525,7 @@ def test_config_loader_never_crashes_and_reports_every_bad_key(mapping: dict) ->
 
 def test_only_this_hosts_dead_writers_temps_are_removed(tmp_path: Path) -> None:
     """On a shared file system a PID means nothing on another host: its temps are left alone."""
-    from iau_cli.files import _writer_tag, remove_stale_temps, temp_path
+    from iau_cli.io.files import _writer_tag, remove_stale_temps, temp_path
 
     out = tmp_path / "model.safetensors"
     dead = 2**22 + 12345  # above the default pid_max: no such process
@@ -554,7 +554,7 @@ def test_ledger_refresh_never_modifies_its_input(small_checkpoint: Path, tmp_pat
 
 
 def test_odd_ids_lines_lone_surrogates_cr_line_ends_and_a_leading_bom() -> None:
-    from iau_cli.ids import format_ids
+    from iau_cli.io.ids import format_ids
 
     with pytest.raises(IdsError, match="line 2 is not valid Unicode"):
         parse_forget_ids(b'ok\n"\\ud800"\n', "ids")
@@ -591,7 +591,7 @@ def test_an_error_record_is_the_one_output_a_rerun_replaces_without_overwrite(
 _KILLED_PUBLISHER = """
 import os, sys
 from pathlib import Path
-from iau_cli.files import Outputs
+from iau_cli.io.files import Outputs
 
 folder, kill_at = Path(sys.argv[1]), int(sys.argv[2])
 real = {name: getattr(os, name) for name in ("link", "replace", "rename", "unlink")}
@@ -620,7 +620,7 @@ def test_a_kill_at_every_step_of_publication_leaves_all_or_nothing_after_the_rer
     """Finding 5: SIGKILL at the third link() left k.json and k.md without the checkpoint. Kill at
     every link / rename / unlink of publication in turn; the next run's check of any output rolls
     the set back (before the commit point) or forward (after it): never a mix, nothing left over."""
-    from iau_cli.files import check_writable
+    from iau_cli.io.files import check_writable
 
     old = {"k.json": "old json", "k.safetensors": "old model"}
     new = {"k.json": "new json", "k.md": "new report", "k.safetensors": "new model"}

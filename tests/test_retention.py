@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from iau_cli.checkpoint import read_metadata
+from iau_cli.io.checkpoint import read_metadata
 
 from .helpers import assert_bad_input, run_cli
 
@@ -47,7 +47,7 @@ def forget(tmp_path: Path, model: Path, ids: list[str], out: str, *extra: object
 
 
 def train_ids_of(model: Path) -> list[str]:
-    from iau_cli.runs import restore
+    from iau_cli.recipes.train import restore
 
     return list(restore(model).data.train.ids)
 
@@ -122,7 +122,7 @@ def test_allow_data_change_records_the_data_as_it_is_now(
 def test_test_split_ids_are_recorded_so_their_rows_may_be_deleted(
     csv_model: tuple[Path, Path, list[str]], tmp_path: Path
 ) -> None:
-    from iau_cli.runs import restore
+    from iau_cli.recipes.train import restore
 
     model, data, _ = csv_model
     test_id = restore(model).data.test.ids[0]
@@ -142,7 +142,7 @@ def test_test_split_ids_are_recorded_so_their_rows_may_be_deleted(
 def test_records_carry_version_time_and_full_hashes_of_inputs_and_outputs(
     csv_model: tuple[Path, Path, list[str]], tmp_path: Path
 ) -> None:
-    from iau_cli.files import file_sha256
+    from iau_cli.io.files import file_sha256
 
     model, _, _ = csv_model
     learned = train_ids_of(model)
@@ -292,7 +292,7 @@ def test_without_a_key_unlearn_warns_that_the_record_is_enumerable(
 
 
 def test_rows_the_original_already_got_wrong_are_not_called_over_forgotten() -> None:
-    from iau_cli.audit import Thresholds, verdict_checks
+    from iau_cli.recipes.audit import Thresholds, verdict_checks
 
     from .test_audit import _evidence, _status
 
@@ -366,8 +366,8 @@ def test_rows_forgotten_before_a_data_change_can_still_be_deleted(
 def test_forgotten_ids_lists_test_rows_too_and_deleting_them_is_accepted(
     csv_model: tuple[Path, Path, list[str]], tmp_path: Path
 ) -> None:
-    from iau_cli.ids import read_forget_ids
-    from iau_cli.runs import restore
+    from iau_cli.io.ids import read_forget_ids
+    from iau_cli.recipes.train import restore
 
     model, data, _ = csv_model
     restored = restore(model)
@@ -384,7 +384,7 @@ def test_forgotten_ids_lists_test_rows_too_and_deleting_them_is_accepted(
 def test_forgetting_a_whole_class_and_deleting_it_keeps_the_model_loadable(
     csv_model: tuple[Path, Path, list[str]], tmp_path: Path
 ) -> None:
-    from iau_cli.runs import restore
+    from iau_cli.recipes.train import restore
 
     model, data, _ = csv_model
     restored = restore(model)
@@ -418,7 +418,7 @@ def test_keyed_test_only_requests_get_their_own_digest(
     csv_model: tuple[Path, Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two requests of test rows only must not share an ids digest (and so a mask)."""
-    from iau_cli.runs import restore
+    from iau_cli.recipes.train import restore
 
     model, _, _ = csv_model
     keys = tmp_path / "keys.txt"
@@ -458,7 +458,7 @@ def test_a_forgotten_record_that_lies_about_itself_is_refused(
 ) -> None:
     from safetensors.torch import save_file
 
-    from iau_cli.checkpoint import load_checkpoint
+    from iau_cli.io.checkpoint import load_checkpoint
 
     model, _, _ = csv_model
     learned = train_ids_of(model)
@@ -479,7 +479,7 @@ def test_outcomes_say_what_happened_to_each_requested_id(
     """--outcomes: one line per requested id, for replying to each requester."""
     import csv as csv_module
 
-    from iau_cli.runs import restore
+    from iau_cli.recipes.train import restore
 
     model, _, _ = csv_model
     learned = train_ids_of(model)
@@ -519,7 +519,7 @@ def test_ledger_show_of_a_checkpoint_without_a_ledger_says_absent_with_no_rows_a
 ) -> None:
     from safetensors.torch import load_file, save_file
 
-    from iau_cli.checkpoint import LEDGER_PREFIX
+    from iau_cli.io.checkpoint import LEDGER_PREFIX
 
     model, _, _ = csv_model
     tensors = {k: v for k, v in load_file(str(model)).items() if not k.startswith(LEDGER_PREFIX)}
@@ -549,8 +549,8 @@ def _difference_attack(parent: Path, child: Path) -> set[str] | None:
 
     import torch
 
-    from iau_cli.gradients import per_sample_grads
-    from iau_cli.runs import restore
+    from iau_cli.core.gradients import per_sample_grads
+    from iau_cli.recipes.train import restore
 
     ledger = restore(child).checkpoint.ledger_tensors
     if not ledger:
@@ -594,8 +594,8 @@ def test_a_re_recorded_fingerprint_does_not_name_keyed_deleted_rows(
     """Issue 21 (7): with a key, the row sum retaken by --allow-data-change is the training-time
     sum (in the original checkpoint, in clear) less the rows deleted since; in clear, a backup of
     the old data names them. Masked, the difference matches no row; the next deletion still works."""
-    from iau_cli.rowprint import RowDigest
-    from iau_cli.runs import restore
+    from iau_cli.io.rowprint import RowDigest
+    from iau_cli.recipes.train import restore
 
     model, data, _ = csv_model
     keys = tmp_path / "keys.txt"

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from iau_cli.config import DataConfig
-from iau_cli.data import builtin_config, load_data
-from iau_cli.store import cache_root, parse_size
-from iau_cli.training import partition_rows, train_model
+from iau_cli.core.training import partition_rows, train_model
+from iau_cli.io.data import builtin_config, load_data
+from iau_cli.io.store import cache_root, parse_size
 
 from .conftest import digits_config
 from .test_data import make_image_folder
@@ -60,7 +60,7 @@ def test_rows_are_the_raw_columns_scaled_and_normalized(tmp_path: Path, cache: P
 
 def test_a_batch_never_aliases_the_store() -> None:
     """A model that edits its input in place must not edit the rows every later batch is cut from."""
-    from iau_cli.store import FeatureStore
+    from iau_cli.io.store import FeatureStore
 
     store = FeatureStore(np.arange(12, dtype=np.float32).reshape(6, 2))
     store.gather(np.array([1, 2, 3])).mul_(0)  # consecutive rows: a slice
@@ -174,7 +174,7 @@ def test_a_cached_dataset_is_loaded_without_importing_datasets(cache: Path) -> N
     load_data(builtin_config("digits"))
     code = (
         "import sys\n"
-        "from iau_cli.data import builtin_config, load_data\n"
+        "from iau_cli.io.data import builtin_config, load_data\n"
         "data = load_data(builtin_config('digits'))\n"
         "print(len(data.train), 'datasets' in sys.modules)\n"
     )

@@ -1,4 +1,4 @@
-"""Reference targets (iau_cli.references) and the default rule that uses them, tried the way it is
+"""Reference targets (iau_cli.core.references) and the default rule that uses them, tried the way it is
 used: a chain of small requests, each from the previous output, and a tiny request of memorized rows."""
 
 from pathlib import Path
@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from iau_cli.checkpoint import load_checkpoint
-from iau_cli.metrics import predict
-from iau_cli.references import lookup_targets
-from iau_cli.runs import restore
-from iau_cli.unlearning import unlearn
+from iau_cli.core.metrics import predict
+from iau_cli.core.references import lookup_targets
+from iau_cli.io.checkpoint import load_checkpoint
+from iau_cli.recipes.train import restore
+from iau_cli.recipes.unlearn import unlearn
 
 from .test_unlearn import heldout_figures, request
 
@@ -40,7 +40,7 @@ def test_every_learned_row_has_a_target_below_what_the_original_gives_it(
 
 
 def test_keyed_targets_need_the_operator_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from iau_cli.runs import train
+    from iau_cli.recipes.train import train
 
     from .conftest import digits_config
 
@@ -63,7 +63,7 @@ def test_keyed_targets_need_the_operator_key(tmp_path: Path, monkeypatch: pytest
 def test_references_zero_trains_none_and_auto_runs_matched(tmp_path: Path, train_ids: list[str]) -> None:
     import dataclasses
 
-    from iau_cli.runs import train
+    from iau_cli.recipes.train import train
 
     from .conftest import digits_config
 
@@ -160,8 +160,8 @@ def test_a_crafted_reference_table_is_refused_at_load(small_checkpoint: Path, tm
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    from iau_cli.checkpoint import REFERENCE_PREFIX
     from iau_cli.errors import CheckpointError
+    from iau_cli.io.checkpoint import REFERENCE_PREFIX
 
     with safe_open(str(small_checkpoint), framework="pt") as handle:
         metadata = handle.metadata()
@@ -199,7 +199,7 @@ def test_a_crafted_reference_table_is_refused_at_load(small_checkpoint: Path, tm
 def test_a_cleanup_audit_needs_the_lineage_event_of_exactly_the_audited_ids() -> None:
     from types import SimpleNamespace
 
-    from iau_cli.audit import _cleanup_lineage
+    from iau_cli.recipes.audit import _cleanup_lineage
 
     lineage = [
         {"event": "train"},
@@ -215,8 +215,8 @@ def test_a_cleanup_audit_needs_the_lineage_event_of_exactly_the_audited_ids() ->
 def test_a_chain_is_held_to_its_start_and_a_retrain_starts_a_new_one() -> None:
     """Each request may lose a little held-out accuracy that its own check lets through; the chain's
     loss since the model was trained or retrained is held to the same allowance."""
-    from iau_cli.methods.iau import chain_start, self_check
-    from iau_cli.unlearning import chain_since_training
+    from iau_cli.core.methods.iau import chain_start, self_check
+    from iau_cli.recipes.unlearn import chain_since_training
 
     ran = {"rule": "targeted", "calibration_rows": 500}
     lineage = [

@@ -6,9 +6,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from iau_cli.data import load_data
-from iau_cli.models import build_model
-from iau_cli.training import gradient_restricted_loss, partition_rows, train_model
+from iau_cli.core.models import build_model
+from iau_cli.core.training import gradient_restricted_loss, partition_rows, train_model
+from iau_cli.io.data import load_data
 
 from .conftest import digits_config
 
@@ -58,7 +58,7 @@ def test_gr_loss_is_differentiable_twice() -> None:
 
 @pytest.mark.parametrize("norm", ["per-tensor", "global"])
 def test_gr_penalty_has_a_finite_gradient_where_the_loss_gradient_vanishes(norm: str) -> None:
-    from iau_cli.training import gradient_penalty
+    from iau_cli.core.training import gradient_penalty
 
     # A zero gradient tensor (a parameter the batch does not move) next to a non-zero one.
     zero = torch.zeros(3, requires_grad=True)
@@ -142,7 +142,7 @@ def test_import_path_models(tmp_path, monkeypatch) -> None:
 
 
 def test_partition_skips_forgotten_ids() -> None:
-    from iau_cli.checkpoint import ForgottenIds
+    from iau_cli.io.checkpoint import ForgottenIds
 
     config = digits_config()
     data = load_data(config.data)

@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from iau_cli.checkpoint import load_checkpoint
-from iau_cli.gradients import loss_grad_sum, trainable
-from iau_cli.ids import parse_forget_ids
-from iau_cli.runs import restore
-from iau_cli.unlearning import UnlearnRequest, unlearn
+from iau_cli.core.gradients import loss_grad_sum, trainable
+from iau_cli.io.checkpoint import load_checkpoint
+from iau_cli.io.ids import parse_forget_ids
+from iau_cli.recipes.train import restore
+from iau_cli.recipes.unlearn import UnlearnRequest, unlearn
 
 from .conftest import digits_config, write_yaml
 from .helpers import assert_bad_input, run_cli
@@ -122,7 +122,7 @@ def test_forgotten_ids_never_appear_in_clear(small_checkpoint: Path, train_ids: 
 def heldout_figures(path: Path, ids: list[str]) -> tuple[float, float]:
     """(loss-attack AUC of the forget rows against the evaluation half of the test split, that
     half's accuracy) for the model in ``path``."""
-    from iau_cli.metrics import auc, predict
+    from iau_cli.core.metrics import auc, predict
 
     restored = restore(path)
     rows = np.array([restored.data.train.row_index()[i] for i in ids])
@@ -170,7 +170,7 @@ def test_cleanup_recovers_most_of_what_retraining_gains(
 def test_ledger_path_equals_full_recompute(small_checkpoint: Path, train_ids: list[str], tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
-    from iau_cli.checkpoint import read_metadata
+    from iau_cli.io.checkpoint import read_metadata
 
     ids = sample_ids(train_ids, 30)
     options = {"rule": "adam-sign"}
@@ -276,8 +276,8 @@ def test_cli_forgetting_everything_is_refused(small_checkpoint: Path, train_ids:
 def test_cli_plain_state_dict_needs_a_config(tmp_path: Path, train_ids: list[str]) -> None:
     from safetensors.torch import save_file
 
-    from iau_cli.data import load_data
-    from iau_cli.training import partition_rows, train_model
+    from iau_cli.core.training import partition_rows, train_model
+    from iau_cli.io.data import load_data
 
     config = digits_config(epochs=1)
     data = load_data(config.data)
@@ -357,8 +357,8 @@ def test_the_ledger_path_is_timed_once(small_checkpoint: Path, train_ids: list[s
     be counted twice (it made the reported update time negative)."""
     import time
 
-    from iau_cli.methods import base
-    from iau_cli.unlearning import build_context, plan_rows
+    from iau_cli.core.methods import base
+    from iau_cli.recipes.unlearn import build_context, plan_rows
 
     def slow_sum(*args: object, **kwargs: object) -> tuple[dict, int]:
         time.sleep(0.2)
@@ -396,7 +396,7 @@ def test_a_stale_ledger_is_never_used_and_the_next_carried_sum_is_exact(
     """Relative parameter drift bounds nothing (a drift of 1e-2 left the sum 95% off, measured), so a
     stale ledger is not used: the next request recomputes the retain gradient, and what it carries
     to its child is the exact retain sum at its own θ*."""
-    from iau_cli.ledger import show_ledger
+    from iau_cli.recipes.ledger import show_ledger
 
     first, second = sample_ids(train_ids, 20, seed=8), sample_ids(train_ids, 20, seed=9)
     second = [i for i in second if i not in first]
@@ -426,7 +426,7 @@ def test_the_lineage_records_what_ran(small_checkpoint: Path, train_ids: list[st
 
 
 def test_calibration_rows_are_a_sample_not_the_head_of_a_sorted_file(small_checkpoint: Path) -> None:
-    from iau_cli.unlearning import build_context, plan_rows
+    from iau_cli.recipes.unlearn import build_context, plan_rows
 
     restored = restore(small_checkpoint)
     context = build_context(restored, plan_rows(restored, [0]), {})

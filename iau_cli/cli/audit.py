@@ -95,7 +95,7 @@ def command(
 
     A model truly retrained without the rows fails with probability at most --alpha (default 0.01)."""
     from iau_cli.config import load_run_config
-    from iau_cli.ids import read_forget_ids
+    from iau_cli.io.ids import read_forget_ids
 
     outputs = {"--json": json_target, "--report": report, "--per-sample": per_sample}
     others = {"--reference checkpoint": reference, "--original checkpoint": original}
@@ -106,7 +106,7 @@ def command(
     if run_config is not None:
         check_output_paths(outputs, **guard, run_config=run_config)
 
-    from iau_cli.audit import AuditRequest, Thresholds, audit, per_sample_csv
+    from iau_cli.recipes.audit import AuditRequest, Thresholds, audit, per_sample_csv
 
     request = AuditRequest(
         checkpoint=str(checkpoint),

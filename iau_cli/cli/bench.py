@@ -82,13 +82,13 @@ def command(
     """Compare unlearning methods on the same data and seeds: time, RTE, memory, accuracy, MIA, Tug-of-War.
 
     The config (YAML) lists workloads, methods, ratios (fractions), sizes (rows), chain (requests
-    forgotten in sequence) and seeds; each key is described in iau_cli.bench.BenchConfig.
+    forgotten in sequence) and seeds; each key is described in iau_cli.recipes.bench.BenchConfig.
     """
     import dataclasses
 
-    from iau_cli.bench import load_bench_config, require_matplotlib, run_bench
-    from iau_cli.bench import plot as draw
     from iau_cli.errors import ConfigError
+    from iau_cli.recipes.bench import load_bench_config, require_matplotlib, run_bench
+    from iau_cli.recipes.bench import plot as draw
 
     bench_config, base = load_bench_config(config)
     changes: dict[str, object] = {}
@@ -112,8 +112,8 @@ def command(
     problems = bench_config.check()
     if problems:
         raise ConfigError("bench config: " + "; ".join(problems))
-    from iau_cli.bench import workload_inputs
     from iau_cli.errors import OutputError
+    from iau_cli.recipes.bench import workload_inputs
 
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: --out is a file; the bench needs a folder for its models and runs.jsonl")
@@ -126,8 +126,8 @@ def command(
     )
     if plot is not None:
         require_matplotlib()  # before the bench runs, not after
-    from iau_cli import distributed
-    from iau_cli.files import Outputs
+    from iau_cli.core import distributed
+    from iau_cli.io.files import Outputs
 
     with progress_sink(not quiet) as progress:
         result = run_bench(bench_config, out, base=base, device=device, progress=progress)

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from iau_cli.errors import OutputError
-from iau_cli.files import Outputs, resolved, write_text_atomic
+from iau_cli.io.files import Outputs, resolved, write_text_atomic
 
 JsonOpt = Annotated[
     str | None,
@@ -129,7 +129,7 @@ def _json_error(target: str | None, kind: str, message: str, overwrite: bool = F
     replace an input or another output, and the guard may be what failed."""
     if target is None:
         return
-    from iau_cli.report import to_json
+    from iau_cli.cli.report import to_json
 
     text = to_json({"error": {"kind": kind, "message": message}})
     if target == "-":
@@ -169,10 +169,10 @@ def check_output_paths(
     config, or the data they name. A ``report_format`` must be one iau writes."""
     import os
 
-    from iau_cli.checkpoint import recorded_data_paths
     from iau_cli.config import BUILTIN_PREFIX
-    from iau_cli.files import check_outputs
-    from iau_cli.forgotten import KEY_FILE_ENV
+    from iau_cli.io.checkpoint import recorded_data_paths
+    from iau_cli.io.files import check_outputs
+    from iau_cli.io.forgotten import KEY_FILE_ENV
 
     inputs: dict[str, Any] = {
         "checkpoint": checkpoint,
@@ -263,9 +263,9 @@ def emit(
     """
     from rich.console import Console
 
-    from iau_cli import distributed
     from iau_cli.cli.render import render
-    from iau_cli.report import to_json
+    from iau_cli.cli.report import to_json
+    from iau_cli.core import distributed
 
     if not distributed.is_main():
         return  # under torchrun only rank 0 writes and reports
@@ -299,8 +299,8 @@ def emit(
 def retention_record(inputs: dict[str, Any], outputs: dict[str, str]) -> dict[str, Any]:
     """Who made this, when, from what: version, UTC time, argv, and full sha256 of inputs and outputs."""
     from iau_cli import __version__
-    from iau_cli.checkpoint import utc_now
-    from iau_cli.files import file_sha256
+    from iau_cli.io.checkpoint import utc_now
+    from iau_cli.io.files import file_sha256
 
     hashed: dict[str, Any] = {}
     for label, value in inputs.items():
@@ -320,7 +320,7 @@ def retention_record(inputs: dict[str, Any], outputs: dict[str, str]) -> dict[st
 
 
 def record_table(record: dict[str, Any]) -> Any:
-    from iau_cli.report import Table
+    from iau_cli.cli.report import Table
 
     rows = [["iau version", record["iau_version"]], ["time (UTC)", record["time"]]]
     rows += [[f"input: {label}", f"{v['path']}  sha256 {v['sha256']}"] for label, v in record["inputs"].items()]

@@ -29,12 +29,12 @@ def command(
 
     Idempotent: ids whose rows are already gone are counted as absent, so a rerun finishes the job.
     Run it only after the model that forgot them is promoted (README: Nightly retention job)."""
-    from iau_cli.ids import read_forget_ids
+    from iau_cli.io.ids import read_forget_ids
 
     check_output_paths({"--json": json_target}, ids=forget, others={"data file": data}, overwrite=overwrite)
     request = read_forget_ids(forget, allow_empty=True)
-    from iau_cli.deletion import delete_rows
-    from iau_cli.files import Outputs
+    from iau_cli.io.files import Outputs
+    from iau_cli.recipes.delete_rows import delete_rows
 
     with Outputs() as staged:
         result = delete_rows(data, request.ids, id_column=id_column, outputs=staged)
@@ -48,7 +48,7 @@ def command(
 
 
 def _report(result: Any) -> Any:
-    from iau_cli.report import Report, Table, fmt
+    from iau_cli.cli.report import Report, Table, fmt
 
     rows = [
         ["data", f"{result.data} ({result.format})"],

@@ -38,7 +38,7 @@ def command(
     """The whole story on the built-in workloads: erasure and label cleanup, each trained, unlearned,
     retrained for comparison and audited, with the commands that reproduce every step. Exit 0 when
     both audits pass, 1 when one does not."""
-    from iau_cli.demo import run_demo
+    from iau_cli.recipes.demo import run_demo
 
     check_output_paths({"--json": json_target, "--report": report}, overwrite=overwrite, report_format=report_format)
     with progress_sink(not quiet) as progress:

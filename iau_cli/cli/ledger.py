@@ -36,7 +36,7 @@ def show(
     quiet: QuietOpt = False,
 ) -> None:
     """Say whether the checkpoint's ledger is fresh, stale (and how far) or absent."""
-    from iau_cli.ledger import show_ledger
+    from iau_cli.recipes.ledger import show_ledger
 
     check_output_paths({"--json": json_target}, checkpoint=checkpoint, overwrite=overwrite)
     result = show_ledger(str(checkpoint), trust_code=trust_checkpoint_code, allow_data_change=allow_data_change)
@@ -61,10 +61,10 @@ def refresh(
     quiet: QuietOpt = False,
 ) -> None:
     """Recompute the ledger at the checkpoint's parameters (one pass over its training rows) into a new file."""
-    from iau_cli.ledger import refresh_ledger
+    from iau_cli.recipes.ledger import refresh_ledger
 
     check_output_paths({"--out": out, "--json": json_target}, checkpoint=checkpoint, overwrite=overwrite)
-    from iau_cli.files import Outputs
+    from iau_cli.io.files import Outputs
 
     with Outputs() as staged, progress_sink(not quiet) as progress:
         result = refresh_ledger(

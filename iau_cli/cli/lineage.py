@@ -16,9 +16,9 @@ def command(
     quiet: QuietOpt = False,
 ) -> None:
     """Print a checkpoint's whole history (train or import, then each unlearn and ledger refresh) from its metadata."""
-    from iau_cli.checkpoint import CheckpointMeta, read_metadata
     from iau_cli.errors import CheckpointError
-    from iau_cli.files import file_sha256
+    from iau_cli.io.checkpoint import CheckpointMeta, read_metadata
+    from iau_cli.io.files import file_sha256
 
     check_output_paths({"--json": json_target}, checkpoint=checkpoint, overwrite=overwrite)
     metadata = read_metadata(checkpoint)
@@ -42,7 +42,7 @@ def command(
 
 
 def _report(data: dict[str, Any]) -> Any:
-    from iau_cli.report import Report, Table
+    from iau_cli.cli.report import Report, Table
 
     rows = []
     for index, event in enumerate(data["events"]):

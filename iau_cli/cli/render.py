@@ -1,4 +1,4 @@
-"""Draw a :class:`iau_cli.report.Report` with Rich."""
+"""Draw a :class:`iau_cli.cli.report.Report` with Rich."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from iau_cli.report import Report
+from iau_cli.cli.report import Report
 
 
 def render(report: Report) -> Any:

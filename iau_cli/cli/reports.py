@@ -1,7 +1,7 @@
 """Reports: how each command's result reads, for the terminal, Markdown, HTML and text.
 
 The library returns results as plain data (dataclasses with ``to_dict``); this module — the one
-place where they are rendered — turns each into a neutral :class:`iau_cli.report.Report`, which
+place where they are rendered — turns each into a neutral :class:`iau_cli.cli.report.Report`, which
 ``iau_cli.cli.render`` draws with Rich and ``Report.to_markdown``/``to_html`` write to files.
 Imported only once a command has run (it imports the library, and so torch).
 """
@@ -11,14 +11,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from iau_cli.audit import AuditResult
-from iau_cli.bench import LISTED, BenchResult
-from iau_cli.bench.summary import cell_of
-from iau_cli.demo import DemoResult, Story
-from iau_cli.ledger import LedgerResult
-from iau_cli.report import Report, Table, fmt, pct
-from iau_cli.runs import TrainResult
-from iau_cli.unlearning import UnlearnResult
+from iau_cli.cli.report import Report, Table, fmt, pct
+from iau_cli.recipes.audit import AuditResult
+from iau_cli.recipes.bench import LISTED, BenchResult
+from iau_cli.recipes.bench.summary import cell_of
+from iau_cli.recipes.demo import DemoResult, Story
+from iau_cli.recipes.ledger import LedgerResult
+from iau_cli.recipes.train import TrainResult
+from iau_cli.recipes.unlearn import UnlearnResult
 
 _READINGS = {
     "forget": "should match the retrained model's (lower than the original's when rows were memorized)",
@@ -287,7 +287,7 @@ def demo_report(result: DemoResult) -> Report:
 
 
 def ledger_report(result: LedgerResult) -> Report:
-    from iau_cli.report import Report, Table, fmt
+    from iau_cli.cli.report import Report, Table, fmt
 
     rows = [
         ["checkpoint", result.checkpoint],

@@ -43,8 +43,8 @@ def command(
     run_config = load_run_config(config, overrides)  # config errors fail before torch is imported
     check_output_paths(outputs, config=config, run_config=run_config, overwrite=overwrite)  # its data too
 
-    from iau_cli.files import Outputs
-    from iau_cli.runs import train
+    from iau_cli.io.files import Outputs
+    from iau_cli.recipes.train import train
 
     with Outputs() as staged, progress_sink(not quiet) as progress:
         result = train(run_config, out, overwrite=overwrite, device=device, progress=progress, outputs=staged)

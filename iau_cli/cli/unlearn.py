@@ -23,8 +23,8 @@ from iau_cli.cli.common import (
     emit,
     progress_sink,
 )
-from iau_cli.methods import MethodName
-from iau_cli.methods.options import options_help
+from iau_cli.core.methods import MethodName
+from iau_cli.core.methods.options import options_help
 
 NAME = "unlearn"
 EPILOG = (
@@ -124,8 +124,8 @@ def command(
     from iau_cli.config import load_run_config, parse_key_values
 
     # Outputs, then bad ids, options or config fail here, before torch is imported.
-    from iau_cli.files import default_output
-    from iau_cli.ids import read_forget_ids
+    from iau_cli.io.files import default_output
+    from iau_cli.io.ids import read_forget_ids
 
     # The default --out is an output like any other: guard it too.
     outputs = {
@@ -151,7 +151,7 @@ def command(
     if run_config is not None:  # now its data files are known inputs too
         check_output_paths(outputs, **guard, run_config=run_config)
 
-    from iau_cli.unlearning import UnlearnRequest, unlearn
+    from iau_cli.recipes.unlearn import UnlearnRequest, unlearn
 
     request = UnlearnRequest(
         checkpoint=str(checkpoint),
@@ -169,7 +169,7 @@ def command(
         max_test_drop=max_test_drop,
         fallback=fallback,
     )
-    from iau_cli.files import Outputs
+    from iau_cli.io.files import Outputs
 
     with Outputs() as staged, progress_sink(not quiet) as progress:
         result = unlearn(request, progress=progress, outputs=staged)
@@ -187,7 +187,7 @@ def command(
 
 def _id_files(result: Any, forgotten_ids: Path | None, outcomes: Path | None, request_sha256: str) -> dict | None:
     """The clear-id outputs asked for: --forgotten-ids (one id per line) and --outcomes."""
-    from iau_cli.ids import format_ids
+    from iau_cli.io.ids import format_ids
 
     files: dict[str, tuple[Path, str]] = {}
     if forgotten_ids:

@@ -1,0 +1,128 @@
+"""What every unlearning method receives and returns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from iau_cli.config import RunConfig, from_dict
+from iau_cli.core.gradients import GradDict, loss_grad_sum
+from iau_cli.core.methods import MethodName
+from iau_cli.io.data import DataBundle, unit_hash
+from iau_cli.progress import Progress, no_progress
+
+
+@dataclass
+class UnlearnContext:
+    """A request, ready for a method: the model at θ*, its data, and the row sets.
+
+    ``forget_rows`` are the rows of this request the model learned from; ``retain_rows`` are the
+    rows it keeps learning from (training rows − this request − everything forgotten before).
+    Gradient sums are computed on first use and cached; ``retain_source`` can supply the retain
+    sum another way (the gradient ledger) and says in ``retain_path`` which way was taken.
+    """
+
+    model: nn.Module
+    data: DataBundle
+    config: RunConfig
+    forget_rows: np.ndarray
+    retain_rows: np.ndarray
+    val_rows: np.ndarray
+    device: torch.device
+    batch_size: int = 512
+    progress: Progress = no_progress
+    retain_source: Callable[[UnlearnContext], tuple[GradDict, str]] | None = None
+    retain_path: str = "not needed"
+    # Per forget row: φ a model that never saw it gives (iau_cli.core.references); NaN where unknown.
+    forget_targets: np.ndarray | None = None
+    targets_source: str = "not looked up"
+    # The lineage's unlearn events since the model was last trained or retrained (oldest first), as
+    # recorded (their ``ran``): a chain of requests checks its held-out accuracy since then.
+    chain: list[dict[str, Any]] = field(default_factory=list)
+    _forget_sum: GradDict | None = field(default=None, repr=False)
+    _retain_sum: GradDict | None = field(default=None, repr=False)
+    seconds_gradients: float = 0.0
+
+    def forget_grad_sum(self) -> GradDict:
+        """Σ over forget rows of ∇ℓ at the model's parameters as given (θ*)."""
+        if self._forget_sum is None:
+            import time
+
+            started = time.perf_counter()
+            self._forget_sum, _ = loss_grad_sum(
+                self.model, self.data.train, self.forget_rows, self.device, batch_size=self.batch_size
+            )
+            self.seconds_gradients += time.perf_counter() - started
+        return self._forget_sum
+
+    def retain_grad_sum(self) -> GradDict:
+        """Σ over retain rows of ∇ℓ at θ*: from the ledger when it is usable, else streamed."""
+        if self._retain_sum is None:
+            import time
+
+            started, counted = time.perf_counter(), self.seconds_gradients
+            if self.retain_source is not None:
+                self._retain_sum, self.retain_path = self.retain_source(self)
+            else:
+                self.progress("retain gradient", 0, 1)
+                self._retain_sum, _ = loss_grad_sum(
+                    self.model, self.data.train, self.retain_rows, self.device, batch_size=self.batch_size
+                )
+                self.progress("retain gradient", 1, 1)
+                self.retain_path = "recomputed over the retain rows"
+            # The ledger path times its forget pass itself: count the whole once, not twice.
+            self.seconds_gradients = counted + time.perf_counter() - started
+        return self._retain_sum
+
+    @property
+    def retain_sum_computed(self) -> GradDict | None:
+        """The retain gradient sum if a method (or the ledger path) already computed it."""
+        return self._retain_sum
+
+    def mean_grads(self) -> tuple[GradDict, GradDict]:
+        """(∇ mean CE over forget rows, ∇ mean CE over retain rows) at θ*."""
+        forget = self.forget_grad_sum()
+        retain = self.retain_grad_sum()
+        n_f = max(len(self.forget_rows), 1)
+        n_r = max(len(self.retain_rows), 1)
+        return {k: v / n_f for k, v in forget.items()}, {k: v / n_r for k, v in retain.items()}
+
+    def calibration_rows(self, limit: int = 2000) -> tuple[Any, np.ndarray]:
+        """Held-out rows a method may calibrate on: the calibration half of the test split (the
+        other half is what audits and reports measure on), at most ``limit`` of them — a sample by
+        id hash, not the first rows of a file that may be sorted by label or time."""
+        rows = self.data.test.halves()[0]
+        if len(rows) > limit:
+            order = np.argsort([unit_hash("iau-calibration-sample", self.data.test.ids[r]) for r in rows])
+            rows = np.sort(rows[order[:limit]])
+        return self.data.test, rows
+
+
+@dataclass
+class MethodOutput:
+    """The unlearned model and what the method wants reported (step size, iterations, …)."""
+
+    model: nn.Module
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A registered method: its name, options dataclass, entry point and one-line summary."""
+
+    name: MethodName
+    options: type
+    run: Callable[[UnlearnContext, Any], MethodOutput]
+    summary: str
+    # Capabilities, declared here so that no caller special-cases a method by name:
+    retrains: bool = False  # trains from scratch on the retained rows (the gold standard): its result
+    # is the bench's reference, it is no rival to rank against, and the child's ledger is recomputed.
+
+    def parse_options(self, values: dict[str, Any] | None) -> Any:
+        """Options from a mapping (defaults for missing keys; every bad key reported at once)."""
+        return from_dict(self.options, values or {}, source=f"method {self.name.value} options")

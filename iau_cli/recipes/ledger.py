@@ -1,0 +1,278 @@
+"""The gradient ledger: Σ of per-sample training-loss gradients over the rows a checkpoint learns from.
+
+With a ledger computed at the checkpoint's own parameters, the retain-set gradient of a request is
+``ledger − Σ_forget ∇ℓ``: one pass over the forget rows instead of the whole training set.
+
+Freshness is exact, never guessed: the ledger records the digest of the parameters it was computed
+at and its row count. After an unlearning step the parameters move, so the carried-forward ledger
+(parent ledger minus the forget rows' gradients, both at the parent's parameters) is *stale*; it
+records how far the parameters moved (relative L2 drift). A stale ledger is never used — the drift
+bounds nothing about the sum's error — so the next request recomputes the retain gradient; ``unlearn
+--ledger-refresh now`` or ``iau ledger refresh`` recompute the ledger at the current parameters.
+Under an operator key no ledger is kept after a deletion (it would name the forgotten rows by
+differencing; docs/RELIABILITY.md, threat model).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from iau_cli.core.gradients import GradDict, loss_grad_sum
+from iau_cli.io.checkpoint import Checkpoint, load_checkpoint, params_sha256, utc_now
+from iau_cli.io.data import DataBundle
+from iau_cli.progress import Progress, no_progress
+
+
+def compute_ledger(
+    model: nn.Module,
+    data: DataBundle,
+    rows: np.ndarray,
+    device: torch.device,
+    *,
+    progress: Progress = no_progress,
+    batch_size: int = 512,
+) -> tuple[dict[str, Any], GradDict]:
+    """A fresh ledger at the model's current parameters: (metadata, gradient-sum tensors)."""
+    progress("ledger", 0, 1)
+    sums, count = loss_grad_sum(model, data.train, rows, device, batch_size=batch_size)
+    progress("ledger", 1, 1)
+    meta = {
+        "count": count,
+        "params_sha256": params_sha256(model.state_dict()),
+        "drift": 0.0,
+        "time": utc_now(),
+    }
+    return meta, {name: value.cpu() for name, value in sums.items()}
+
+
+@dataclass
+class LedgerState:
+    """How a checkpoint's ledger relates to its current parameters and rows."""
+
+    status: str  # "fresh", "stale", "mismatch" or "absent"
+    drift: float
+    reason: str
+
+
+def ledger_state(checkpoint: Checkpoint, model: nn.Module, rows: int) -> LedgerState:
+    """Whether the checkpoint's ledger can stand in for the retain gradient of ``model`` (loaded
+    from that checkpoint) over ``rows`` rows."""
+    meta, tensors = checkpoint.meta.ledger if checkpoint.meta else None, checkpoint.ledger_tensors
+    if not meta or not tensors:
+        return LedgerState("absent", float("inf"), "the checkpoint has no gradient ledger")
+    params = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    if set(tensors) != set(params) or any(tensors[n].shape != p.shape for n, p in params.items()):
+        return LedgerState("mismatch", float("inf"), "the ledger's tensors do not match the model's parameters")
+    if int(meta.get("count", -1)) != rows:
+        return LedgerState(
+            "mismatch", float("inf"), f"the ledger covers {meta.get('count')} rows, the model learns from {rows}"
+        )
+    if meta.get("params_sha256") == checkpoint.params_digest() and meta.get("exact", True):
+        return LedgerState("fresh", 0.0, "computed at these parameters")
+    drift = float(meta.get("drift", float("inf")))
+    return LedgerState(
+        "stale",
+        drift,
+        f"computed at earlier parameters (they moved {drift:.1e} relative); not used, since that says nothing "
+        "about the sum's error: iau ledger refresh, or unlearn --ledger-refresh now, makes it fresh",
+    )
+
+
+def carried_ledger(
+    retain_sum: GradDict, count: int, params_digest: str, drift: float, *, exact: bool
+) -> tuple[dict[str, Any], GradDict]:
+    """The child's ledger after an unlearning step: the retain sum at the parent's parameters.
+
+    For the child's rows, at parameters the child has moved away from by ``drift``; ``exact`` is
+    False when the sum itself came from a stale ledger (it is then never taken for fresh).
+    """
+    meta = {
+        "count": int(count),
+        "params_sha256": params_digest,
+        "drift": float(drift),
+        "exact": bool(exact),
+        "time": utc_now(),
+    }
+    return meta, {name: value.detach().cpu().clone() for name, value in retain_sum.items()}
+
+
+def relative_drift(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> float:
+    """‖θ_after − θ_before‖ / ‖θ_before‖ over the trainable tensors present in both."""
+    num = 0.0
+    den = 0.0
+    for name, old in before.items():
+        new = after[name]
+        num += float(((new.double().cpu() - old.double().cpu()) ** 2).sum())
+        den += float((old.double().cpu() ** 2).sum())
+    return (num / den) ** 0.5 if den > 0 else 0.0
+
+
+@dataclass
+class LedgerResult:
+    """The outcome of ``iau ledger refresh`` / ``iau ledger show``."""
+
+    checkpoint: str
+    status: str
+    detail: str
+    rows: int | None
+    """Rows the ledger sums over (None when there is no ledger)."""
+    drift: float | None
+    """Relative parameter drift since it was computed (0 when fresh; None when absent or mismatched)."""
+    out: str | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        import dataclasses
+
+        return dataclasses.asdict(self)
+
+
+def show_ledger(
+    path: str, *, device: str = "cpu", trust_code: bool = False, allow_data_change: bool = False
+) -> LedgerResult:
+    """Whether a checkpoint's ledger is fresh, stale (and by how much) or absent.
+
+    The ledger holds no id, so no operator key is needed: where the forgotten ids are keyed with a
+    key not at hand, the file alone decides (the ledger's tensors against the weights, its recorded
+    parameters against these), and the rows are the ledger's own count, not matched against the
+    data. Otherwise the data is read too, and its rows must be the ones the ledger covers."""
+    from iau_cli.recipes.train import restore
+
+    checkpoint = load_checkpoint(path, need_keys=False)
+    forgotten = checkpoint.meta.forgotten if checkpoint.meta else None
+    keyless = forgotten is not None and any(kid not in forgotten.keys for kid in forgotten.keyed)
+    if keyless:
+        state = _file_state(checkpoint)
+        note = (
+            "; rows not matched against the data (the forgotten ids are keyed and their operator key is not at hand)"
+            if state.status in ("fresh", "stale")
+            else ""
+        )
+        return _result(path, state, checkpoint, note)
+    restored = restore(path, device=device, trust_code=trust_code, allow_data_change=allow_data_change)
+    return _result(path, ledger_state(restored.checkpoint, restored.model, len(restored.partition().learn)), checkpoint)
+
+
+def _file_state(checkpoint: Checkpoint) -> LedgerState:
+    """:func:`ledger_state` from the file alone: its stored weights stand in for the model."""
+    meta, tensors = checkpoint.meta.ledger if checkpoint.meta else None, checkpoint.ledger_tensors
+    if meta and tensors:
+        weights = checkpoint.state_dict
+        if any(name not in weights or weights[name].shape != t.shape for name, t in tensors.items()):
+            return LedgerState("mismatch", float("inf"), "the ledger's tensors do not match the model's parameters")
+        if meta.get("params_sha256") == checkpoint.params_digest() and meta.get("exact", True):
+            return LedgerState("fresh", 0.0, "computed at these parameters")
+        drift = float(meta.get("drift", float("inf")))
+        return LedgerState("stale", drift, f"computed at earlier parameters (they moved {drift:.1e} relative)")
+    return LedgerState("absent", float("inf"), "the checkpoint has no gradient ledger")
+
+
+def _result(path: str, state: LedgerState, checkpoint: Checkpoint, note: str = "") -> LedgerResult:
+    """The states as a user reads them: an absent or mismatched ledger covers no rows and has no drift."""
+    meta = checkpoint.meta.ledger if checkpoint.meta else None
+    if state.status in ("absent", "mismatch"):
+        keyed = checkpoint.meta is not None and checkpoint.meta.forgotten.holds_keyed_ids
+        if state.status == "absent" and keyed:
+            detail = (
+                "no ledger is kept after a keyed deletion: a sum over the rows left would name the forgotten ones "
+                "by differencing (docs/RELIABILITY.md: threat model)"
+            )
+        elif state.status == "absent":
+            detail = state.reason + " (a plain state dict writes none; iau ledger refresh --out NEW records one)"
+        else:
+            detail = state.reason
+        return LedgerResult(str(path), state.status, detail, None, None)
+    return LedgerResult(str(path), state.status, state.reason + note, int(meta["count"]) if meta else None, state.drift)
+
+
+def refresh_ledger(
+    path: str,
+    out: str,
+    *,
+    overwrite: bool = False,
+    device: str = "auto",
+    trust_code: bool = False,
+    allow_data_change: bool = False,
+    progress: Progress = no_progress,
+    outputs: Any = None,
+) -> LedgerResult:
+    """Recompute the ledger at the checkpoint's parameters (one pass over its rows) and write it to
+    ``out``, which may not be ``path``: an input is never modified. With ``outputs``
+    (:class:`iau_cli.io.files.Outputs`) the file is staged there for the caller to publish."""
+    import dataclasses
+    import time
+    from pathlib import Path
+
+    from iau_cli import __version__
+    from iau_cli.core import distributed
+    from iau_cli.errors import OutputError
+    from iau_cli.io.checkpoint import save_checkpoint
+    from iau_cli.io.files import Outputs, check_writable
+    from iau_cli.recipes.train import restore
+
+    started = time.perf_counter()
+    if Path(out).resolve() == Path(path).resolve():
+        raise OutputError(f"{out}: the output would replace the input checkpoint; choose another --out")
+    check_writable(Path(out), overwrite=overwrite)
+    if outputs is None:
+        with Outputs() as own:
+            result = refresh_ledger(
+                path,
+                out,
+                overwrite=overwrite,
+                device=device,
+                trust_code=trust_code,
+                allow_data_change=allow_data_change,
+                progress=progress,
+                outputs=own,
+            )
+            if distributed.is_main():
+                own.publish()
+        return result
+    if distributed.is_main():
+        outputs.lock(out)
+    restored = restore(
+        path, device=device, trust_code=trust_code, allow_data_change=allow_data_change, progress=progress
+    )
+    if restored.meta.forgotten.holds_keyed_ids:
+        from iau_cli.errors import ConfigError
+
+        raise ConfigError(
+            f"{path}: its forgotten ids are keyed, and a ledger over the rows left would name them by differencing "
+            "(total gradient − ledger); iau keeps no ledger after a keyed deletion (docs/RELIABILITY.md: threat model)"
+        )
+    learn = restored.partition().learn
+    meta, tensors = compute_ledger(restored.model, restored.data, learn, restored.device, progress=progress)
+    event = {
+        "event": "ledger-refresh",
+        "time": utc_now(),
+        "iau_version": __version__,
+        "parent_sha256": restored.checkpoint.sha256,
+        "params_sha256": meta["params_sha256"],
+    }
+    new_meta = dataclasses.replace(restored.meta, ledger=meta, lineage=[*restored.meta.lineage, event])
+    if distributed.is_main():
+        save_checkpoint(
+            out,
+            restored.model.state_dict(),
+            new_meta,
+            ledger_tensors=tensors,
+            reference_tensors=restored.checkpoint.reference_tensors,
+            overwrite=overwrite,
+            outputs=outputs,
+        )
+    distributed.barrier()
+    return LedgerResult(
+        str(path),
+        "fresh",
+        "recomputed at these parameters",
+        len(learn),
+        0.0,
+        out=str(out),
+        seconds=time.perf_counter() - started,
+    )
