@@ -72,7 +72,7 @@ def full_predictions(restored, model):
 def all_targets(restored, raw: bool):
     """The original's stored reference targets for every training row and every held-out row (what
     a model retrained from it carries, so what `iau audit` reads); None with --raw or no table."""
-    from iau_cli.core.references import lookup_heldout_targets, lookup_targets
+    from iau_cli.io.references import lookup_heldout_targets, lookup_targets
     from iau_cli.recipes.audit import heldout_pool
 
     meta, tensors = restored.meta.references, restored.checkpoint.reference_tensors
@@ -103,7 +103,7 @@ def unlearned(restored, forget, method, options):
     from iau_cli.recipes.unlearn import build_context, plan_rows
 
     spec = get_method(method)
-    context = build_context(restored, plan_rows(restored, forget.tolist()), {}, model=copy.deepcopy(restored.model))
+    context = build_context(restored, plan_rows(restored, forget.tolist()), model=copy.deepcopy(restored.model))
     return spec.run(context, spec.parse_options(options)).model
 
 

@@ -28,7 +28,7 @@ def main() -> None:
     from iau_cli.io.ids import parse_forget_ids
     from iau_cli.recipes.bench.spec import BUILTIN_WORKLOADS
     from iau_cli.recipes.train import restore, train
-    from iau_cli.recipes.unlearn import UnlearnRequest, unlearn
+    from iau_cli.recipes.unlearn import UnlearnRequest, unlearn_to_file
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="builtin:purchase-mlp")
@@ -59,7 +59,7 @@ def main() -> None:
             device="cpu",
             **kwargs,
         )
-        return unlearn(request)
+        return unlearn_to_file(request)
 
     def figures(path: Path) -> dict[str, float]:
         model = restore(path, device="cpu").model

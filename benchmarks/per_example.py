@@ -34,6 +34,7 @@ from iau_cli.cli.report import Report, Table, to_json  # noqa: E402
 from iau_cli.config import to_dict  # noqa: E402
 from iau_cli.core.methods import get_method  # noqa: E402
 from iau_cli.core.metrics import predict, tug_of_war  # noqa: E402
+from iau_cli.core.models import nonfinite  # noqa: E402
 from iau_cli.core.training import partition_rows  # noqa: E402
 from iau_cli.errors import IauError  # noqa: E402
 from iau_cli.io.data import load_data  # noqa: E402
@@ -42,7 +43,6 @@ from iau_cli.progress import no_progress  # noqa: E402
 from iau_cli.recipes.bench.cells import (  # noqa: E402
     SeedGrid,
     chain_plan,
-    finite,
     held_out_accuracy,
     retrain_context,
     run_chain,
@@ -154,7 +154,7 @@ def run_entry(
         outcome = run_chain(restored, plan, entry)
     except IauError as exc:
         return f"refused: {exc}"
-    if outcome.diverged_at is not None or not finite(outcome.model):
+    if outcome.diverged_at is not None or nonfinite(outcome.model.state_dict()):
         return "diverged (NaN/Inf parameters)"
     return outcome.model, outcome.seconds
 

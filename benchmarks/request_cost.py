@@ -45,13 +45,13 @@ def one_size(size: int, forget: int, repeats: int, folder: Path) -> dict:
     spec = get_method("iau")
     seconds, details = [], {}
     for _ in range(repeats):
-        context = build_context(restored, rows, {}, model=copy.deepcopy(restored.model))
+        context = build_context(restored, rows, model=copy.deepcopy(restored.model))
         started = time.perf_counter()
         output = spec.run(context, spec.parse_options({}))
         seconds.append(time.perf_counter() - started)
         details = output.details
     retrain = get_method("retrain")
-    context = build_context(restored, rows, {}, model=copy.deepcopy(restored.model))
+    context = build_context(restored, rows, model=copy.deepcopy(restored.model))
     started = time.perf_counter()
     retrain.run(context, retrain.parse_options({}))
     retrain_seconds = time.perf_counter() - started

@@ -13,10 +13,10 @@ import math
 import sys
 from pathlib import Path
 
+from iau_cli.core.ledger import compute_ledger
 from iau_cli.io.ids import ForgetRequest
-from iau_cli.recipes.ledger import compute_ledger
 from iau_cli.recipes.train import purchase_run_config, restore, train
-from iau_cli.recipes.unlearn import UnlearnRequest, unlearn
+from iau_cli.recipes.unlearn import UnlearnRequest, unlearn_to_file
 
 
 def main() -> None:
@@ -32,7 +32,9 @@ def main() -> None:
     for n in (3, 10, 30, 60):
         out = work / f"u{n}.safetensors"
         request = ForgetRequest(ids=learned[:n], duplicates=0, source="bench")
-        unlearn(UnlearnRequest(checkpoint=str(original), forget=request, out=str(out), overwrite=True, device="cpu"))
+        unlearn_to_file(
+            UnlearnRequest(checkpoint=str(original), forget=request, out=str(out), overwrite=True, device="cpu")
+        )
         child = restore(out)
         carried = child.checkpoint.ledger_tensors
         _, true = compute_ledger(child.model, child.data, child.partition().learn, child.device)

@@ -26,10 +26,24 @@ def env_int(name: str, default: int, *, minimum: int = 0, maximum: int = 1 << 31
     return value
 
 
+_SIZE_SUFFIXES = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """``"512M"`` → bytes (suffixes k, m, g, t, optionally followed by b or ib; case-insensitive)."""
+    value = text.strip().lower().removesuffix("ib").removesuffix("b")
+    number, suffix = (value[:-1], value[-1]) if value and value[-1] in _SIZE_SUFFIXES else (value, "")
+    try:
+        size = float(number) * _SIZE_SUFFIXES[suffix]
+    except ValueError:
+        raise ValueError(f"{text!r} is not a size such as 512M or 2G") from None
+    if not 0 <= size < float("inf"):  # negative, NaN, inf and 1e400 alike
+        raise ValueError(f"{text!r} is not a size such as 512M or 2G")
+    return int(size)
+
+
 def env_size(name: str) -> int | None:
     """A size in bytes (``512M``, ``2G``, a plain number), at most ``MAX_BYTES``; None when unset."""
-    from iau_cli.io.store import parse_size
-
     raw = os.environ.get(name, "").strip()
     if not raw:
         return None

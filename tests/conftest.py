@@ -105,7 +105,7 @@ def memorizing_pair(tmp_path_factory: pytest.TempPathFactory, noise_data: Path) 
     and a model retrained without those ids."""
     from iau_cli.io.ids import parse_forget_ids
     from iau_cli.recipes.train import train
-    from iau_cli.recipes.unlearn import UnlearnRequest, unlearn
+    from iau_cli.recipes.unlearn import UnlearnRequest, unlearn_to_file
 
     folder = tmp_path_factory.mktemp("pair")
     original = folder / "original.safetensors"
@@ -116,7 +116,7 @@ def memorizing_pair(tmp_path_factory: pytest.TempPathFactory, noise_data: Path) 
     paths = {"original": original, "ids": folder / "forget.txt"}
     for name, method in (("unlearned", "iau"), ("retrained", "retrain")):
         paths[name] = folder / f"{name}.safetensors"
-        unlearn(UnlearnRequest(str(original), forget, out=str(paths[name]), method=method, device="cpu"))
+        unlearn_to_file(UnlearnRequest(str(original), forget, out=str(paths[name]), method=method, device="cpu"))
     return paths
 
 
@@ -143,7 +143,7 @@ def prototype_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict
 
     from iau_cli.io.ids import parse_forget_ids
     from iau_cli.recipes.train import train
-    from iau_cli.recipes.unlearn import UnlearnRequest, unlearn
+    from iau_cli.recipes.unlearn import UnlearnRequest, unlearn_to_file
     from tests.synthetic import prototype_workload
 
     folder = tmp_path_factory.mktemp("prototype")
@@ -162,6 +162,8 @@ def prototype_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict
         train(prototype_config(folder, name, epochs), paths["original"], device="cpu")
         paths["retrained"] = folder / f"{name}_retrained.safetensors"
         forget = parse_forget_ids(paths["ids"].read_bytes(), str(paths["ids"]))
-        unlearn(UnlearnRequest(str(paths["original"]), forget, str(paths["retrained"]), method="retrain", device="cpu"))
+        unlearn_to_file(
+            UnlearnRequest(str(paths["original"]), forget, str(paths["retrained"]), method="retrain", device="cpu")
+        )
         found[name] = paths
     return found

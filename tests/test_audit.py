@@ -354,9 +354,7 @@ def test_thorough_mode_tells_an_overshoot_from_retraining_and_from_a_noop(memori
 
     restored, rows = _restored_rows(memorizing_pair)
     spec = get_method(MethodName.GRADIENT_ASCENT)
-    context = build_context(
-        restored, plan_rows(restored, rows.forget.tolist()), {}, model=copy.deepcopy(restored.model)
-    )
+    context = build_context(restored, plan_rows(restored, rows.forget.tolist()), model=copy.deepcopy(restored.model))
     overshoot = spec.run(context, spec.parse_options({"epochs": 20})).model
     models = {
         "retrained": restore(memorizing_pair["retrained"], device="cpu").model,

@@ -100,7 +100,7 @@ def test_each_request_starts_from_the_previous_output_and_retains_only_rows_neve
     import torch
     from safetensors.torch import load_file
 
-    from iau_cli.core.methods import MethodName, registry
+    from iau_cli.core.methods import descent
     from iau_cli.core.methods.base import MethodOutput
 
     seen: list[dict] = []
@@ -120,8 +120,7 @@ def test_each_request_starts_from_the_previous_output_and_retains_only_rows_neve
             parameter.add_(1.0)
         return MethodOutput(ctx.model, {"call": len(seen)})
 
-    spec = registry.REGISTRY[MethodName.FINETUNE]
-    monkeypatch.setitem(registry.REGISTRY, MethodName.FINETUNE, dataclasses.replace(spec, run=recording))
+    monkeypatch.setattr(descent, "run_finetune", recording)  # the catalog's entry point, resolved per call
     methods = [METHODS[0], METHODS[1], MethodEntry("recorded", "finetune")]
     result = run_bench(tiny(tmp_path, methods=methods, chain=3), tmp_path / "out", device="cpu")
     (original_path,) = (tmp_path / "out" / "tiny" / "seed-0").glob("original-gr-*")

@@ -11,7 +11,7 @@ from iau_cli.core.methods import MethodName, get_method
 from iau_cli.io.checkpoint import load_checkpoint
 from iau_cli.io.ids import parse_forget_ids
 from iau_cli.recipes.train import train
-from iau_cli.recipes.unlearn import UnlearnRequest, unlearn
+from iau_cli.recipes.unlearn import UnlearnRequest, unlearn_to_file
 
 
 def request(checkpoint: Path, ids: list[str], out: Path, method: str, **options: object) -> UnlearnRequest:
@@ -27,7 +27,37 @@ def request(checkpoint: Path, ids: list[str], out: Path, method: str, **options:
 
 def test_every_method_name_is_registered() -> None:
     for name in MethodName:
-        assert get_method(name).name is name
+        spec = get_method(name)
+        assert spec.name == name.value and callable(spec.run) and spec.parse_options({}) == spec.options()
+
+
+def test_a_new_method_is_one_file_plus_one_catalog_line(
+    small_checkpoint: Path, train_ids: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A module with ``run`` and one MethodSpec line: unlearn runs it, records it, and help lists it."""
+    from iau_cli.core.methods import catalog
+    from iau_cli.core.methods.options import NoOptions
+
+    (tmp_path / "halving_method.py").write_text(
+        "import torch\n"
+        "from iau_cli.core.methods.base import MethodOutput\n\n"
+        "def run(ctx, options):\n"
+        "    with torch.no_grad():\n"
+        "        for p in ctx.model.parameters():\n"
+        "            p.mul_(0.5)\n"
+        "    return MethodOutput(ctx.model, {'halved': True})\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    line = catalog.MethodSpec("halving", NoOptions, "halving_method:run", "halves every weight")
+    monkeypatch.setattr(catalog, "CATALOG", (*catalog.CATALOG, line))
+    out = tmp_path / "u.safetensors"
+    result = unlearn_to_file(request(small_checkpoint, train_ids[:5], out, "halving"))
+    assert result.method == "halving" and result.details == {"halved": True}
+    event = load_checkpoint(out).meta.lineage[-1]
+    assert event["method"] == "halving" and event["ran"] == {"halved": True}
+    original, state = load_checkpoint(small_checkpoint).state_dict, load_checkpoint(out).state_dict
+    assert all(torch.equal(state[k], original[k] * 0.5) for k in state if state[k].is_floating_point())
+    assert "halving:" in catalog.options_help() and not catalog.retrains("halving")
 
 
 FAST_OPTIONS = {
@@ -42,7 +72,7 @@ def test_each_method_returns_finite_parameters(
     small_checkpoint: Path, train_ids: list[str], tmp_path: Path, method: str
 ) -> None:
     out = tmp_path / "u.safetensors"
-    result = unlearn(request(small_checkpoint, train_ids[:20], out, method, **FAST_OPTIONS.get(method, {})))
+    result = unlearn_to_file(request(small_checkpoint, train_ids[:20], out, method, **FAST_OPTIONS.get(method, {})))
     assert result.method == method
     state = load_checkpoint(out).state_dict
     assert all(torch.isfinite(t).all() for t in state.values())
@@ -103,7 +133,7 @@ def test_exact_influence_solves_the_hand_built_system(convex_problem, tmp_path: 
     checkpoint, config = convex_problem
     restored = restore(checkpoint)
     forget = restored.data.train.ids[:8]
-    result = unlearn(
+    result = unlearn_to_file(
         request(
             checkpoint, forget, tmp_path / "exact.safetensors", "influence", solver="exact", damping=0.0, hessian_rows=0
         )
@@ -138,9 +168,11 @@ def test_influence_lands_near_the_retrained_optimum_and_solvers_agree(convex_pro
         ("lissa", {"iterations": 400, "lissa_scale": 5.0, "lissa_batch": 0, "lissa_tolerance": 1e-9}),
     ):
         path = tmp_path / f"{solver}.safetensors"
-        unlearn(request(checkpoint, forget, path, "influence", solver=solver, damping=0.0, hessian_rows=0, **extra))
+        unlearn_to_file(
+            request(checkpoint, forget, path, "influence", solver=solver, damping=0.0, hessian_rows=0, **extra)
+        )
         outputs[solver] = _flat(load_checkpoint(path).state_dict)
-    unlearn(request(checkpoint, forget, tmp_path / "retrained.safetensors", "retrain"))
+    unlearn_to_file(request(checkpoint, forget, tmp_path / "retrained.safetensors", "retrain"))
     retrained = _flat(load_checkpoint(tmp_path / "retrained.safetensors").state_dict)
     before = np.linalg.norm(original - retrained)
     assert before > 1e-3  # the deletion moved the optimum
@@ -148,7 +180,7 @@ def test_influence_lands_near_the_retrained_optimum_and_solvers_agree(convex_pro
     assert np.linalg.norm(outputs["exact"] - retrained) < 0.35 * before
     # ... and a full Newton step on the retained objective lands much nearer (one step of a non-quadratic).
     newton = tmp_path / "newton.safetensors"
-    unlearn(
+    unlearn_to_file(
         request(checkpoint, forget, newton, "influence", solver="exact", newton="retain", damping=0.0, hessian_rows=0)
     )
     assert np.linalg.norm(_flat(load_checkpoint(newton).state_dict) - retrained) < 0.15 * before
@@ -176,7 +208,7 @@ def test_every_influence_solver_reports_its_residual(convex_problem, tmp_path: P
     residuals = {}
     for solver, extra in (("exact", {}), ("cg", {"iterations": 200, "tolerance": 1e-8}), ("lissa", {"iterations": 25})):
         path = tmp_path / f"{solver}.safetensors"
-        result = unlearn(request(checkpoint, forget, path, "influence", solver=solver, hessian_rows=0, **extra))
+        result = unlearn_to_file(request(checkpoint, forget, path, "influence", solver=solver, hessian_rows=0, **extra))
         residuals[solver] = result.details["residual"]
     assert residuals["exact"] < 1e-4 and residuals["cg"] < 1e-4
     assert residuals["lissa"] > 10 * residuals["cg"]  # 25 steps of the series: reported, not hidden
@@ -186,7 +218,7 @@ def test_exact_influence_refuses_big_models(small_checkpoint: Path, train_ids: l
     from iau_cli.errors import UnlearningError
 
     with pytest.raises(UnlearningError, match="above the limit"):
-        unlearn(
+        unlearn_to_file(
             request(
                 small_checkpoint,
                 train_ids[:5],

@@ -16,8 +16,9 @@ import torch
 
 from iau_cli.config import DataConfig
 from iau_cli.core.training import partition_rows, train_model
+from iau_cli.environment import parse_size
 from iau_cli.io.data import builtin_config, load_data
-from iau_cli.io.store import cache_root, parse_size
+from iau_cli.io.store import cache_root
 
 from .conftest import digits_config
 from .test_data import make_image_folder

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from iau_cli.core.metrics import predict
-from iau_cli.core.references import lookup_targets
 from iau_cli.io.checkpoint import load_checkpoint
+from iau_cli.io.references import lookup_targets
 from iau_cli.recipes.train import restore
-from iau_cli.recipes.unlearn import unlearn
+from iau_cli.recipes.unlearn import unlearn_to_file
 
 from .test_unlearn import heldout_figures, request
 
@@ -71,7 +71,7 @@ def test_references_zero_trains_none_and_auto_runs_matched(tmp_path: Path, train
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, references=0))
     result = train(config, tmp_path / "m.safetensors", device="cpu")
     assert result.reference_models == 0 and load_checkpoint(tmp_path / "m.safetensors").meta.references is None
-    unlearned = unlearn(request(tmp_path / "m.safetensors", train_ids[:5], tmp_path / "u.safetensors"))
+    unlearned = unlearn_to_file(request(tmp_path / "m.safetensors", train_ids[:5], tmp_path / "u.safetensors"))
     assert unlearned.details["rule"] == "matched" and "no per-row targets" in unlearned.details["why_matched"]
 
 
@@ -80,7 +80,7 @@ def chain(start: Path, ids: list[str], folder: Path, requests: int, **kwargs: ob
     current = start
     for n, part in enumerate(np.array_split(np.array(ids), requests)):
         out = folder / f"step{n}.safetensors"
-        unlearn(request(current, list(part), out, **kwargs))
+        unlearn_to_file(request(current, list(part), out, **kwargs))
         current = out
     return current
 
@@ -121,17 +121,17 @@ def test_two_memorized_rows_move_and_a_failed_self_check_falls_back_to_retrainin
 ) -> None:
     paths = prototype_models["memorizing"]
     ids = paths["ids"].read_text().split()[:2]
-    result = unlearn(request(paths["original"], ids, tmp_path / "u.safetensors"))
+    result = unlearn_to_file(request(paths["original"], ids, tmp_path / "u.safetensors"))
     assert result.weights_moved and result.check == "ok"
     assert result.details["target_rms_after"] < result.details["target_rms_before"] / 4
     # A budget of one step cannot reach the targets: the self-check says so, and the fallback retrains.
-    failed = unlearn(request(paths["original"], ids, tmp_path / "f.safetensors", options={"steps": 1}))
+    failed = unlearn_to_file(request(paths["original"], ids, tmp_path / "f.safetensors", options={"steps": 1}))
     assert failed.check == "targets_not_reached" and not failed.fell_back
     assert any(
         w["code"] == "self_check_failed" and w["message"].startswith("self-check targets_not_reached")
         for w in failed.warnings
     )
-    fallback = unlearn(
+    fallback = unlearn_to_file(
         request(paths["original"], ids, tmp_path / "r.safetensors", options={"steps": 1}, fallback="retrain")
     )
     assert fallback.fell_back and fallback.method == "retrain"

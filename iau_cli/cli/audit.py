@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -106,7 +106,7 @@ def command(
     if run_config is not None:
         check_output_paths(outputs, **guard, run_config=run_config)
 
-    from iau_cli.recipes.audit import AuditRequest, Thresholds, audit, per_sample_csv
+    from iau_cli.recipes.audit import AuditRequest, Thresholds, audit
 
     request = AuditRequest(
         checkpoint=str(checkpoint),
@@ -142,3 +142,16 @@ def command(
     )
     if not result.passed:
         raise typer.Exit(1)
+
+
+def per_sample_csv(result: Any) -> str:
+    """One row per audited id: id, label, loss, correct, membership score, non-member rank, shadow z."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    fields = ["id", "label", "loss", "correct", "membership_score", "nonmember_rank", "shadow_z"]
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(result.per_sample)
+    return buffer.getvalue()

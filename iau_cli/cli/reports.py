@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from iau_cli.cli.report import Report, Table, fmt, pct
+import numpy as np
+
+from iau_cli.cli.report import Histogram, Report, Table, fmt, pct
 from iau_cli.recipes.audit import AuditResult
 from iau_cli.recipes.bench import LISTED, BenchResult
 from iau_cli.recipes.bench.summary import cell_of
@@ -160,7 +162,11 @@ def audit_report(result: AuditResult) -> Report:
         *result.notes,
     ]
     return Report(
-        title=f"iau audit {result.checkpoint}", tables=tables, notes=notes, status=status, figures=result.figures
+        title=f"iau audit {result.checkpoint}",
+        tables=tables,
+        notes=notes,
+        status=status,
+        figures=loss_histograms(result.losses),
     )
 
 
@@ -395,3 +401,25 @@ _BUILDERS: list[tuple[type, Any]] = [
     (TrainResult, train_report),
     (UnlearnResult, unlearn_report),
 ]
+
+
+def loss_histograms(losses: dict[str, dict[str, list[float]]]) -> list[Histogram]:
+    """One histogram per model of its forget and held-out rows' losses (log scale), every one on the
+    same axis, so the eye compares before and after like with like."""
+    logged = {
+        model: {
+            group: np.log10(np.asarray(values, dtype=np.float64) + 1e-6).tolist() for group, values in groups.items()
+        }
+        for model, groups in losses.items()
+    }
+    values = [v for groups in logged.values() for series in groups.values() for v in series if math.isfinite(v)]
+    shared = (min(values), max(values)) if values else None
+    return [
+        Histogram(
+            f"Loss of forget rows vs held-out rows ({model})",
+            "cross-entropy loss (log scale: log10(loss + 1e-6))",
+            groups,
+            x_range=shared,
+        )
+        for model, groups in logged.items()
+    ]

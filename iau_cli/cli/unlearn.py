@@ -23,8 +23,7 @@ from iau_cli.cli.common import (
     emit,
     progress_sink,
 )
-from iau_cli.core.methods import MethodName
-from iau_cli.core.methods.options import options_help
+from iau_cli.core.methods import MethodName, options_help
 
 NAME = "unlearn"
 EPILOG = (
@@ -151,12 +150,14 @@ def command(
     if run_config is not None:  # now its data files are known inputs too
         check_output_paths(outputs, **guard, run_config=run_config)
 
-    from iau_cli.recipes.unlearn import UnlearnRequest, unlearn
+    from iau_cli.core import distributed
+    from iau_cli.io.files import Outputs
+    from iau_cli.recipes.unlearn import UnlearnRequest, unlearn, write
 
     request = UnlearnRequest(
         checkpoint=str(checkpoint),
         forget=forget_request,
-        out=str(out) if out else None,
+        out=str(outputs["--out"]),
         method=method.value,
         options=options,
         config=run_config,
@@ -169,10 +170,11 @@ def command(
         max_test_drop=max_test_drop,
         fallback=fallback,
     )
-    from iau_cli.io.files import Outputs
-
+    # This command owns its outputs: guarded above, locked for the run, staged and published together.
     with Outputs() as staged, progress_sink(not quiet) as progress:
-        result = unlearn(request, progress=progress, outputs=staged)
+        if distributed.is_main():
+            staged.lock(outputs["--out"])  # a second run to the same --out fails at once instead of racing
+        result = write(unlearn(request, progress=progress), staged, overwrite=overwrite)
         from iau_cli.cli.reports import report_for
 
         emit(
@@ -180,7 +182,11 @@ def command(
             result.to_dict(),
             Publish(json_target, report, report_format, quiet, overwrite),
             outputs=staged,
-            inputs={"checkpoint": checkpoint, "ids": (forget_request.source, forget_request.sha256), "config": config},
+            inputs={
+                "checkpoint": (checkpoint, result.parent_sha256),  # hashed when it was read
+                "ids": (forget_request.source, forget_request.sha256),
+                "config": config,
+            },
             files=_id_files(result, forgotten_ids, outcomes, forget_request.sha256),
         )
 

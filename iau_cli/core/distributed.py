@@ -17,10 +17,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from iau_cli.environment import env_int
+from iau_cli.errors import ConfigError
+
 
 def launched() -> bool:
     """True inside a multi-process torchrun launch."""
-    from iau_cli.environment import env_int
 
     return env_int("WORLD_SIZE", 1, minimum=1, maximum=1 << 20) > 1
 
@@ -33,7 +35,6 @@ def rank() -> int:
     """This process's rank (before the process group is joined: torchrun's RANK)."""
     if active():
         return dist.get_rank()
-    from iau_cli.environment import env_int
 
     return env_int("RANK", 0, maximum=1 << 20) if launched() else 0
 
@@ -54,8 +55,6 @@ def setup(device: torch.device) -> torch.device:
         return _rank_device(device)
     missing = [name for name in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
     if missing:
-        from iau_cli.errors import ConfigError
-
         raise ConfigError(
             f"WORLD_SIZE={os.environ['WORLD_SIZE']} but {', '.join(missing)} not set: run under torchrun "
             "(it sets them), or unset WORLD_SIZE for one process"
@@ -70,8 +69,6 @@ def setup(device: torch.device) -> torch.device:
 
 def _rank_device(device: torch.device) -> torch.device:
     if device.type == "cuda" and launched() and device.index is None:
-        from iau_cli.environment import env_int
-
         return torch.device("cuda", env_int("LOCAL_RANK", 0, maximum=1 << 16))
     return device
 

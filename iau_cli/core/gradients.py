@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from iau_cli.core import distributed
 from iau_cli.io.data import Split
 
 GradDict = dict[str, torch.Tensor]
@@ -34,7 +35,6 @@ def loss_grad_sum(
     batch_size: int = 256,
 ) -> tuple[GradDict, int]:
     """Σ over ``rows`` of ∇θ CE(model(x_i), y_i), and the number of rows, streamed in batches."""
-    from iau_cli.core import distributed
 
     params = trainable(model)
     total = {name: torch.zeros_like(p) for name, p in params.items()}
@@ -78,7 +78,6 @@ def per_sample_grad_norms(
     model: nn.Module, split: Split, rows: Sequence[int] | np.ndarray, device: torch.device, *, batch_size: int = 256
 ) -> np.ndarray:
     """‖∇θ ℓ(x_i, y_i)‖₂ for each row (torch.func per-sample gradients), in row order."""
-    from iau_cli.core import distributed
 
     params = trainable(model)
     size = sum(p.numel() for p in params.values())

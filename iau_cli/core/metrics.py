@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from iau_cli.core import distributed
 from iau_cli.io.data import Split
 
 
@@ -45,7 +46,6 @@ def predict(
 ) -> Predictions:
     """Run the model in eval mode over ``rows`` of ``split``, streamed in batches (under torchrun
     each rank scores its block of rows and the results are gathered in row order)."""
-    from iau_cli.core import distributed
 
     rows = distributed.shard(np.arange(len(split)) if rows is None else rows)
     was_training = model.training

@@ -193,3 +193,8 @@ def build_model(
 def parameter_count(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def nonfinite(state_dict: dict[str, torch.Tensor]) -> list[str]:
+    """The names of floating-point tensors holding a NaN or an infinity (empty when all are finite)."""
+    return [name for name, t in state_dict.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]

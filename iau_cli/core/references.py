@@ -40,43 +40,30 @@ splits differ). Keys are hashed like the targets'; stored as ``heldout_keys`` / 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 import secrets
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from iau_cli.config import RunConfig
-from iau_cli.core.training import RowPartition
+from iau_cli.core.metrics import predict
+from iau_cli.core.training import RowPartition, train_model
 from iau_cli.io.data import DataBundle, Split, unit_hash
 from iau_cli.io.forgotten import operator_keys
+from iau_cli.io.references import (
+    TENSOR_HELDOUT_KEYS,
+    TENSOR_HELDOUT_TARGET,
+    TENSOR_KEYS,
+    TENSOR_TARGET,
+    row_keys,
+)
 from iau_cli.progress import Progress, no_progress
-
-TENSOR_KEYS = "keys"
-TENSOR_TARGET = "target"
-# The same target for held-out rows of the test split's evaluation half (what `iau audit` measures
-# on): the residual φ − target is then comparable between forget and held-out rows (iau_cli.recipes.audit).
-TENSOR_HELDOUT_KEYS = "heldout_keys"
-TENSOR_HELDOUT_TARGET = "heldout_target"
-
-
-def row_keys(ids: Sequence[str], secret: bytes) -> np.ndarray:
-    """8-byte keyed hashes of ids as int64 (HMAC-SHA256 under ``secret``)."""
-    out = np.empty(len(ids), dtype=np.int64)
-    for n, sample_id in enumerate(ids):
-        digest = hmac.new(secret, b"iau-reference\x00" + sample_id.encode("utf-8", "surrogatepass"), hashlib.sha256)
-        out[n] = int.from_bytes(digest.digest()[:8], "big", signed=True)
-    return out
 
 
 def phi(model: torch.nn.Module, split: Split, rows: np.ndarray, device: torch.device) -> np.ndarray:
     """φ = log(p_y/(1 − p_y)) of ``model`` on ``rows`` of ``split`` (float64, streamed)."""
-    from iau_cli.core.metrics import predict
-
     return predict(model, split, rows, device, keep_margins=True).margins.astype(np.float64)
 
 
@@ -100,7 +87,6 @@ def compute_references(
     progress: Progress = no_progress,
 ) -> tuple[dict[str, Any] | None, dict[str, torch.Tensor]]:
     """Train the reference models and return (metadata, tensors); (None, {}) when turned off."""
-    from iau_cli.core.training import train_model
 
     count = config.train.references
     if count == 0 or len(rows.learn) < 4:
@@ -169,67 +155,3 @@ def compute_references(
     tensors[TENSOR_HELDOUT_KEYS] = torch.from_numpy(heldout_hashed[heldout_order])
     tensors[TENSOR_HELDOUT_TARGET] = torch.from_numpy(heldout_target[heldout_order])
     return meta, tensors
-
-
-def check_tensors(meta: dict[str, Any] | None, tensors: dict[str, torch.Tensor]) -> str | None:
-    """What is wrong with a checkpoint's reference table (None when it is sound or absent)."""
-    if not tensors:  # none, or stripped from the file: lookups then say so (no targets, rule matched)
-        return None
-    heldout = {TENSOR_HELDOUT_KEYS, TENSOR_HELDOUT_TARGET}
-    names = set(tensors)
-    if meta is None or names - heldout != {TENSOR_KEYS, TENSOR_TARGET} or len(names & heldout) == 1:
-        return "the reference table is incomplete (its metadata and both tensors, keys and target, go together)"
-    pairs = [("", TENSOR_KEYS, TENSOR_TARGET)]
-    if heldout <= names:  # tables written before the audit used held-out targets have none
-        pairs.append(("held-out ", TENSOR_HELDOUT_KEYS, TENSOR_HELDOUT_TARGET))
-    for what, key_name, target_name in pairs:
-        keys, target = tensors[key_name], tensors[target_name]
-        if keys.dtype != torch.int64 or keys.dim() != 1 or target.dim() != 1 or target.dtype != torch.float32:
-            return f"the reference table's {what}tensors are not 1-D int64 keys and float32 targets"
-        if len(keys) != len(target):
-            return f"the reference table has {len(keys)} {what}keys and {len(target)} {what}targets"
-        if len(keys) > 1 and not bool((keys[1:] >= keys[:-1]).all()):
-            return f"the reference table's {what}keys are not sorted"
-        if not bool(torch.isfinite(target).all()):
-            return f"the reference table has non-finite {what}targets"
-    return None
-
-
-def _lookup(
-    meta: dict[str, Any], tensors: dict[str, torch.Tensor], ids: Sequence[str], names: tuple[str, str]
-) -> np.ndarray | None:
-    """The stored values of ``ids`` in one keyed table (NaN where absent); None: the key is missing."""
-    secret = operator_keys().get(meta["key_id"]) if "key_id" in meta else bytes.fromhex(meta["salt"])
-    if secret is None:
-        return None
-    table = tensors[names[0]].numpy()
-    values = tensors[names[1]].numpy().astype(np.float64)
-    wanted = row_keys(ids, secret)
-    at = np.clip(np.searchsorted(table, wanted), 0, max(len(table) - 1, 0))
-    found = table[at] == wanted if len(table) else np.zeros(len(ids), dtype=bool)
-    return np.where(found, values[at] if len(table) else np.nan, np.nan)
-
-
-def lookup_targets(
-    meta: dict[str, Any] | None, tensors: dict[str, torch.Tensor], ids: Sequence[str]
-) -> tuple[np.ndarray, str]:
-    """Per id: its stored target φ (NaN where the table has none), and where the targets came from."""
-    missing = np.full(len(ids), np.nan)
-    if meta is None:
-        return missing, "none (the checkpoint was trained without reference models)"
-    if TENSOR_KEYS not in tensors or TENSOR_TARGET not in tensors:
-        return missing, "none (the reference tensors were removed from the checkpoint)"
-    out = _lookup(meta, tensors, ids, (TENSOR_KEYS, TENSOR_TARGET))
-    if out is None:
-        return missing, "unreadable (its operator key is not in IAU_ID_KEY_FILE)"
-    return out, f"{meta['models']} reference models trained without each row"
-
-
-def lookup_heldout_targets(
-    meta: dict[str, Any] | None, tensors: dict[str, torch.Tensor], ids: Sequence[str]
-) -> np.ndarray | None:
-    """Per held-out id (evaluation half): its stored target (NaN where the table has none); None when
-    the checkpoint has no held-out targets or their operator key is not available."""
-    if meta is None or TENSOR_HELDOUT_KEYS not in tensors or TENSOR_HELDOUT_TARGET not in tensors:
-        return None
-    return _lookup(meta, tensors, ids, (TENSOR_HELDOUT_KEYS, TENSOR_HELDOUT_TARGET))

@@ -19,7 +19,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from iau_cli.config import RunConfig, TrainConfig
+from iau_cli.core import distributed
+from iau_cli.core.metrics import predict
 from iau_cli.core.models import build_model
+from iau_cli.errors import DataError
 from iau_cli.io.checkpoint import ForgottenIds
 from iau_cli.io.data import DataBundle, unit_hash
 from iau_cli.progress import Progress, no_progress
@@ -95,8 +98,6 @@ def _data_parallel_loss(
     """
     from torch.distributed.nn.functional import all_reduce
 
-    from iau_cli.core import distributed
-
     ce_sum = F.cross_entropy(model(x), y, reduction="sum")
     ce_share = ce_sum / global_size
     params = [p for p in model.parameters() if p.requires_grad]
@@ -147,10 +148,7 @@ def fit(
 ) -> TrainStats:
     """Train ``model`` in place on ``rows.learn``; early-stop on ``rows.val`` when it is not empty."""
     if len(rows.learn) == 0:
-        from iau_cli.errors import DataError
-
         raise DataError("no rows left to train on (every training row is forgotten or held out)")
-    from iau_cli.core import distributed
 
     rng = np.random.default_rng(config.seed)
     optimizer = make_optimizer(model, config)
@@ -201,8 +199,6 @@ def fit(
         record = {"epoch": float(epoch), "train_loss": float(running) / len(rows.learn)}
         stats.epochs_run = epoch
         if len(rows.val):
-            from iau_cli.core.metrics import predict
-
             val_loss = predict(model, data.train, rows.val, device).loss
             record["val_loss"] = val_loss
             if val_loss < best_val - 1e-6:

@@ -25,6 +25,7 @@ from iau_cli import __version__
 from iau_cli.errors import CheckpointError
 from iau_cli.io.files import Outputs, file_sha256
 from iau_cli.io.forgotten import ForgottenIds
+from iau_cli.io.references import check_tensors
 
 FORMAT_VERSION = 1
 LEDGER_PREFIX = "__iau_ledger__."
@@ -284,8 +285,6 @@ def load_checkpoint(path: str | os.PathLike[str], *, require_meta: bool = True, 
     ledger = {k[len(LEDGER_PREFIX) :]: v for k, v in tensors.items() if k.startswith(LEDGER_PREFIX)}
     references = {k[len(REFERENCE_PREFIX) :]: v for k, v in tensors.items() if k.startswith(REFERENCE_PREFIX)}
     if meta is not None:
-        from iau_cli.core.references import check_tensors
-
         problem = check_tensors(meta.references, references)
         if problem:
             raise CheckpointError(f"{path}: {problem}")

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from iau_cli.config import BUILTIN_PREFIX, DataConfig
+from iau_cli.config import BUILTIN_PREFIX, DataConfig, to_dict
 from iau_cli.errors import DataError
 from iau_cli.io.rowprint import RowDigest, digest_rows
 from iau_cli.io.store import (
@@ -323,7 +323,6 @@ class DataBundle:
     def describe(self, since_event: int = 1, fingerprint: dict[str, Any] | None = None) -> dict[str, Any]:
         """What the checkpoint records about the data (``iau.data``); ``fingerprint`` keeps a
         recorded one (then the rows are not hashed again)."""
-        from iau_cli.config import to_dict
 
         return {
             "config": to_dict(self.config),
@@ -343,8 +342,6 @@ def load_data(config: DataConfig, *, progress: Progress = no_progress) -> DataBu
     reading the files again (:mod:`iau_cli.io.store`); only their fingerprint is recomputed.
     """
     import dataclasses
-
-    from iau_cli.config import to_dict
 
     if config.mean == "auto" or config.std == "auto":
         return _with_feature_statistics(config, progress)
@@ -475,8 +472,6 @@ def _read_and_encode(
 ) -> DataBundle:
     """Read both splits with ``datasets``, check the data contract, and encode them into stores."""
     import dataclasses
-
-    from iau_cli.config import to_dict
 
     if fmt == "imagefolder" and not config.image_column:
         config = dataclasses.replace(config, image_column="image")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import math
 import os
 import secrets
 import shutil
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from iau_cli import signals
 from iau_cli.errors import OutputError
 
 
@@ -385,7 +387,6 @@ class Outputs:
         order = [s for s in self._staged if not s.primary] + [s for s in self._staged if s.primary]
         if not order:
             return
-        from iau_cli import signals
 
         with signals.holding():  # a stop signal waits for the set to be published or rolled back
             self._publish(order)
@@ -457,6 +458,21 @@ def write_text_atomic(
     with Outputs() as outputs:
         outputs.stage_text(Path(path), text, overwrite=overwrite, replace_error=replace_error)
         outputs.publish()
+
+
+def clean_json(value: Any) -> Any:
+    """JSON-safe data: NaN and infinities become null, tuples lists, paths strings."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): clean_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean_json(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
+        return clean_json(value.item())
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    return str(value)
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

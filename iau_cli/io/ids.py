@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from iau_cli.environment import MAX_BYTES, env_int
 from iau_cli.errors import IdsError
 
 
@@ -107,7 +108,6 @@ def _quoted(item: str, source: str, number: int) -> str:
 
 def max_ids_bytes() -> int:
     """The cap on an ids file's size (``IAU_MAX_IDS_BYTES``)."""
-    from iau_cli.environment import MAX_BYTES, env_int
 
     return env_int("IAU_MAX_IDS_BYTES", MAX_IDS_BYTES, minimum=1, maximum=MAX_BYTES)
 

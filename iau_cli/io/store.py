@@ -38,31 +38,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from iau_cli.environment import env_int, env_size
 from iau_cli.io.files import file_sha256
 
 STORE_FORMAT = 3  # 3: the meta records the feature and dropped columns
-_SIZE_SUFFIXES = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _CHUNK_BYTES = 64 << 20
 """Rows are encoded in chunks of about this many bytes (so encoding itself stays bounded)."""
-
-
-def parse_size(text: str) -> int:
-    """``"512M"`` → bytes (suffixes k, m, g, t, optionally followed by b or ib; case-insensitive)."""
-    value = text.strip().lower().removesuffix("ib").removesuffix("b")
-    number, suffix = (value[:-1], value[-1]) if value and value[-1] in _SIZE_SUFFIXES else (value, "")
-    try:
-        size = float(number) * _SIZE_SUFFIXES[suffix]
-    except ValueError:
-        raise ValueError(f"{text!r} is not a size such as 512M or 2G") from None
-    if not 0 <= size < float("inf"):  # negative, NaN, inf and 1e400 alike
-        raise ValueError(f"{text!r} is not a size such as 512M or 2G")
-    return int(size)
 
 
 def memory_budget() -> int:
     """Bytes of encoded features one process may hold in memory (``IAU_MEMORY_BUDGET``; default a
     quarter of RAM shared by the processes torchrun starts on this machine)."""
-    from iau_cli.environment import env_int, env_size
 
     budget = env_size("IAU_MEMORY_BUDGET")
     if budget is not None:

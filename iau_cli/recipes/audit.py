@@ -19,17 +19,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from iau_cli.cli.report import Histogram
 from iau_cli.config import RunConfig
 from iau_cli.core import verdict
 from iau_cli.core.gradients import per_sample_grad_norms
 from iau_cli.core.metrics import Predictions, mean_kl_js, predict, tpr_at_fpr, tug_of_war
 from iau_cli.core.training import RowPartition, train_model
 from iau_cli.errors import CheckpointError, IdsError
+from iau_cli.io.checkpoint import file_sha256
 from iau_cli.io.data import Split
 from iau_cli.io.ids import ForgetRequest, short_id
+from iau_cli.io.references import lookup_heldout_targets, lookup_targets
 from iau_cli.progress import Progress, no_progress
 from iau_cli.recipes.train import Restored, restore
+from iau_cli.recipes.unlearn import chain_since_training
 
 LOW_FPRS = (0.01, 0.001)
 DEFAULT_ALPHA = 0.01
@@ -146,12 +148,14 @@ class AuditResult:
     """Evidence that survives the rows' deletion, with no id: each forget row's share of held-out
     rows it looks more member-like than (their mean is the membership AUC) and, in thorough mode,
     its z-score against the shadows — sorted, so no value can be tied back to a row."""
-    figures: list[Histogram] = field(default_factory=list, repr=False)
+    losses: dict[str, dict[str, list[float]]] = field(default_factory=dict, repr=False)
+    """Per model ("audited model", "original, before the deletion"): the forget and held-out rows'
+    losses, for the report's histograms (not in the JSON)."""
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data.pop("per_sample")
-        data.pop("figures")
+        data.pop("losses")
         return data
 
 
@@ -385,8 +389,6 @@ def reference_targets(restored: Restored, rows: AuditRows) -> tuple[ReferenceTar
     rule moved forget rows *to* these targets since the last (re)training, so judging its deletion
     by them would be circular (it would pass whatever the raw checks found); or their operator key
     is missing; or they cover too few of the rows."""
-    from iau_cli.core.references import lookup_heldout_targets, lookup_targets
-    from iau_cli.recipes.unlearn import chain_since_training
 
     meta, tensors = restored.meta.references, restored.checkpoint.reference_tensors
     if meta is None or "heldout_keys" not in tensors:
@@ -408,12 +410,8 @@ def reference_targets(restored: Restored, rows: AuditRows) -> tuple[ReferenceTar
     return usable, None
 
 
-def _loss_histogram(title: str, scores: RowScores) -> Histogram:
-    return Histogram(
-        title,
-        "cross-entropy loss (log scale: log10(loss + 1e-6))",
-        {"forget rows": _log_losses(scores.forget.losses), "held-out rows": _log_losses(scores.pool.losses)},
-    )
+def _losses(scores: RowScores) -> dict[str, list[float]]:
+    return {"forget rows": scores.forget.losses.tolist(), "held-out rows": scores.pool.losses.tolist()}
 
 
 def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditResult:
@@ -436,7 +434,7 @@ def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditRe
     progress("audit: the audited model", 1, 1)
     evidence = Evidence(groups, verdict.Groups(train.labels[rows.proxy], groups.pool_labels), scores)
     evidence.targets, targets_note = reference_targets(restored, rows)
-    figures = [_loss_histogram("Loss of forget rows vs held-out rows (audited model)", scores)]
+    losses = {"audited model": _losses(scores)}
     notes = _size_notes(groups) + ([targets_note] if targets_note else [])
     reference = original = None
     comparison: dict[str, float] = {}
@@ -461,10 +459,7 @@ def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditRe
         orig = _other(request.original, restored, request, "original")
         original, evidence.original = model_figures(restored, orig, rows, request)
         models["original"] = (original, orig)
-        figures.insert(
-            0,
-            _loss_histogram("Loss of forget rows vs held-out rows (original, before the deletion)", evidence.original),
-        )
+        losses = {"original, before the deletion": _losses(evidence.original), **losses}
         progress("audit: the original", 1, 1)
     per_row: dict[str, Any] = {}
     if request.shadow_models:
@@ -474,9 +469,6 @@ def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditRe
             figs.mia.lira_auc = _auc(z.forget, z.pool, groups)
             figs.mia.lira_tpr_at_fpr = {f"{f:g}": tpr_at_fpr(z.forget, z.pool, f) for f in LOW_FPRS}
         per_row = _outside_shares(evidence, request.shadow_models)
-    values = [v for figure in figures for series in figure.series.values() for v in series if math.isfinite(v)]
-    if values:  # before and after on one axis, so the eye compares like with like
-        figures = [dataclasses.replace(f, x_range=(min(values), max(values))) for f in figures]
     digest = restored.meta.forgotten.list_digest(audited + recorded_test)
     cleanup = _cleanup_lineage(restored, digest)
     if cleanup:
@@ -501,7 +493,7 @@ def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditRe
         },
         ids_digest=digest,
         data_sha256=restored.data.fingerprint["sha256"],
-        figures=figures,
+        losses=losses,
         model=scored,
         reference=reference,
         original=original,
@@ -573,7 +565,6 @@ def _per_sample(restored: Restored, rows: AuditRows, evidence: Evidence) -> list
 def _check_ancestor(path: str, restored: Restored) -> None:
     """``--original`` must be a checkpoint this one descends from (its file's sha256 is a parent in
     the lineage); anything else would make the before/after comparison meaningless."""
-    from iau_cli.io.checkpoint import file_sha256
 
     try:
         digest = file_sha256(path)
@@ -1029,20 +1020,3 @@ def _phi(model: torch.nn.Module, restored: Restored, split: Any, rows: np.ndarra
     """Logit-scaled confidence in the true class, log(p / (1 − p)), per row (from the logits)."""
     predictions = predict(model, split, rows, restored.device, batch_size=request.batch_size, keep_margins=True)
     return predictions.margins  # type: ignore[return-value]
-
-
-def per_sample_csv(result: AuditResult) -> str:
-    """One row per audited id: id, label, loss, correct, membership score, non-member rank, shadow z."""
-    import csv
-    import io
-
-    buffer = io.StringIO()
-    fields = ["id", "label", "loss", "correct", "membership_score", "nonmember_rank", "shadow_z"]
-    writer = csv.DictWriter(buffer, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(result.per_sample)
-    return buffer.getvalue()
-
-
-def _log_losses(losses: np.ndarray) -> list[float]:
-    return np.log10(np.asarray(losses, dtype=np.float64) + 1e-6).tolist()

@@ -24,7 +24,7 @@ from iau_cli.io.ids import read_forget_ids
 from iau_cli.progress import Progress, no_progress
 from iau_cli.recipes.audit import AuditRequest, AuditResult, audit
 from iau_cli.recipes.train import noisy_run_config, purchase_run_config, train
-from iau_cli.recipes.unlearn import UnlearnRequest, unlearn
+from iau_cli.recipes.unlearn import UnlearnRequest, unlearn_to_file
 
 ERASURE_FRACTION = 0.05
 DEMO_SEED = 7
@@ -131,7 +131,7 @@ def _story(
         request = UnlearnRequest(
             checkpoint=str(original), forget=forget, out=str(out), method=method, options=options, device=device
         )
-        unlearn(request, progress=progress)
+        unlearn_to_file(request, progress=progress)
 
     step(unlearned, "unlearn", lambda: forget_with("iau", unlearned, {"purpose": purpose}))
     step(retrained, "retrain", lambda: forget_with("retrain", retrained, {}))

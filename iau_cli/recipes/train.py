@@ -13,8 +13,10 @@ from torch import nn
 
 from iau_cli import __version__
 from iau_cli.config import ModelConfig, RunConfig, TrainConfig, from_dict, to_dict
+from iau_cli.core import distributed
+from iau_cli.core.ledger import compute_ledger
 from iau_cli.core.metrics import predict
-from iau_cli.core.models import build_model, is_import_path, parameter_count
+from iau_cli.core.models import build_model, is_import_path, nonfinite, parameter_count
 from iau_cli.core.references import compute_references
 from iau_cli.core.training import RowPartition, partition_rows, train_model
 from iau_cli.errors import CheckpointError, ConfigError, DataChangedError, ModelError, TrainingError
@@ -30,13 +32,13 @@ from iau_cli.io.checkpoint import (
 )
 from iau_cli.io.data import DataBundle, builtin_config, load_data
 from iau_cli.io.files import Outputs, check_writable
+from iau_cli.io.rowprint import masked, unmasked
 from iau_cli.progress import Progress, no_progress
 
 
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` picks CUDA when present; ``cuda`` without a GPU is bad input. Under torchrun this
     also joins the process group and returns this rank's device."""
-    from iau_cli.core import distributed
 
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -223,8 +225,6 @@ def _masked_fingerprint(meta: CheckpointMeta, data: DataBundle) -> dict[str, Any
     it names them (given a backup of the old data); masked it names nothing."""
     import secrets
 
-    from iau_cli.io.rowprint import masked
-
     since = len(meta.lineage)
     # A fresh nonce per record: two retakes from one parent (sibling branches) must not share a
     # mask, or subtracting one masked sum from the other would unmask their difference.
@@ -239,7 +239,6 @@ def _masked_fingerprint(meta: CheckpointMeta, data: DataBundle) -> dict[str, Any
 def _present_forgotten_rows(meta: CheckpointMeta, data: DataBundle, nonce: str | None = None) -> dict[str, Any] | None:
     """The (masked) digests of rows the checkpoint forgot that are still in the data when its
     fingerprint is retaken: they may still be deleted later."""
-    from iau_cli.io.rowprint import masked
 
     if not len(meta.forgotten):
         return None
@@ -263,7 +262,6 @@ def _deleted_requests(meta: CheckpointMeta, recorded: dict[str, Any], data: Data
     the data (the first k, in order), or None when the data is not the recorded rows less those.
     Rows forgotten before the fingerprint was (re)taken with --allow-data-change and still present
     then (``pending_removed``) may be deleted too, all together."""
-    from iau_cli.io.rowprint import unmasked
 
     rows = recorded.get("rows")
     if rows is None:
@@ -328,9 +326,9 @@ def check_weights_fit(
     if missing or extra:
         what = f"missing {', '.join(missing[:3])}" if missing else f"unexpected {', '.join(extra[:3])}"
         raise CheckpointError(f"{source}: weights do not fit model {build[0]!r}: {what}")
-    for name, tensor in stored.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise CheckpointError(f"{source}: has NaN or infinite weights ({name}); the checkpoint itself is damaged")
+    bad = nonfinite(stored)
+    if bad:
+        raise CheckpointError(f"{source}: has NaN or infinite weights ({bad[0]}); the checkpoint itself is damaged")
     for name, tensor in expected.items():
         if tuple(stored[name].shape) != tuple(tensor.shape):
             raise CheckpointError(
@@ -412,7 +410,6 @@ def train(
 ) -> TrainResult:
     """Train the configured model on its data and write a self-describing checkpoint to ``out``
     (with ``outputs``: staged there, for the caller to publish with its other outputs)."""
-    from iau_cli.core import distributed
 
     out = Path(out)
     check_writable(out, overwrite=overwrite)
@@ -433,7 +430,7 @@ def train(
         code = usercode.pin(config.model.name, config.model.path)  # taken before it runs: what ran
         usercode.remember(code)
     model, stats = train_model(config, data, rows, torch_device, progress=progress)
-    bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    bad = nonfinite(model.state_dict())
     if bad:
         raise TrainingError(
             f"training diverged: NaN or infinite weights ({bad[0]}) after {stats.epochs_run} epoch(s); nothing "
@@ -442,7 +439,6 @@ def train(
     learned = predict(model, data.train, rows.learn, torch_device)
     test = predict(model, data.test, None, torch_device)
     meta = train_meta(config, data, model, stats, rows, code)
-    from iau_cli.recipes.ledger import compute_ledger
 
     ledger_meta, ledger_tensors = compute_ledger(model, data, rows.learn, torch_device, progress=progress)
     meta.ledger = ledger_meta

@@ -1,12 +1,15 @@
-"""``unlearn``: forget the listed sample ids and write a new checkpoint with its lineage event.
+"""``unlearn``: forget the listed sample ids — the new checkpoint, with its lineage event.
 
-The input checkpoint is never modified. Nothing is written unless every check passes: ids
-resolved (unknown ids are an error unless allowed), the update finite, the output free (or
-``overwrite``) and not locked by a concurrent run.
+The recipe (:func:`unlearn`) reads top to bottom: prepare (restore, resolve ids, plan rows) →
+snapshot at θ* → run the method → build the child (pure) → the result. It writes nothing: the
+child is returned, and the caller stages it (:func:`write`; the CLI, beside its other outputs,
+after its one output guard). The input checkpoint is never modified; nothing is made unless
+every check passes (ids resolved — unknown ids are an error unless allowed —, the update finite).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from dataclasses import dataclass, field
@@ -17,22 +20,22 @@ import numpy as np
 import torch
 
 from iau_cli import __version__
-from iau_cli.cli.report import clean_json
 from iau_cli.config import RunConfig, to_dict
 from iau_cli.core import distributed
-from iau_cli.core.gradients import GradDict, trainable
-from iau_cli.core.methods import MethodName, get_method
-from iau_cli.core.methods.base import UnlearnContext
+from iau_cli.core.gradients import GradDict, loss_grad_sum, trainable
+from iau_cli.core.ledger import carried_ledger, compute_ledger, ledger_state, relative_drift
+from iau_cli.core.methods import MethodName, MethodSpec, get_method, retrains
+from iau_cli.core.methods.base import MethodOutput, UnlearnContext
 from iau_cli.core.metrics import predict
-from iau_cli.core.references import lookup_targets
+from iau_cli.core.models import nonfinite
 from iau_cli.errors import DataChangedError, IdsError, UnlearningError
 from iau_cli.io.checkpoint import CheckpointMeta, params_sha256, save_checkpoint, utc_now
-from iau_cli.io.files import Outputs, check_writable, default_output
+from iau_cli.io.files import Outputs, clean_json, default_output
 from iau_cli.io.forgotten import ENUMERABLE_WARNING
 from iau_cli.io.ids import ForgetRequest, short_id
+from iau_cli.io.references import lookup_targets
 from iau_cli.io.rowprint import masked
-from iau_cli.progress import Progress, no_progress
-from iau_cli.recipes.ledger import carried_ledger, compute_ledger, ledger_state, relative_drift
+from iau_cli.progress import Progress, Stopwatch, no_progress
 from iau_cli.recipes.train import Restored, restore
 
 UNKNOWN_EXAMPLES = 5
@@ -113,12 +116,13 @@ class UnlearnResult:
     # targets_not_reached, heldout_accuracy_drop; "none" when the method has no self-check.
     check: str = "none"
     fell_back: bool = False  # the self-check failed and --fallback retrain retrained instead
+    child: Child | None = field(default=None, repr=False)  # what unlearn() made; write() writes it
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        del data["forgotten_ids"]  # the JSON may travel further than the ids file it was asked for
-        del data["outcomes"]
-        return data
+        # The clear ids stay out: the JSON may travel further than the ids file they were asked for.
+        hidden = ("forgotten_ids", "outcomes", "child")
+        plain = lambda value: dataclasses.asdict(value) if dataclasses.is_dataclass(value) else copy.deepcopy(value)  # noqa: E731
+        return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name not in hidden}
 
 
 def resolve_ids(
@@ -186,7 +190,7 @@ def id_outcomes(restored: Restored, request: ForgetRequest) -> list[tuple[str, s
     return [(i, outcome(i)) for i in request.ids]
 
 
-def _figures(restored: Restored, model: torch.nn.Module, forget_rows: np.ndarray, batch_size: int) -> Figures:
+def measure(restored: Restored, model: torch.nn.Module, forget_rows: np.ndarray, batch_size: int) -> Figures:
     """Forget-row and held-out figures; held-out = the evaluation half of the test split (methods
     calibrate on the other half, see ``Split.halves``)."""
     forget = predict(model, restored.data.train, forget_rows, restored.device, batch_size=batch_size)
@@ -216,11 +220,28 @@ def plan_rows(restored: Restored, new_rows: list[int]) -> RowPlan:
     )
 
 
+@dataclass(frozen=True)
+class LedgerInfo:
+    """The parent's gradient ledger as this request found it: usable only when fresh (computed at
+    these very parameters over these rows). A stale ledger is never used: how far the parameters
+    moved says nothing about how wrong the sum is (at θ* the retain sum is a small difference of
+    large terms — a relative drift of 1e-2 left it 95% off, measured), so no honest limit exists."""
+
+    status: str
+    detail: str
+    usable: bool
+
+
+def ledger_info(restored: Restored) -> LedgerInfo:
+    state = ledger_state(restored.checkpoint, restored.model, len(restored.partition().learn))
+    return LedgerInfo(state.status, state.reason, state.status == "fresh")
+
+
 def build_context(
     restored: Restored,
     rows: RowPlan,
-    ledger_info: dict[str, Any],
     *,
+    ledger: LedgerInfo | None = None,
     model: torch.nn.Module | None = None,
     batch_size: int = 512,
     progress: Progress = no_progress,
@@ -243,7 +264,7 @@ def build_context(
         device=restored.device,
         batch_size=batch_size,
         progress=progress,
-        retain_source=_ledger_source(restored, restored.partition().learn, ledger_info),
+        retain_source=_ledger_source(restored, ledger or ledger_info(restored)),
     )
 
 
@@ -251,47 +272,91 @@ def chain_since_training(lineage: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What the unlearn events since the last training or retrain ran (oldest first): the chain a
     new request extends. A retrain (or a fallback to one), a training or an import starts a new
     chain; events that leave the weights as they are (a ledger refresh) are passed over."""
-    retraining = {name.value for name in MethodName if get_method(name).retrains}
     chain: list[dict[str, Any]] = []
     for event in reversed(lineage):
         if event.get("event") == "ledger-refresh":
             continue
-        if event.get("event") != "unlearn" or event.get("method") in retraining:
+        if event.get("event") != "unlearn" or retrains(event.get("method")):
             break
         ran = event.get("ran")
         chain.append(ran if isinstance(ran, dict) else {})
     return chain[::-1]
 
 
-def unlearn(
-    request: UnlearnRequest, *, progress: Progress = no_progress, outputs: Outputs | None = None
-) -> UnlearnResult:
-    """Forget ``request.forget`` from ``request.checkpoint`` and write the result to ``request.out``.
+def _ledger_source(restored: Restored, ledger: LedgerInfo) -> Any:
+    """The retain gradient: the ledger − the forget rows when the ledger is usable, else one pass
+    over the retain rows."""
 
-    With ``outputs`` the checkpoint is only staged there (its output lock held) for the caller to
-    publish together with its other outputs; without, it is published before this returns.
-    """
-    if outputs is None:
-        with Outputs() as own:
-            result = unlearn(request, progress=progress, outputs=own)
-            if distributed.is_main():
-                own.publish()
-        return result
-    started = time.perf_counter()
-    seconds: dict[str, float] = {}
+    def source(ctx: UnlearnContext) -> tuple[GradDict, str]:
+        if not ledger.usable:
+            ctx.progress("retain gradient", 0, 1)
+            retain, _ = loss_grad_sum(ctx.model, ctx.data.train, ctx.retain_rows, ctx.device, batch_size=ctx.batch_size)
+            ctx.progress("retain gradient", 1, 1)
+            return retain, f"recomputed over {len(ctx.retain_rows)} retain rows ({ledger.detail})"
+        forget = ctx.forget_grad_sum()
+        retain = {k: restored.checkpoint.ledger_tensors[k].to(ctx.device) - forget[k] for k in forget}
+        return retain, f"ledger − forget rows ({ledger.detail})"
+
+    return source
+
+
+# The recipe: prepare → snapshot at θ* → run the method → build the child → the result. The child
+# is made, not written: the caller stages it (the CLI, with the run's other outputs) — see write().
+
+
+def unlearn(request: UnlearnRequest, *, progress: Progress = no_progress) -> UnlearnResult:
+    """Forget ``request.forget`` from ``request.checkpoint``: the result, with the child checkpoint
+    in ``result.child`` (nothing written; :func:`write` or the CLI stages it)."""
+    clock = Stopwatch()
+    with clock("load"):
+        job = prepare(request, progress)
+    if not job.new_ids and not job.test_ids:
+        return unchanged(job, clock)
+    with clock("evaluate"):
+        snapshot = snapshot_at_start(job, progress)
+    with clock("update"):
+        ran = run_method(job, snapshot, progress)
+    if nonfinite(ran.model.state_dict()):
+        raise UnlearningError(
+            f"{request.checkpoint}: method {ran.spec.name} produced NaN or infinite parameters; "
+            "nothing written (try a smaller step_size)"
+        )
+    with clock("evaluate"):
+        progress("unlearn · measuring the model after", 3, 5)
+        after = measure(job.restored, ran.model, job.rows.forget, request.batch_size)
+    with clock("write"):
+        progress("unlearn · building the new checkpoint", 4, 5)
+        child, ledger_next = build_child(job, snapshot, ran, progress)
+    clock.seconds["gradients"] = snapshot.context.seconds_gradients + ran.context.seconds_gradients
+    clock.seconds["update"] -= clock.seconds["gradients"]
+    progress("unlearn · done", 5, 5)
+    return result_of(job, snapshot, ran, after, child, ledger_next, clock)
+
+
+@dataclass
+class Job:
+    """A request ready to run: the method, the model at θ* with its data, and how the ids resolved."""
+
+    request: UnlearnRequest
+    out: Path
+    spec: MethodSpec
+    options: Any
+    restored: Restored
+    new_ids: list[str]  # training ids forgotten now
+    test_ids: list[str]  # held-out ids recorded now (never learned)
+    counts: IdCounts
+    rows: RowPlan
+    outcomes: list[tuple[str, str]]
+
+
+def prepare(request: UnlearnRequest, progress: Progress = no_progress) -> Job:
+    """Options parsed, the checkpoint restored, the ids resolved to rows; bad input fails here."""
     spec = get_method(request.method)
     options = spec.parse_options(request.options)
-    out = Path(request.out) if request.out else default_output(request.checkpoint)
-    if out.resolve() == Path(request.checkpoint).resolve():
-        raise UnlearningError(f"{out}: the output would replace the input checkpoint; choose another --out")
-    check_writable(out, overwrite=request.overwrite)
     if request.ledger_refresh not in ("later", "now"):
         raise UnlearningError(f"--ledger-refresh {request.ledger_refresh!r}: expected later or now")
     if request.fallback not in ("none", "retrain"):
         raise UnlearningError(f"--fallback {request.fallback!r}: expected none or retrain")
-
-    if distributed.is_main():
-        outputs.lock(out)
     progress("unlearn · loading model and data", 0, 5)
     try:
         restored = restore(
@@ -312,134 +377,319 @@ def unlearn(
             f"{request.forget.source}: the request would forget every training row; nothing would be "
             "left to learn from (train a new model instead)"
         )
-    seconds["load"] = time.perf_counter() - started
-
+    out = Path(request.out) if request.out else default_output(request.checkpoint)
     outcomes = id_outcomes(restored, request.forget)
-    if not new_ids and not test_ids:
-        result = _unchanged(request, restored, out, counts, seconds, started, rows.retain, outputs)
-        result.outcomes = outcomes
-        return result
+    return Job(request, out, spec, options, restored, new_ids, test_ids, counts, rows, outcomes)
 
-    model_before = {k: p.detach().clone() for k, p in trainable(restored.model).items()}
+
+@dataclass
+class Snapshot:
+    """The model at θ*, before the method moves anything: its parameters and figures, the method's
+    view of the request (which holds the gradient sums once computed) and the parent's ledger."""
+
+    params: GradDict
+    before: Figures
+    context: UnlearnContext
+    ledger: LedgerInfo
+
+
+def snapshot_at_start(job: Job, progress: Progress = no_progress) -> Snapshot:
+    restored, request = job.restored, job.request
     progress("unlearn · measuring the model before", 1, 5)
-    evaluate_started = time.perf_counter()
-    before = _figures(restored, restored.model, rows.forget, request.batch_size)
-    seconds["evaluate"] = time.perf_counter() - evaluate_started
-    ledger_info: dict[str, Any] = {}
-    context = build_context(restored, rows, ledger_info, batch_size=request.batch_size, progress=progress)
-    progress(f"unlearn · running {spec.name.value} on {len(rows.forget)} row(s)", 2, 5)
-    update_started = time.perf_counter()
-    if len(rows.forget) and ledger_info["usable"] and request.ledger_refresh == "later":
-        # Snapshot at θ*, before the method moves anything: the child's ledger is the retain sum
-        # *at these parameters* (ledger − forget rows: one pass over the forget rows).
+    params = {k: p.detach().clone() for k, p in trainable(restored.model).items()}
+    before = measure(restored, restored.model, job.rows.forget, request.batch_size)
+    ledger = ledger_info(restored)
+    context = build_context(restored, job.rows, ledger=ledger, batch_size=request.batch_size, progress=progress)
+    if len(job.rows.forget) and ledger.usable and request.ledger_refresh == "later":
+        # The child's ledger is the retain sum *at θ** (ledger − forget rows: one pass over the
+        # forget rows), taken before the method moves anything.
         context.retain_grad_sum()
-    output = spec.run(context, options) if len(rows.forget) else None
-    check = (output.details.get("check") or {}).get("code", "none") if output is not None else "none"
-    fell_back = check not in ("ok", "none") and request.fallback == "retrain" and not spec.retrains
-    if fell_back:
-        progress(f"unlearn · self-check {check}: retraining instead (--fallback retrain)", 2, 5)
-        first = {"method": spec.name.value, "options": to_dict(options), "ran": output.details}
-        seconds["fallback_first_attempt"] = time.perf_counter() - update_started
-        first_gradients = context.seconds_gradients
-        spec = get_method(MethodName.RETRAIN)
-        options = spec.parse_options({})
-        context = build_context(restored, rows, {}, batch_size=request.batch_size, progress=progress)
-        context.seconds_gradients = first_gradients
-        output = spec.run(context, options)
-        output.details["fallback_from"] = first
-    model = output.model if output is not None else restored.model
-    seconds["gradients"] = context.seconds_gradients
-    seconds["update"] = time.perf_counter() - update_started - context.seconds_gradients
-    if not all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point()):
-        raise UnlearningError(
-            f"{request.checkpoint}: method {spec.name.value} produced NaN or infinite parameters; "
-            "nothing written (try a smaller step_size)"
+    return Snapshot(params, before, context, ledger)
+
+
+@dataclass
+class Ran:
+    """What ran: the method (a retrain when the first one's self-check failed and ``--fallback
+    retrain`` asked for it), its output, the self-check's code, and the model it left."""
+
+    spec: MethodSpec
+    options: Any
+    output: MethodOutput | None  # None: no learned row to forget (validation or test rows only)
+    context: UnlearnContext  # of the method that produced the model (the fallback's own)
+    check: str = "none"
+    fell_back: bool = False
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.output.model if self.output is not None else self.context.model
+
+    @property
+    def details(self) -> dict[str, Any]:
+        return self.output.details if self.output is not None else {}
+
+
+def run_method(job: Job, snapshot: Snapshot, progress: Progress = no_progress) -> Ran:
+    if not len(job.rows.forget):
+        return Ran(job.spec, job.options, None, snapshot.context)
+    progress(f"unlearn · running {job.spec.name} on {len(job.rows.forget)} row(s)", 2, 5)
+    output = job.spec.run(snapshot.context, job.options)
+    check = (output.details.get("check") or {}).get("code", "none")
+    if check in ("ok", "none") or job.request.fallback != "retrain" or job.spec.retrains:
+        return Ran(job.spec, job.options, output, snapshot.context, check)
+    progress(f"unlearn · self-check {check}: retraining instead (--fallback retrain)", 2, 5)
+    first = {"method": job.spec.name, "options": to_dict(job.options), "ran": output.details}
+    spec = get_method(MethodName.RETRAIN)
+    options = spec.parse_options({})
+    context = build_context(job.restored, job.rows, ledger=snapshot.ledger, batch_size=job.request.batch_size)
+    output = spec.run(context, options)
+    output.details["fallback_from"] = first
+    return Ran(spec, options, output, context, check, fell_back=True)
+
+
+@dataclass
+class Child:
+    """The checkpoint ``unlearn`` made, not yet written: its weights, metadata and tensor tables —
+    or, when nothing new was forgotten, a byte-identical copy of the input (``copy_of``)."""
+
+    state: dict[str, torch.Tensor] | None
+    meta: CheckpointMeta | None
+    ledger_tensors: GradDict | None = None
+    reference_tensors: dict[str, torch.Tensor] | None = None
+    copy_of: Path | None = None
+
+    def stage(self, outputs: Outputs, path: Path, *, overwrite: bool = False) -> str:
+        """Stage it in ``outputs`` (published with the run's other outputs); its sha256."""
+        if self.copy_of is not None:
+            return outputs.stage_copy(self.copy_of, path, overwrite=overwrite)
+        assert self.state is not None and self.meta is not None
+        return save_checkpoint(
+            path,
+            self.state,
+            self.meta,
+            ledger_tensors=self.ledger_tensors,
+            reference_tensors=self.reference_tensors,
+            overwrite=overwrite,
+            outputs=outputs,
         )
-    progress("unlearn · measuring the model after", 3, 5)
-    evaluate_started = time.perf_counter()
-    after = _figures(restored, model, rows.forget, request.batch_size)
-    seconds["evaluate"] += time.perf_counter() - evaluate_started
-    moved = any(not torch.equal(model_before[k], p.detach()) for k, p in trainable(model).items())
-    warnings = _utility_warnings(before, after, request.max_test_drop)
-    if check not in ("ok", "none") and not fell_back:
-        message = (output.details.get("check") or {}).get("message", "")
-        text = f"self-check {check}: {message}; rerun with --fallback retrain to retrain instead"
+
+
+def build_child(job: Job, snapshot: Snapshot, ran: Ran, progress: Progress = no_progress) -> tuple[Child, str]:
+    """The child checkpoint (lineage event, forgotten hashes, ledger) and what its ledger is."""
+    restored, meta = job.restored, job.restored.meta
+    forgotten = dataclasses.replace(
+        meta.forgotten,
+        hashes=set(meta.forgotten.hashes),
+        keyed={kid: set(group) for kid, group in meta.forgotten.keyed.items()},
+    )
+    event = _lineage_event(job, ran, forgotten)
+    forgotten.add(job.new_ids + job.test_ids)
+    event["forgotten_sha256"] = forgotten.digest()  # binds the record to the lineage (checked at load)
+    child_meta = dataclasses.replace(meta, lineage=[*meta.lineage, event], forgotten=forgotten, version=__version__)
+    ledger_meta, tensors, next_ledger = _child_ledger(job, snapshot, ran, forgotten.holds_keyed_ids, progress)
+    child = Child(
+        ran.model.state_dict(),
+        dataclasses.replace(child_meta, ledger=ledger_meta),
+        ledger_tensors=tensors,
+        reference_tensors=restored.checkpoint.reference_tensors,  # the table is never edited
+    )
+    return child, next_ledger
+
+
+def _lineage_event(job: Job, ran: Ran, forgotten: Any) -> dict[str, Any]:
+    restored, new_ids, test_ids = job.restored, job.new_ids, job.test_ids
+    ids_digest = forgotten.list_digest(new_ids + test_ids)  # every id this event records
+    index = restored.data.train.row_index()
+    event = {
+        "event": "unlearn",
+        "time": utc_now(),
+        "iau_version": __version__,
+        "method": ran.spec.name,
+        "options": to_dict(ran.options),
+        "ran": clean_json(ran.details),  # what the method resolved and did: learning rate, steps taken, why it stopped
+        "ids": len(new_ids),
+        "ids_digest": ids_digest,
+        # What deleting these rows from the data store does to its row digest (iau_cli.io.rowprint);
+        # masked under the operator key when there is one.
+        "rows_removed": masked(forgotten, restored.data.train.row_digest([index[i] for i in new_ids]), ids_digest),
+        "parent_sha256": restored.checkpoint.sha256,
+        "parent_params_sha256": restored.checkpoint.params_digest(),
+        "params_sha256": params_sha256(ran.model.state_dict()),
+    }
+    if test_ids:
+        test_index = restored.data.test.row_index()
+        event["test_ids"] = len(test_ids)
+        test_digest = restored.data.test.row_digest([test_index[i] for i in test_ids])
+        event["test_rows_removed"] = masked(forgotten, test_digest, ids_digest + "/test")
+    return event
+
+
+KEYED_NO_LEDGER = (
+    "none: under an operator key a ledger over the rows left would name the forgotten ones by differencing "
+    "(docs/RELIABILITY.md: threat model); one-step rules recompute the retain gradient"
+)
+
+
+def _child_ledger(
+    job: Job, snapshot: Snapshot, ran: Ran, keyed: bool, progress: Progress
+) -> tuple[dict[str, Any] | None, GradDict | None, str]:
+    """(ledger metadata, tensors, what it is) for the child, which learns from the retain rows."""
+    learn_rows = job.rows.retain
+    if keyed:
+        # The sum over the rows left, beside the model and the data, names the rows that are not in
+        # it: total gradient − ledger = Σ of the forgotten rows' gradients, a subset-sum anyone can
+        # solve. Under an operator key the child keeps no ledger (the default rule needs none).
+        return None, None, KEYED_NO_LEDGER
+    if job.request.ledger_refresh == "now" or ran.spec.retrains:
+        restored = job.restored
+        ledger_meta, tensors = compute_ledger(ran.model, restored.data, learn_rows, restored.device, progress=progress)
+        return ledger_meta, tensors, "fresh (recomputed at the new parameters)"
+    retain_sum = snapshot.context.retain_sum_computed
+    if retain_sum is None:
+        return None, None, "none (run iau ledger refresh to make the next request cheap)"
+    # The retain sum at θ* (from a fresh ledger or a full pass: exact) is the ledger of the child's
+    # rows at the parent's parameters: fresh for the child when the weights did not move, stale
+    # (and then not used, see LedgerInfo) when they did.
+    step = relative_drift(snapshot.params, {k: p.detach() for k, p in trainable(ran.model).items()})
+    parent = job.restored.checkpoint.params_digest()
+    ledger_meta, tensors = carried_ledger(retain_sum, len(learn_rows), parent, step, exact=True)
+    if step == 0:
+        return ledger_meta, tensors, "fresh (the weights did not move, so the retain sum at θ* is the child's)"
+    return (
+        ledger_meta,
+        tensors,
+        f"stale (carried at the parent's parameters; they moved {step:.1e} relative): the next request "
+        "recomputes the retain gradient unless the ledger is refreshed",
+    )
+
+
+def result_of(
+    job: Job, snapshot: Snapshot, ran: Ran, after: Figures, child: Child, ledger_next: str, clock: Stopwatch
+) -> UnlearnResult:
+    request, restored = job.request, job.restored
+    moved = any(not torch.equal(snapshot.params[k], p.detach()) for k, p in trainable(ran.model).items())
+    warnings = _utility_warnings(snapshot.before, after, request.max_test_drop)
+    if ran.check not in ("ok", "none") and not ran.fell_back:
+        message = (ran.details.get("check") or {}).get("message", "")
+        text = f"self-check {ran.check}: {message}; rerun with --fallback retrain to retrain instead"
         warnings.append({"code": "self_check_failed", "message": text})
     if not restored.meta.forgotten.private:
         warnings.append({"code": "ids_enumerable", "message": ENUMERABLE_WARNING})
-
-    progress("unlearn · writing", 4, 5)
-    write_started = time.perf_counter()
-    ran = output.details if output is not None else {}
-    meta, ledger_tensors = _next_meta(
-        restored,
-        request,
-        spec.name.value,
-        options,
-        ran,
-        new_ids,
-        test_ids,
-        model,
-        model_before,
-        context,
-        ledger_info,
-        progress,
-    )
-    sha = ""
-    if distributed.is_main():
-        sha = save_checkpoint(
-            out,
-            model.state_dict(),
-            meta,
-            ledger_tensors=ledger_tensors,
-            reference_tensors=restored.checkpoint.reference_tensors,  # the table is never edited
-            overwrite=request.overwrite,
-            outputs=outputs,
-        )
-    distributed.barrier()
-    seconds["write"] = time.perf_counter() - write_started
-    seconds["total"] = time.perf_counter() - started
-    progress("unlearn · done", 5, 5)
-    if not len(rows.forget):
-        message = (
-            f"recorded {len(new_ids) + len(test_ids)} id(s) of rows the model never learned from (validation or "
-            "test rows) as forgotten; no update needed"
-        )
-    elif moved:
-        message = f"forgot {len(new_ids)} id(s) with {spec.name.value}" + (
-            f" (the first method's self-check failed: {check}; --fallback retrain)" if fell_back else ""
-        )
-    else:
-        why = (output.details.get("stopped") if output is not None else None) or "the method took no step"
-        message = (
-            f"recorded {len(new_ids)} id(s) as forgotten; the weights did not move ({why}): the rows already "
-            "look like held-out rows to this model"
-        )
+    ledger: dict[str, Any] = {"status": snapshot.ledger.status, "detail": snapshot.ledger.detail}
+    ledger["usable"] = snapshot.ledger.usable
+    if snapshot.context.retain_sum_computed is not None:
+        ledger["path"] = "ledger" if snapshot.ledger.usable else "recompute"
+    ledger["next"] = ledger_next
+    assert child.meta is not None
     return UnlearnResult(
         checkpoint=str(request.checkpoint),
         parent_sha256=restored.checkpoint.sha256,
-        out=str(out),
-        out_sha256=sha,
+        out=str(job.out),
+        out_sha256="",  # known once written (write(), or the CLI's staging)
         changed=True,  # a new event (and ids) recorded; weights_moved says whether the weights moved
-        method=spec.name.value,
-        options=to_dict(options),
-        ids=counts,
-        retain_rows=int(len(rows.retain)),
-        before=before,
+        method=ran.spec.name,
+        options=to_dict(ran.options),
+        ids=job.counts,
+        retain_rows=int(len(job.rows.retain)),
+        before=snapshot.before,
         after=after,
-        seconds=seconds,
-        ledger=ledger_info,
-        details=output.details if output is not None else {},
-        message=message,
+        seconds=clock.total(),
+        ledger=ledger,
+        details=ran.details,
+        message=_message(job, ran, moved),
         weights_moved=moved,
         warnings=warnings,
-        ids_digest=meta.lineage[-1]["ids_digest"],
+        ids_digest=child.meta.lineage[-1]["ids_digest"],
         data_sha256=restored.data.fingerprint["sha256"],
-        forgotten_ids=new_ids + test_ids,
-        outcomes=outcomes,
-        check=check,
-        fell_back=fell_back,
+        forgotten_ids=job.new_ids + job.test_ids,
+        outcomes=job.outcomes,
+        check=ran.check,
+        fell_back=ran.fell_back,
+        child=child,
     )
+
+
+def _message(job: Job, ran: Ran, moved: bool) -> str:
+    new = len(job.new_ids)
+    if not len(job.rows.forget):
+        return (
+            f"recorded {new + len(job.test_ids)} id(s) of rows the model never learned from (validation or "
+            "test rows) as forgotten; no update needed"
+        )
+    if moved:
+        return f"forgot {new} id(s) with {ran.spec.name}" + (
+            f" (the first method's self-check failed: {ran.check}; --fallback retrain)" if ran.fell_back else ""
+        )
+    why = ran.details.get("stopped") or "the method took no step"
+    return (
+        f"recorded {new} id(s) as forgotten; the weights did not move ({why}): the rows already look like "
+        "held-out rows to this model"
+    )
+
+
+def unchanged(job: Job, clock: Stopwatch) -> UnlearnResult:
+    """Nothing new to forget: the child is a byte-identical copy, so scripts can chain paths."""
+    request, restored, counts = job.request, job.restored, job.counts
+    return UnlearnResult(
+        checkpoint=str(request.checkpoint),
+        parent_sha256=restored.checkpoint.sha256,
+        out=str(job.out),
+        out_sha256="",
+        changed=False,
+        method=request.method,
+        options={},
+        ids=counts,
+        retain_rows=int(len(job.rows.retain)),
+        before=None,
+        after=None,
+        seconds=clock.total(),
+        ledger={},
+        details={},
+        ids_digest=restored.meta.forgotten.list_digest([]),
+        data_sha256=restored.data.fingerprint["sha256"],
+        message=(
+            "nothing to forget: the request is empty"
+            if counts.requested == 0
+            else f"nothing to forget: {counts.already_forgotten} id(s) already forgotten"
+        )
+        + (f", {counts.unknown} not rows of the data (skipped: --allow-missing)" if counts.unknown else "")
+        + "; the output is an unchanged copy"
+        + (
+            " (it keeps the old data fingerprint: iau ledger refresh --allow-data-change --out NEW records the "
+            "data as it is now)"
+            if request.allow_data_change
+            else ""
+        ),
+        outcomes=job.outcomes,
+        child=Child(None, None, copy_of=Path(restored.checkpoint.path)),
+    )
+
+
+def write(result: UnlearnResult, outputs: Outputs | None = None, *, overwrite: bool = False) -> UnlearnResult:
+    """Stage ``result.child`` at ``result.out`` in ``outputs`` (the caller publishes), or, without
+    ``outputs``, write it at once; fills ``out_sha256`` and the write time. Under ``torchrun`` only
+    rank 0 writes."""
+    assert result.child is not None, "the result of unlearn() carries its child"
+    started = time.perf_counter()
+    if distributed.is_main():
+        if outputs is None:
+            with Outputs() as own:
+                own.lock(result.out)
+                result.out_sha256 = result.child.stage(own, Path(result.out), overwrite=overwrite)
+                own.publish()
+        else:
+            result.out_sha256 = result.child.stage(outputs, Path(result.out), overwrite=overwrite)
+    distributed.barrier()
+    took = time.perf_counter() - started
+    result.seconds["write"] = result.seconds.get("write", 0.0) + took
+    result.seconds["total"] += took
+    if not result.changed:
+        result.out_sha256 = result.out_sha256 or result.parent_sha256
+    return result
+
+
+def unlearn_to_file(request: UnlearnRequest, *, progress: Progress = no_progress) -> UnlearnResult:
+    """:func:`unlearn`, then :func:`write`: for library callers that want the file now."""
+    return write(unlearn(request, progress=progress), overwrite=request.overwrite)
 
 
 def _deleted_too_early(error: DataChangedError, request: ForgetRequest) -> DataChangedError:
@@ -477,162 +727,3 @@ def _utility_warnings(before: Figures, after: Figures, max_drop: float) -> list[
         f"consider --method retrain for this request"
     )
     return [{"code": "heldout_accuracy_drop", "message": message}]
-
-
-def _unchanged(
-    request: UnlearnRequest,
-    restored: Restored,
-    out: Path,
-    counts: IdCounts,
-    seconds: dict[str, float],
-    started: float,
-    retain_rows: np.ndarray,
-    outputs: Outputs,
-) -> UnlearnResult:
-    """Nothing new to forget: the output is a byte-identical copy, so scripts can chain paths."""
-    write_started = time.perf_counter()
-    if distributed.is_main():
-        outputs.stage_copy(restored.checkpoint.path, out, overwrite=request.overwrite)
-    seconds["write"] = time.perf_counter() - write_started
-    seconds["total"] = time.perf_counter() - started
-    return UnlearnResult(
-        checkpoint=str(request.checkpoint),
-        parent_sha256=restored.checkpoint.sha256,
-        out=str(out),
-        out_sha256=restored.checkpoint.sha256,
-        changed=False,
-        method=request.method,
-        options={},
-        ids=counts,
-        retain_rows=int(len(retain_rows)),
-        before=None,
-        after=None,
-        seconds=seconds,
-        ledger={},
-        details={},
-        ids_digest=restored.meta.forgotten.list_digest([]),
-        data_sha256=restored.data.fingerprint["sha256"],
-        message=(
-            "nothing to forget: the request is empty"
-            if counts.requested == 0
-            else f"nothing to forget: {counts.already_forgotten} id(s) already forgotten"
-        )
-        + (f", {counts.unknown} not rows of the data (skipped: --allow-missing)" if counts.unknown else "")
-        + "; the output is an unchanged copy"
-        + (
-            " (it keeps the old data fingerprint: iau ledger refresh --allow-data-change --out NEW records the "
-            "data as it is now)"
-            if request.allow_data_change
-            else ""
-        ),
-    )
-
-
-KEYED_NO_LEDGER = (
-    "none: under an operator key a ledger over the rows left would name the forgotten ones by differencing "
-    "(docs/RELIABILITY.md: threat model); one-step rules recompute the retain gradient"
-)
-
-
-def _ledger_source(restored: Restored, learn_rows: np.ndarray, info: dict[str, Any]) -> Any:
-    """The retain gradient from the ledger when it is fresh (computed at these very parameters);
-    otherwise one pass over the retain rows. A stale ledger is never used: how far the parameters
-    moved says nothing about how wrong the sum is (at θ* the retain sum is a small difference of
-    large terms — a relative drift of 1e-2 left it 95% off, measured), so no honest limit exists."""
-    state = ledger_state(restored.checkpoint, restored.model, len(learn_rows))
-    usable = state.status == "fresh"
-    info.update(status=state.status, detail=state.reason, usable=usable)
-
-    def source(ctx: UnlearnContext) -> tuple[GradDict, str]:
-        if not usable:
-            from iau_cli.core.gradients import loss_grad_sum
-
-            ctx.progress("retain gradient", 0, 1)
-            retain, _ = loss_grad_sum(ctx.model, ctx.data.train, ctx.retain_rows, ctx.device, batch_size=ctx.batch_size)
-            ctx.progress("retain gradient", 1, 1)
-            info["path"] = "recompute"
-            return retain, f"recomputed over {len(ctx.retain_rows)} retain rows ({state.reason})"
-        forget = ctx.forget_grad_sum()
-        retain = {k: restored.checkpoint.ledger_tensors[k].to(ctx.device) - forget[k] for k in forget}
-        info["path"] = "ledger"
-        return retain, f"ledger − forget rows ({state.reason})"
-
-    return source
-
-
-def _next_meta(
-    restored: Restored,
-    request: UnlearnRequest,
-    method: str,
-    options: Any,
-    ran: dict[str, Any],
-    new_ids: list[str],
-    test_ids: list[str],
-    model: torch.nn.Module,
-    model_before: GradDict,
-    context: UnlearnContext,
-    ledger_info: dict[str, Any],
-    progress: Progress,
-) -> tuple[CheckpointMeta, GradDict | None]:
-    """The child checkpoint's metadata (lineage event, forgotten hashes) and ledger."""
-    meta = restored.meta
-    index = restored.data.train.row_index()
-    forgotten = dataclasses.replace(
-        meta.forgotten,
-        hashes=set(meta.forgotten.hashes),
-        keyed={kid: set(group) for kid, group in meta.forgotten.keyed.items()},
-    )
-    ids_digest = forgotten.list_digest(new_ids + test_ids)  # every id this event records
-    event = {
-        "event": "unlearn",
-        "time": utc_now(),
-        "iau_version": __version__,
-        "method": method,
-        "options": to_dict(options),
-        "ran": clean_json(ran),  # what the method resolved and did: learning rate, steps taken, why it stopped
-        "ids": len(new_ids),
-        "ids_digest": ids_digest,
-        # What deleting these rows from the data store does to its row digest (iau_cli.io.rowprint);
-        # masked under the operator key when there is one.
-        "rows_removed": masked(forgotten, restored.data.train.row_digest([index[i] for i in new_ids]), ids_digest),
-        "parent_sha256": restored.checkpoint.sha256,
-        "parent_params_sha256": restored.checkpoint.params_digest(),
-        "params_sha256": params_sha256(model.state_dict()),
-    }
-    if test_ids:
-        test_index = restored.data.test.row_index()
-        event["test_ids"] = len(test_ids)
-        test_digest = restored.data.test.row_digest([test_index[i] for i in test_ids])
-        event["test_rows_removed"] = masked(forgotten, test_digest, ids_digest + "/test")
-    forgotten.add(new_ids + test_ids)
-    event["forgotten_sha256"] = forgotten.digest()  # binds the record to the lineage (checked at load)
-    new_meta = dataclasses.replace(meta, lineage=[*meta.lineage, event], forgotten=forgotten, version=__version__)
-    learn_rows = context.retain_rows  # the rows the child learns from
-    if forgotten.holds_keyed_ids:
-        # The sum over the rows left, beside the model and the data, names the rows that are not in
-        # it: total gradient − ledger = Σ of the forgotten rows' gradients, a subset-sum anyone can
-        # solve. Under an operator key the child keeps no ledger (the default rule needs none).
-        ledger_info["next"] = KEYED_NO_LEDGER
-        return dataclasses.replace(new_meta, ledger=None), None
-    if request.ledger_refresh == "now" or get_method(method).retrains:
-        ledger_meta, tensors = compute_ledger(model, restored.data, learn_rows, restored.device, progress=progress)
-        ledger_info["next"] = "fresh (recomputed at the new parameters)"
-        return dataclasses.replace(new_meta, ledger=ledger_meta), tensors
-    if context.retain_sum_computed is None:
-        ledger_info["next"] = "none (run iau ledger refresh to make the next request cheap)"
-        return dataclasses.replace(new_meta, ledger=None), None
-    # The retain sum at θ* (from a fresh ledger or a full pass: exact) is the ledger of the child's
-    # rows at the parent's parameters: fresh for the child when the weights did not move, stale
-    # (and then not used, see _ledger_source) when they did.
-    step = relative_drift(model_before, {k: p.detach() for k, p in trainable(model).items()})
-    ledger_meta, tensors = carried_ledger(
-        context.retain_sum_computed, len(learn_rows), restored.checkpoint.params_digest(), step, exact=True
-    )
-    if step == 0:
-        ledger_info["next"] = "fresh (the weights did not move, so the retain sum at θ* is the child's)"
-    else:
-        ledger_info["next"] = (
-            f"stale (carried at the parent's parameters; they moved {step:.1e} relative): the next request "
-            "recomputes the retain gradient unless the ledger is refreshed"
-        )
-    return dataclasses.replace(new_meta, ledger=ledger_meta), tensors

@@ -10,9 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from iau_cli.config import RunConfig, from_dict
+from iau_cli.config import RunConfig
 from iau_cli.core.gradients import GradDict, loss_grad_sum
-from iau_cli.core.methods import MethodName
 from iau_cli.io.data import DataBundle, unit_hash
 from iau_cli.progress import Progress, no_progress
 
@@ -109,20 +108,3 @@ class MethodOutput:
 
     model: nn.Module
     details: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """A registered method: its name, options dataclass, entry point and one-line summary."""
-
-    name: MethodName
-    options: type
-    run: Callable[[UnlearnContext, Any], MethodOutput]
-    summary: str
-    # Capabilities, declared here so that no caller special-cases a method by name:
-    retrains: bool = False  # trains from scratch on the retained rows (the gold standard): its result
-    # is the bench's reference, it is no rival to rank against, and the child's ledger is recomputed.
-
-    def parse_options(self, values: dict[str, Any] | None) -> Any:
-        """Options from a mapping (defaults for missing keys; every bad key reported at once)."""
-        return from_dict(self.options, values or {}, source=f"method {self.name.value} options")

@@ -8,8 +8,7 @@ import dataclasses
 import numpy as np
 from torch.nn import functional as F
 
-from iau_cli.core.methods import MethodName
-from iau_cli.core.methods.base import MethodOutput, MethodSpec, UnlearnContext
+from iau_cli.core.methods.base import MethodOutput, UnlearnContext
 from iau_cli.core.methods.options import AscentOptions, FinetuneOptions
 from iau_cli.core.training import RowPartition, batch_slices, fit, make_optimizer
 
@@ -59,17 +58,3 @@ def run_gradient_ascent(ctx: UnlearnContext, options: AscentOptions) -> MethodOu
 
 def run_neggrad_plus(ctx: UnlearnContext, options: AscentOptions) -> MethodOutput:
     return _ascent(ctx, options, retain_weight=options.retain_weight)
-
-
-FINETUNE = MethodSpec(
-    MethodName.FINETUNE, FinetuneOptions, run_finetune, "a few epochs of the recipe on the retained rows"
-)
-GRADIENT_ASCENT = MethodSpec(
-    MethodName.GRADIENT_ASCENT, AscentOptions, run_gradient_ascent, "gradient ascent on the forget rows"
-)
-NEGGRAD_PLUS = MethodSpec(
-    MethodName.NEGGRAD_PLUS,
-    AscentOptions,
-    run_neggrad_plus,
-    "NegGrad+: β·loss(retain) − (1 − β)·loss(forget), step by step",
-)

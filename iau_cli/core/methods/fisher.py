@@ -9,8 +9,7 @@ from typing import Any
 import torch
 
 from iau_cli.core.gradients import per_sample_grads, trainable
-from iau_cli.core.methods import MethodName
-from iau_cli.core.methods.base import MethodOutput, MethodSpec, UnlearnContext
+from iau_cli.core.methods.base import MethodOutput, UnlearnContext
 from iau_cli.core.methods.options import FisherOptions
 
 
@@ -48,11 +47,3 @@ def run(ctx: UnlearnContext, options: FisherOptions) -> MethodOutput:
             p += noise
             noise_norm += float((noise**2).sum())
     return MethodOutput(ctx.model, {"fisher_rows": int(len(rows)), "noise_norm": noise_norm**0.5})
-
-
-SPEC = MethodSpec(
-    name=MethodName.FISHER,
-    options=FisherOptions,
-    run=run,
-    summary="Fisher forgetting: noise scaled by the inverse diagonal Fisher of the retained rows",
-)

@@ -70,12 +70,12 @@ import torch
 from torch.nn import functional as F
 
 from iau_cli.core import distributed
-from iau_cli.core.gradients import trainable
-from iau_cli.core.methods import MethodName
-from iau_cli.core.methods.base import MethodOutput, MethodSpec, UnlearnContext
+from iau_cli.core.gradients import loss_grad_sum, trainable
+from iau_cli.core.methods.base import MethodOutput, UnlearnContext
 from iau_cli.core.methods.options import IauOptions
 from iau_cli.core.metrics import predict, true_class_margin
 from iau_cli.core.references import phi
+from iau_cli.io.data import unit_hash
 
 ADAM_EPS = 1e-8
 PURPOSE_DEFAULTS = {
@@ -254,7 +254,6 @@ def self_check(
 
 def _split_by_id(split: Any, rows: np.ndarray, key: str) -> tuple[np.ndarray, np.ndarray]:
     """``rows`` in two halves by id hash (both all of them when a half would be empty)."""
-    from iau_cli.io.data import unit_hash
 
     first = np.array([unit_hash(key, split.ids[r]) < 0.5 for r in rows], dtype=bool)
     if first.all() or not first.any():
@@ -305,7 +304,6 @@ class Adam:
 def _adam_sign(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
     """The reference: Adam steps on c·∇mean CE(retain) − ∇mean CE(forget); the first at θ* (its
     gradients from the request's snapshot), later ones recompute both gradients where they are."""
-    from iau_cli.core.gradients import loss_grad_sum
 
     lr = options.step_size if options.step_size is not None else 1e-3
     steps = options.steps if options.steps is not None else 1
@@ -489,12 +487,3 @@ def _forget_positions(
     chosen = off[torch.randperm(len(off), generator=generator)[:k]]
     uniform = torch.randint(0, n_forget, (batch - k,), generator=generator)
     return torch.unique(torch.cat([chosen, uniform]))
-
-
-SPEC = MethodSpec(
-    name=MethodName.IAU,
-    options=IauOptions,
-    run=run,
-    summary="IAU: ascent on forget + correction on retained rows from θ*, iterated to per-row held-out loss "
-    "targets (or the reference's one Adam sign step)",
-)

@@ -18,8 +18,7 @@ import torch
 from torch.nn import functional as F
 
 from iau_cli.core.gradients import flatten, trainable
-from iau_cli.core.methods import MethodName
-from iau_cli.core.methods.base import MethodOutput, MethodSpec, UnlearnContext
+from iau_cli.core.methods.base import MethodOutput, UnlearnContext
 from iau_cli.core.methods.options import InfluenceOptions
 from iau_cli.errors import UnlearningError
 
@@ -170,11 +169,3 @@ def run(ctx: UnlearnContext, options: InfluenceOptions) -> MethodOutput:
             offset += p.numel()
     details["step_norm"] = float(step.norm())
     return MethodOutput(ctx.model, details)
-
-
-SPEC = MethodSpec(
-    name=MethodName.INFLUENCE,
-    options=InfluenceOptions,
-    run=run,
-    summary="influence functions: the Newton step θ + (1/n)·H⁻¹·Σ_f ∇ℓ (exact, CG or LiSSA)",
-)

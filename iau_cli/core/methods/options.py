@@ -1,17 +1,16 @@
-"""Every method's options and one-line summary, without torch.
+"""Every method's options, without torch.
 
 Kept apart from the methods themselves so that ``iau unlearn --help`` can list each method's
-``-O`` keys while staying fast (the methods import torch; this module does not).
+``-O`` keys while staying fast (the methods import torch; this module does not). Which method
+takes which: :data:`iau_cli.core.methods.catalog.CATALOG`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from iau_cli.config import help_field
-from iau_cli.core.methods import MethodName
 
 
 def _check_lr(lr: float | None) -> list[str]:
@@ -196,33 +195,6 @@ class RetrainOptions:
     seed: int | None = help_field("Seed; default the checkpoint's own.", default=None)
 
 
-OPTIONS: dict[MethodName, type] = {
-    MethodName.IAU: IauOptions,
-    MethodName.RETRAIN: RetrainOptions,
-    MethodName.FINETUNE: FinetuneOptions,
-    MethodName.GRADIENT_ASCENT: AscentOptions,
-    MethodName.NEGGRAD_PLUS: AscentOptions,
-    MethodName.INFLUENCE: InfluenceOptions,
-    MethodName.FISHER: FisherOptions,
-}
-
-
-def options_help(width: int = 100) -> str:
-    """Each method's ``-O`` keys with their defaults, for ``iau unlearn --help``."""
-    lines = []
-    for name, cls in OPTIONS.items():
-        keys = [f"{f.name}={_default(f)}" for f in dataclasses.fields(cls)]
-        line, parts = f"{name.value}:", []
-        for key in keys:
-            if len(line) + len(key) + 1 > width:
-                parts.append(line)
-                line = "   "
-            line += f" {key}"
-        lines.append("\n".join([*parts, line]))
-    return "\n".join(lines)
-
-
-def _default(f: Any) -> str:
-    if f.default is not dataclasses.MISSING:
-        return "auto" if f.default is None else str(f.default)
-    return "…"
+@dataclass(frozen=True)
+class NoOptions:
+    """A method that takes no options."""

@@ -6,8 +6,7 @@ so with the same seed it is exactly the model ``iau train`` would have produced 
 
 from __future__ import annotations
 
-from iau_cli.core.methods import MethodName
-from iau_cli.core.methods.base import MethodOutput, MethodSpec, UnlearnContext
+from iau_cli.core.methods.base import MethodOutput, UnlearnContext
 from iau_cli.core.methods.options import RetrainOptions
 from iau_cli.core.training import RowPartition, train_model
 
@@ -21,12 +20,3 @@ def run(ctx: UnlearnContext, options: RetrainOptions) -> MethodOutput:
     rows = RowPartition(learn=ctx.retain_rows, val=ctx.val_rows)
     model, stats = train_model(config, ctx.data, rows, ctx.device, progress=ctx.progress, allow_import=True)
     return MethodOutput(model, {"epochs_run": stats.epochs_run, "seed": config.train.seed})
-
-
-SPEC = MethodSpec(
-    name=MethodName.RETRAIN,
-    options=RetrainOptions,
-    run=run,
-    summary="retrain from scratch on the retained rows with the checkpoint's own recipe",
-    retrains=True,
-)

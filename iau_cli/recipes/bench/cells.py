@@ -15,15 +15,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from iau_cli.cli.report import clean_json
 from iau_cli.config import (
     BUILTIN_PREFIX,
     RunConfig,
 )
-from iau_cli.core.methods import MethodName, get_method
-from iau_cli.core.methods.base import MethodOutput, MethodSpec, UnlearnContext
+from iau_cli.core.gradients import per_sample_grads
+from iau_cli.core.methods import MethodName, MethodSpec, get_method
+from iau_cli.core.methods.base import MethodOutput, UnlearnContext
 from iau_cli.core.metrics import predict, tug_of_war
+from iau_cli.core.models import nonfinite
 from iau_cli.errors import ConfigError, IauError
+from iau_cli.io.files import clean_json
 from iau_cli.io.ids import ForgetRequest, read_forget_ids
 from iau_cli.progress import Progress
 from iau_cli.recipes.audit import AuditRequest, AuditRows, heldout_pool, model_figures
@@ -75,7 +77,6 @@ class PeakMemory:
 def warm_up() -> None:
     """Pay one-time costs before any timing: torch.optim and torch.func initialize torch._dynamo
     on first use (about a second), which would otherwise land on whichever method runs first."""
-    from iau_cli.core.gradients import per_sample_grads
 
     layer = torch.nn.Linear(2, 2)
     torch.optim.Adam(layer.parameters()).step()
@@ -166,13 +167,13 @@ def run_chain(restored: Restored, plan: ChainPlan, entry: MethodEntry) -> ChainO
     for step, rows in enumerate(plan.steps):
         step_seconds = float("nan")
         if spec is not None:
-            context = build_context(restored, rows, {}, model=copy.deepcopy(model) if step == 0 else model)
+            context = build_context(restored, rows, model=copy.deepcopy(model) if step == 0 else model)
             if step > 0:
                 context = dataclasses.replace(context, retain_source=None)
             output, step_seconds, step_peak = timed_run(spec, context, options)
             model, seconds, peak = output.model, seconds + step_seconds, max(peak, step_peak)
             details.append(clean_json(output.details))  # e.g. a solver's residual, the rule's steps
-            if not finite(model):
+            if nonfinite(model.state_dict()):
                 return ChainOutcome(model, steps, seconds, peak, details, diverged_at=step + 1)
         figures = _step_figures(restored, model, plan, step)
         figures.update(seconds=step_seconds, test_drop=before - figures["test_accuracy"])
@@ -181,13 +182,9 @@ def run_chain(restored: Restored, plan: ChainPlan, entry: MethodEntry) -> ChainO
     return ChainOutcome(model, steps, seconds, peak, details)
 
 
-def finite(model: torch.nn.Module) -> bool:
-    return all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point())
-
-
 def retrain_context(restored: Restored, rows: RowPlan) -> UnlearnContext:
     """A context for retraining without ``rows.forget`` (the original's weights are left alone)."""
-    return build_context(restored, rows, {}, model=copy.deepcopy(restored.model))
+    return build_context(restored, rows, model=copy.deepcopy(restored.model))
 
 
 @dataclass
@@ -341,7 +338,7 @@ class SeedGrid:
         except IauError as exc:
             run.update(status=f"refused: {exc}")
             return run
-        if not finite(model):
+        if nonfinite(model.state_dict()):
             run.update(status="diverged (NaN/Inf parameters)")
             return run
         figures, _ = model_figures(restored, model, plan.audit_rows, self.audit_request)

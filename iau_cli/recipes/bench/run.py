@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from iau_cli.cli.report import clean_json
 from iau_cli.config import (
     to_dict,
 )
 from iau_cli.core import distributed
 from iau_cli.errors import OutputError
+from iau_cli.io.files import clean_json
 from iau_cli.progress import Progress, no_progress
 from iau_cli.recipes.bench.cells import SeedGrid, retrain_first, warm_up
 from iau_cli.recipes.bench.spec import LISTED, BenchConfig, RequestSize, workload_config
