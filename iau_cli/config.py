@@ -23,13 +23,34 @@ BUILTIN_PREFIX = "builtin:"
 DATA_FORMATS = ("auto", "parquet", "csv", "json", "disk", "imagefolder")
 
 
+class InvalidConfig(ConfigError):
+    """A config dataclass whose values fail its ``check()``; ``problems`` lists each."""
+
+    def __init__(self, problems: list[str], source: str = "config") -> None:
+        self.problems = problems
+        super().__init__(f"{source}: {len(problems)} problem(s): " + "; ".join(problems))
+
+
+class Checked:
+    """A config dataclass whose ``check()`` runs however it is built — :func:`from_dict`, the
+    constructor, ``dataclasses.replace`` — so no code path makes a config nobody checked."""
+
+    def check(self) -> list[str]:
+        return []
+
+    def __post_init__(self) -> None:
+        problems = self.check()
+        if problems:
+            raise InvalidConfig(problems, type(self).__name__)
+
+
 def help_field(text: str, **kwargs: Any) -> Any:
     """A dataclass field with a help string in its metadata (every option dataclass uses it)."""
     return field(metadata={"help": text}, **kwargs)
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(Checked):
     """Where the rows live and how they become tensors."""
 
     train: str = help_field("Training rows: a file, a folder, or builtin:digits.", default="builtin:digits")
@@ -102,7 +123,7 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(Checked):
     """Which network to build. ``name`` is a built-in architecture or ``package.module:Class``."""
 
     name: str = help_field("logreg, mlp, lenet5, resnet18, or an import path package.module:Class.", default="mlp")
@@ -115,15 +136,20 @@ class ModelConfig:
     def check(self) -> list[str]:
         if not self.name:
             return ["name: must not be empty"]
-        hidden = self.args.get("hidden") if self.name == "mlp" else None
-        sizes = hidden if isinstance(hidden, list) else [hidden] if hidden is not None else []
-        if any(isinstance(h, bool) or not isinstance(h, int) or not 1 <= h <= 1 << 20 for h in sizes):
-            return [f"args.hidden: {hidden!r} must be positive integers (at most 1,048,576)"]
-        return []
+        problem = hidden_sizes_problem(self.args["hidden"]) if self.name == "mlp" and "hidden" in self.args else None
+        return [f"args.hidden: {problem}"] if problem else []
+
+
+def hidden_sizes_problem(hidden: Any) -> str | None:
+    """What is wrong with an MLP's hidden sizes (an int or a list of ints), or None."""
+    sizes = hidden if isinstance(hidden, list) else [hidden]
+    if any(isinstance(h, bool) or not isinstance(h, int) or not 1 <= h <= 1 << 20 for h in sizes):
+        return f"{hidden!r} must be positive integers (at most 1,048,576)"
+    return None
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Checked):
     """The training recipe. Retraining (the gold standard) reuses it on the retained rows."""
 
     seed: int = help_field("Seed for initialization, shuffling and splits.", default=0)
@@ -367,14 +393,14 @@ def _build(tp: Any, value: Any, where: str, problems: list[str]) -> Any:
                 kwargs[key] = built
         before = len(problems)
         try:
-            instance = tp(**kwargs)
+            return tp(**kwargs)  # a Checked dataclass runs its check() here
+        except InvalidConfig as exc:
+            if len(problems) == before:  # a problem in a field already explains a failing check
+                problems.extend(f"{where}.{p}" if where else p for p in exc.problems)
+            return None
         except TypeError as exc:
             problems.append(f"{label}: {exc}")
             return None
-        check = getattr(instance, "check", None)
-        if check is not None and len(problems) == before:
-            problems.extend(f"{where}.{p}" if where else p for p in check())
-        return instance
 
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)

@@ -22,6 +22,23 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     assert "train.optimizer: 'rmsprop' is not one of adam, sgd" in message
 
 
+def test_the_checks_run_however_a_config_is_built() -> None:
+    """Not only from_dict: the constructor and dataclasses.replace (as the methods build recipes) too."""
+    import dataclasses
+
+    from iau_cli.core.methods.options import FinetuneOptions, IauOptions
+
+    with pytest.raises(ConfigError, match="epochs: 0 must be at least 1"):
+        dataclasses.replace(TrainConfig(), epochs=0)
+    with pytest.raises(ConfigError, match="lr: -0.5 must be positive"):
+        TrainConfig(lr=-0.5)
+    with pytest.raises(ConfigError, match="steps: must be at least 1"):
+        IauOptions(steps=0)
+    with pytest.raises(ConfigError, match="epochs: must be at least 1"):
+        dataclasses.replace(FinetuneOptions(), epochs=0)
+    assert dataclasses.replace(TrainConfig(), epochs=3).epochs == 3
+
+
 def test_semantic_checks_name_the_field() -> None:
     with pytest.raises(ConfigError) as info:
         from_dict(RunConfig, {"train": {"lr": -1, "epochs": 0}})

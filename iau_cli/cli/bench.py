@@ -108,10 +108,7 @@ def command(
             listed = ", ".join(f"{n}: {m.label}" for n, m in enumerate(bench_config.methods, start=1))
             raise ConfigError(f"--methods: unknown label(s) {', '.join(unknown)}; known: {listed}")
         changes["methods"] = [known[m] for m in wanted]
-    bench_config = dataclasses.replace(bench_config, **changes)
-    problems = bench_config.check()
-    if problems:
-        raise ConfigError("bench config: " + "; ".join(problems))
+    bench_config = dataclasses.replace(bench_config, **changes)  # checked again (config.Checked)
     from iau_cli.errors import OutputError
     from iau_cli.recipes.bench import workload_inputs
 

@@ -55,6 +55,11 @@ def loss_grad_sum(
     return distributed.all_reduce_sum(total), distributed.sum_count(count, next(iter(total.values())).device)
 
 
+def mean_of(sums: GradDict, count: int) -> GradDict:
+    """A gradient sum over ``count`` rows as the gradient of the mean loss (0 rows: the sum itself)."""
+    return {name: value / max(count, 1) for name, value in sums.items()}
+
+
 def per_sample_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> GradDict:
     """∇θ CE for each row of a batch, with ``torch.func`` (vmap over grad); eval mode."""
     from torch.func import functional_call, grad, vmap

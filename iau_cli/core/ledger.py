@@ -73,18 +73,18 @@ def ledger_state(checkpoint: Checkpoint, model: nn.Module, rows: int) -> LedgerS
 
 
 def carried_ledger(
-    retain_sum: GradDict, count: int, params_digest: str, drift: float, *, exact: bool
+    retain_sum: GradDict, count: int, params_digest: str, drift: float
 ) -> tuple[dict[str, Any], GradDict]:
-    """The child's ledger after an unlearning step: the retain sum at the parent's parameters.
-
-    For the child's rows, at parameters the child has moved away from by ``drift``; ``exact`` is
-    False when the sum itself came from a stale ledger (it is then never taken for fresh).
-    """
+    """The child's ledger after an unlearning step: the retain sum at the parent's parameters, for
+    the child's rows, which the child's parameters have moved away from by ``drift``. The sum is
+    exact there (a fresh ledger − the forget rows, or a full pass: a stale ledger is never used), so
+    it is fresh for the child exactly when ``drift`` is 0. (``exact`` is recorded for readers of
+    ledgers that older versions carried from stale ones: those are never taken for fresh.)"""
     meta = {
         "count": int(count),
         "params_sha256": params_digest,
         "drift": float(drift),
-        "exact": bool(exact),
+        "exact": True,
         "time": utc_now(),
     }
     return meta, {name: value.detach().cpu().clone() for name, value in retain_sum.items()}

@@ -85,18 +85,10 @@ def auc(positive: np.ndarray, negative: np.ndarray) -> float:
     negative = np.asarray(negative, dtype=np.float64)
     if len(positive) == 0 or len(negative) == 0:
         return float("nan")
-    scores = np.concatenate([positive, negative])
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores), dtype=np.float64)
-    sorted_scores = scores[order]
-    # Average ranks over ties.
-    boundaries = np.flatnonzero(np.diff(sorted_scores)) + 1
-    starts = np.concatenate([[0], boundaries])
-    ends = np.concatenate([boundaries, [len(scores)]])
-    for start, end in zip(starts, ends):
-        ranks[order[start:end]] = (start + end + 1) / 2.0
-    u = ranks[: len(positive)].sum() - len(positive) * (len(positive) + 1) / 2.0
-    return float(u / (len(positive) * len(negative)))
+    ordered = np.sort(negative)
+    below = np.searchsorted(ordered, positive, side="left")  # negatives under each positive
+    through = np.searchsorted(ordered, positive, side="right")  # … and those tied with it
+    return float((below + 0.5 * (through - below)).mean() / len(ordered))
 
 
 def tpr_at_fpr(positive: np.ndarray, negative: np.ndarray, fpr: float) -> float:

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from iau_cli.config import hidden_sizes_problem
 from iau_cli.errors import ModelError
 from iau_cli.io import usercode
 
@@ -34,9 +35,10 @@ class MLP(nn.Module):
 
     def __init__(self, input_shape: list[int], num_classes: int, hidden: list[int] | int = 128) -> None:
         super().__init__()
+        problem = hidden_sizes_problem(hidden)
+        if problem:
+            raise ModelError(f"mlp: hidden sizes {problem}")
         sizes = [math.prod(input_shape)] + ([hidden] if isinstance(hidden, int) else list(hidden))
-        if any(isinstance(size, bool) or not isinstance(size, int) or size < 1 for size in sizes[1:]):
-            raise ModelError(f"mlp: hidden sizes must be positive integers, got {hidden!r}")
         layers: list[nn.Module] = []
         for fan_in, fan_out in zip(sizes, sizes[1:]):
             layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]

@@ -308,6 +308,12 @@ class DataBundle:
 
     _row_digests: dict[str, RowDigest] | None = field(default=None, repr=False)
 
+    def locate(self, ids: Sequence[str]) -> dict[str, str]:
+        """Where each id is a row: ``train``, ``test`` or ``neither`` (the one place ids are sorted;
+        whether an id was forgotten is the checkpoint's to say)."""
+        train, test = self.train.row_index(), self.test.row_index()
+        return {i: "train" if i in train else "test" if i in test else "neither" for i in ids}
+
     def row_digests(self) -> dict[str, RowDigest]:
         """Each split's row digest (computed once): what lets forgotten rows be deleted later."""
         if self._row_digests is None:

@@ -342,16 +342,15 @@ def lineage_checks(restored: Restored, audited_ids: list[str]) -> list[Check]:
 
 def _audited_ids(request: AuditRequest, restored: Restored) -> tuple[list[str], list[str], list[str]]:
     """(training rows to audit, recorded test rows, unknown ids) — or a one-line refusal."""
-    index = restored.data.train.row_index()
-    test_index = restored.data.test.row_index()
+    places, forgotten = restored.data.locate(request.forget.ids), restored.meta.forgotten
     # Test rows the checkpoint recorded as forgotten (a request named them; the model never learned
     # them): nothing to measure, and no error — they are part of the deletion being audited.
-    recorded_test = [i for i in request.forget.ids if i in test_index and restored.meta.forgotten.contains(i)]
-    unknown = [i for i in request.forget.ids if i not in index and i not in recorded_test]
+    recorded_test = [i for i in request.forget.ids if places[i] == "test" and forgotten.contains(i)]
+    unknown = [i for i in request.forget.ids if places[i] != "train" and i not in recorded_test]
     if unknown and (not request.allow_missing or len(unknown) == len(request.forget.ids)):
         why = "; pass --allow-missing to audit the others" if len(unknown) < len(request.forget.ids) else ""
-        gone = [i for i in unknown if i not in test_index and restored.meta.forgotten.contains(i)]
-        held_out = [i for i in unknown if i in test_index]
+        gone = [i for i in unknown if places[i] == "neither" and forgotten.contains(i)]
+        held_out = [i for i in unknown if places[i] == "test"]
         detail = ""
         if gone:
             detail += (
@@ -364,7 +363,7 @@ def _audited_ids(request: AuditRequest, restored: Restored) -> tuple[list[str], 
             f"{request.forget.source}: {len(unknown)} id(s) are not training rows of this model's data, "
             f"e.g. {', '.join(repr(short_id(i)) for i in unknown[:5])}{detail}{why}"
         )
-    audited = [i for i in request.forget.ids if i in index]
+    audited = [i for i in request.forget.ids if places[i] == "train"]
     if not audited:
         raise IdsError(
             f"{request.forget.source}: no training rows to audit ({len(recorded_test)} recorded test row(s), which the "

@@ -136,12 +136,8 @@ def resolve_ids(
     data too) and nothing is updated for it. Any other id is unknown: an error unless
     ``allow_missing``.
     """
-    index = restored.data.train.row_index()
-    test_index = restored.data.test.row_index()
-    forgotten = restored.meta.forgotten
-    already = [i for i in request.ids if forgotten.contains(i)]
-    fresh = [i for i in request.ids if not forgotten.contains(i)]
-    unknown = [i for i in fresh if i not in index and i not in test_index]
+    outcomes = id_outcomes(restored, request)
+    unknown = [i for i, outcome in outcomes if outcome == "not_found"]
     if unknown and not allow_missing:
         shown = ", ".join(repr(short_id(i)) for i in unknown[:UNKNOWN_EXAMPLES])
         more = f" and {len(unknown) - UNKNOWN_EXAMPLES} more" if len(unknown) > UNKNOWN_EXAMPLES else ""
@@ -154,19 +150,21 @@ def resolve_ids(
             f"{request.source}: {len(unknown)} of {len(request.ids)} id(s) are not rows of this model's data "
             f"(neither training nor test rows): {shown}{more}{hint}; pass --allow-missing to skip them"
         )
-    new_ids = [i for i in fresh if i in index]
-    test_ids = [i for i in fresh if i in test_index]
+    new_ids = [i for i, outcome in outcomes if outcome == "erased"]
+    test_ids = [i for i, outcome in outcomes if outcome == "test_row"]
+    places = restored.data.locate(request.ids)
     counts = IdCounts(
         requested=len(request.ids),
         duplicates=request.duplicates,
-        found=len([i for i in request.ids if i in index]),
+        found=sum(place == "train" for place in places.values()),
         unknown=len(unknown),
         unknown_examples=[short_id(i) for i in unknown[:UNKNOWN_EXAMPLES]],
-        already_forgotten=len(already),
+        already_forgotten=sum(outcome == "already_forgotten" for _, outcome in outcomes),
         validation_only=0,
         forgotten_now=len(new_ids),
         test_rows=len(test_ids),
     )
+    index = restored.data.train.row_index()
     return new_ids, counts, [index[i] for i in new_ids], test_ids
 
 
@@ -177,17 +175,9 @@ def id_outcomes(restored: Restored, request: ForgetRequest) -> list[tuple[str, s
     """Per requested id (once each, in request order), what this run does with it: ``erased`` (a
     training row, forgotten now), ``test_row`` (a held-out row, never learned, recorded now),
     ``already_forgotten`` (recorded by an earlier request), ``not_found`` (no row of the data)."""
-    index, test_index = restored.data.train.row_index(), restored.data.test.row_index()
-    forgotten = restored.meta.forgotten
-
-    def outcome(sample_id: str) -> str:
-        if forgotten.contains(sample_id):
-            return "already_forgotten"
-        if sample_id in index:
-            return "erased"
-        return "test_row" if sample_id in test_index else "not_found"
-
-    return [(i, outcome(i)) for i in request.ids]
+    places, forgotten = restored.data.locate(request.ids), restored.meta.forgotten
+    named = {"train": "erased", "test": "test_row", "neither": "not_found"}
+    return [(i, "already_forgotten" if forgotten.contains(i) else named[places[i]]) for i in request.ids]
 
 
 def measure(restored: Restored, model: torch.nn.Module, forget_rows: np.ndarray, batch_size: int) -> Figures:
@@ -551,7 +541,7 @@ def _child_ledger(
     # (and then not used, see LedgerInfo) when they did.
     step = relative_drift(snapshot.params, {k: p.detach() for k, p in trainable(ran.model).items()})
     parent = job.restored.checkpoint.params_digest()
-    ledger_meta, tensors = carried_ledger(retain_sum, len(learn_rows), parent, step, exact=True)
+    ledger_meta, tensors = carried_ledger(retain_sum, len(learn_rows), parent, step)
     if step == 0:
         return ledger_meta, tensors, "fresh (the weights did not move, so the retain sum at θ* is the child's)"
     return (
@@ -698,13 +688,8 @@ def _deleted_too_early(error: DataChangedError, request: ForgetRequest) -> DataC
     data = error.data
     if data is None:
         return error
-    index, test_index = data.train.row_index(), data.test.row_index()  # type: ignore[attr-defined]
-    forgotten = error.forgotten
-    gone = [
-        i
-        for i in request.ids
-        if i not in index and i not in test_index and not (forgotten is not None and forgotten.contains(i))  # type: ignore[attr-defined]
-    ]
+    places, forgotten = data.locate(request.ids), error.forgotten  # type: ignore[attr-defined]
+    gone = [i for i in request.ids if places[i] == "neither" and not (forgotten is not None and forgotten.contains(i))]  # type: ignore[attr-defined]
     if not gone:
         return error
     shown = ", ".join(repr(short_id(i)) for i in gone[:UNKNOWN_EXAMPLES])

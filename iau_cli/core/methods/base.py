@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from iau_cli.config import RunConfig
-from iau_cli.core.gradients import GradDict, loss_grad_sum
+from iau_cli.core.gradients import GradDict, loss_grad_sum, mean_of
 from iau_cli.io.data import DataBundle, unit_hash
 from iau_cli.progress import Progress, no_progress
 
@@ -85,11 +85,9 @@ class UnlearnContext:
 
     def mean_grads(self) -> tuple[GradDict, GradDict]:
         """(∇ mean CE over forget rows, ∇ mean CE over retain rows) at θ*."""
-        forget = self.forget_grad_sum()
-        retain = self.retain_grad_sum()
-        n_f = max(len(self.forget_rows), 1)
-        n_r = max(len(self.retain_rows), 1)
-        return {k: v / n_f for k, v in forget.items()}, {k: v / n_r for k, v in retain.items()}
+        return mean_of(self.forget_grad_sum(), len(self.forget_rows)), mean_of(
+            self.retain_grad_sum(), len(self.retain_rows)
+        )
 
     def calibration_rows(self, limit: int = 2000) -> tuple[Any, np.ndarray]:
         """Held-out rows a method may calibrate on: the calibration half of the test split (the

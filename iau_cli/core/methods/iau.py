@@ -70,10 +70,10 @@ import torch
 from torch.nn import functional as F
 
 from iau_cli.core import distributed
-from iau_cli.core.gradients import loss_grad_sum, trainable
+from iau_cli.core.gradients import loss_grad_sum, mean_of, trainable
 from iau_cli.core.methods.base import MethodOutput, UnlearnContext
 from iau_cli.core.methods.options import IauOptions
-from iau_cli.core.metrics import predict, true_class_margin
+from iau_cli.core.metrics import auc, predict, true_class_margin
 from iau_cli.core.references import phi
 from iau_cli.io.data import unit_hash
 
@@ -315,19 +315,14 @@ def _adam_sign(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
         if step:
             forget_sum, n_f = loss_grad_sum(ctx.model, ctx.data.train, ctx.forget_rows, ctx.device)
             retain_sum, n_r = loss_grad_sum(ctx.model, ctx.data.train, ctx.retain_rows, ctx.device)
-            grad_forget = {k: v / max(n_f, 1) for k, v in forget_sum.items()}
-            grad_retain = {k: v / max(n_r, 1) for k, v in retain_sum.items()}
+            grad_forget, grad_retain = mean_of(forget_sum, n_f), mean_of(retain_sum, n_r)
         adam.step([correction * grad_retain[k] - grad_forget[k] for k in params], lr)
     return MethodOutput(ctx.model, {"rule": "adam-sign", "lr": lr, "steps": steps, "correction": correction})
 
 
 def attack_auc(member_losses: torch.Tensor, nonmember_losses: torch.Tensor) -> float:
     """The loss-threshold attack's AUC: P(member loss < non-member loss), ties counting half."""
-    ordered = torch.sort(nonmember_losses).values
-    below = torch.searchsorted(ordered, member_losses, right=False)
-    through = torch.searchsorted(ordered, member_losses, right=True)
-    wins = (len(ordered) - through) + 0.5 * (through - below)
-    return float(wins.double().mean() / len(ordered))
+    return auc(-member_losses.double().cpu().numpy(), -nonmember_losses.double().cpu().numpy())
 
 
 def _matched(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from iau_cli.config import help_field
+from iau_cli.config import Checked, help_field
 
 
 def _check_lr(lr: float | None) -> list[str]:
@@ -18,7 +18,7 @@ def _check_lr(lr: float | None) -> list[str]:
 
 
 @dataclass(frozen=True)
-class IauOptions:
+class IauOptions(Checked):
     """Options of the IAU method."""
 
     rule: Literal["auto", "targeted", "matched", "adam-sign"] = help_field(
@@ -104,7 +104,7 @@ class IauOptions:
 
 
 @dataclass(frozen=True)
-class FinetuneOptions:
+class FinetuneOptions(Checked):
     """Options of fine-tuning."""
 
     epochs: int = help_field("Epochs on the retained rows.", default=2)
@@ -116,7 +116,7 @@ class FinetuneOptions:
 
 
 @dataclass(frozen=True)
-class AscentOptions:
+class AscentOptions(Checked):
     """Options of gradient ascent and NegGrad+."""
 
     epochs: int = help_field("Passes over the forget rows.", default=1)
@@ -136,7 +136,7 @@ class AscentOptions:
 
 
 @dataclass(frozen=True)
-class FisherOptions:
+class FisherOptions(Checked):
     """Options of Fisher forgetting."""
 
     alpha: float = help_field("Noise scale λ: variance = λ / Fisher.", default=1e-8)
@@ -154,7 +154,7 @@ class FisherOptions:
 
 
 @dataclass(frozen=True)
-class InfluenceOptions:
+class InfluenceOptions(Checked):
     """Options of influence-function unlearning."""
 
     solver: Literal["exact", "cg", "lissa"] = help_field("exact, cg or lissa.", default="cg")

@@ -261,11 +261,11 @@ class SeedGrid:
         if source.startswith(BUILTIN_PREFIX) and source not in BUILTIN_FORGET:
             raise ConfigError(f"workload {self.workload.name}: unknown forget list {source!r}")
         request = read_forget_ids(path)
-        index = restored.data.train.row_index()
-        unknown = [i for i in request.ids if i not in index]
+        places = restored.data.locate(request.ids)
+        unknown = [i for i in request.ids if places[i] != "train"]
         if unknown:
             raise ConfigError(f"workload {self.workload.name}: {len(unknown)} forget id(s) are not training rows")
-        return sorted(index[i] for i in request.ids)
+        return sorted(restored.data.train.row_index()[i] for i in request.ids)
 
     def plan(self, kind: str, size: RequestSize, chain: int = 1) -> _Plan:
         """The requests, audit rows, and the model retrained without all of them (with its time and

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from iau_cli.config import (
     BUILTIN_PREFIX,
+    Checked,
     ModelConfig,
     RunConfig,
     TrainConfig,
@@ -82,7 +83,7 @@ class RequestSize:
 
 
 @dataclass(frozen=True)
-class MethodEntry:
+class MethodEntry(Checked):
     """One column of the grid: a registered method with options, on the GR or the plain original."""
 
     label: str = help_field("Name shown in the table.")
@@ -138,7 +139,7 @@ DEFAULT_METHODS = [
 
 
 @dataclass(frozen=True)
-class BenchConfig:
+class BenchConfig(Checked):
     """The grid: workloads × methods × forget ratios × seeds."""
 
     workloads: list[Workload] = help_field(
