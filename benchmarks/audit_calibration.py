@@ -117,12 +117,12 @@ def verdict_of(evidence, alpha, seed):
 def prepare(workload: str, work: Path, pools: int, device: str):
     from iau_cli.core.training import RowPartition, train_model
     from iau_cli.recipes.bench.spec import BUILTIN_WORKLOADS
-    from iau_cli.recipes.train import restore, train
+    from iau_cli.recipes.train import restore, train_to_file
 
     config = BUILTIN_WORKLOADS[workload]()
     path = work / f"{workload}-original.safetensors"
     if not path.exists():
-        train(config, path, device=device)
+        train_to_file(config, path, device=device)
     restored = restore(path, device=device)
     partition = restored.partition()
     learned = partition.learn

@@ -27,7 +27,7 @@ def main() -> None:
     from iau_cli.core.metrics import predict, tug_of_war
     from iau_cli.io.ids import parse_forget_ids
     from iau_cli.recipes.bench.spec import BUILTIN_WORKLOADS
-    from iau_cli.recipes.train import restore, train
+    from iau_cli.recipes.train import restore, train_to_file
     from iau_cli.recipes.unlearn import UnlearnRequest, unlearn_to_file
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -42,7 +42,7 @@ def main() -> None:
     original = args.original
     if original is None:
         original = work / "original.safetensors"
-        train(BUILTIN_WORKLOADS[args.config.removeprefix("builtin:")](), original, device="cpu")
+        train_to_file(BUILTIN_WORKLOADS[args.config.removeprefix("builtin:")](), original, device="cpu")
     restored = restore(original, device="cpu")
     ids = restored.data.train.ids
     learned = restored.partition().learn

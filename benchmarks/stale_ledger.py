@@ -15,7 +15,7 @@ from pathlib import Path
 
 from iau_cli.core.ledger import compute_ledger
 from iau_cli.io.ids import ForgetRequest
-from iau_cli.recipes.train import purchase_run_config, restore, train
+from iau_cli.recipes.train import purchase_run_config, restore, train_to_file
 from iau_cli.recipes.unlearn import UnlearnRequest, unlearn_to_file
 
 
@@ -24,7 +24,7 @@ def main() -> None:
     work.mkdir(exist_ok=True)
     original = work / "original.safetensors"
     if not original.exists():
-        train(purchase_run_config(), original, device="cpu")
+        train_to_file(purchase_run_config(), original, device="cpu")
     parent = restore(original)
     learned = [parent.data.train.ids[i] for i in parent.partition().learn]
     print("| forget rows | relative parameter move (ledger drift) | relative error of the carried sum |")

@@ -10,7 +10,7 @@ from iau_cli.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from iau_cli.core.methods import MethodName, get_method
 from iau_cli.io.checkpoint import load_checkpoint
 from iau_cli.io.ids import parse_forget_ids
-from iau_cli.recipes.train import train
+from iau_cli.recipes.train import train_to_file
 from iau_cli.recipes.unlearn import UnlearnRequest, unlearn_to_file
 
 
@@ -102,7 +102,7 @@ def convex_problem(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, RunC
         train=TrainConfig(optimizer="sgd", lr=0.5, epochs=1500, batch_size=1000, weight_decay=0.05),
     )
     out = folder / "model.safetensors"
-    train(config, out, device="cpu")
+    train_to_file(config, out, device="cpu")
     return out, config
 
 

@@ -40,14 +40,14 @@ def test_every_learned_row_has_a_target_below_what_the_original_gives_it(
 
 
 def test_keyed_targets_need_the_operator_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from iau_cli.recipes.train import train
+    from iau_cli.recipes.train import train_to_file
 
     from .conftest import digits_config
 
     key_file = tmp_path / "key"
     key_file.write_text("a-long-operator-secret-0123456789\n")
     monkeypatch.setenv("IAU_ID_KEY_FILE", str(key_file))
-    train(digits_config(epochs=1), tmp_path / "m.safetensors", device="cpu")
+    train_to_file(digits_config(epochs=1), tmp_path / "m.safetensors", device="cpu")
     checkpoint = load_checkpoint(tmp_path / "m.safetensors")
     meta = checkpoint.meta.references
     assert "key_id" in meta and "salt" not in meta
@@ -63,13 +63,13 @@ def test_keyed_targets_need_the_operator_key(tmp_path: Path, monkeypatch: pytest
 def test_references_zero_trains_none_and_auto_runs_matched(tmp_path: Path, train_ids: list[str]) -> None:
     import dataclasses
 
-    from iau_cli.recipes.train import train
+    from iau_cli.recipes.train import train_to_file
 
     from .conftest import digits_config
 
     config = digits_config(epochs=2)
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, references=0))
-    result = train(config, tmp_path / "m.safetensors", device="cpu")
+    result = train_to_file(config, tmp_path / "m.safetensors", device="cpu")
     assert result.reference_models == 0 and load_checkpoint(tmp_path / "m.safetensors").meta.references is None
     unlearned = unlearn_to_file(request(tmp_path / "m.safetensors", train_ids[:5], tmp_path / "u.safetensors"))
     assert unlearned.details["rule"] == "matched" and "no per-row targets" in unlearned.details["why_matched"]

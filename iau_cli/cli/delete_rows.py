@@ -36,8 +36,12 @@ def command(
     from iau_cli.io.files import Outputs
     from iau_cli.recipes.delete_rows import delete_rows
 
+    # This command owns its outputs: the data file is replaced with the records, all or nothing.
     with Outputs() as staged:
-        result = delete_rows(data, request.ids, id_column=id_column, outputs=staged)
+        result = delete_rows(data, request.ids, id_column=id_column)
+        if result.write is not None:
+            staged.lock(data)
+            staged.stage(data, result.write, overwrite=True)
         emit(
             _report(result),
             result.to_dict(),

@@ -61,22 +61,26 @@ def refresh(
     quiet: QuietOpt = False,
 ) -> None:
     """Recompute the ledger at the checkpoint's parameters (one pass over its training rows) into a new file."""
-    from iau_cli.recipes.ledger import refresh_ledger
-
     check_output_paths({"--out": out, "--json": json_target}, checkpoint=checkpoint, overwrite=overwrite)
+    from iau_cli.core import distributed
     from iau_cli.io.files import Outputs
+    from iau_cli.recipes.ledger import refresh_ledger
+    from iau_cli.recipes.train import write_checkpoint
 
+    # This command owns its outputs: guarded above, locked for the run, staged and published together.
     with Outputs() as staged, progress_sink(not quiet) as progress:
+        if distributed.is_main():
+            staged.lock(out)
         result = refresh_ledger(
             str(checkpoint),
-            str(out),
-            overwrite=overwrite,
             device=device,
             trust_code=trust_checkpoint_code,
             allow_data_change=allow_data_change,
             progress=progress,
-            outputs=staged,
         )
+        assert result.child is not None
+        result.out = str(out)
+        write_checkpoint(result.child, out, staged, overwrite=overwrite)
         from iau_cli.cli.reports import report_for
 
         emit(
@@ -84,7 +88,7 @@ def refresh(
             result.to_dict(),
             Publish(json_target, None, None, quiet, overwrite),
             outputs=staged,
-            inputs={"checkpoint": checkpoint},
+            inputs={"checkpoint": (checkpoint, result.child.meta.lineage[-1]["parent_sha256"])},  # hashed when read
         )
 
 

@@ -43,11 +43,17 @@ def command(
     run_config = load_run_config(config, overrides)  # config errors fail before torch is imported
     check_output_paths(outputs, config=config, run_config=run_config, overwrite=overwrite)  # its data too
 
+    from iau_cli.core import distributed
     from iau_cli.io.files import Outputs
-    from iau_cli.recipes.train import train
+    from iau_cli.recipes.train import train, write_checkpoint
 
+    # This command owns its outputs: guarded above, locked for the run, staged and published together.
     with Outputs() as staged, progress_sink(not quiet) as progress:
-        result = train(run_config, out, overwrite=overwrite, device=device, progress=progress, outputs=staged)
+        if distributed.is_main():
+            staged.lock(out)  # a second run to the same --out fails at once instead of racing this one
+        result = train(run_config, device=device, progress=progress)
+        assert result.child is not None
+        result.out, result.sha256 = str(out), write_checkpoint(result.child, out, staged, overwrite=overwrite)
         from iau_cli.cli.reports import report_for
 
         emit(

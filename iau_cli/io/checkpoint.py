@@ -373,3 +373,30 @@ def save_checkpoint(
         digest = own.stage(Path(path), write, overwrite=overwrite, primary=True)
         own.publish()
     return digest
+
+
+@dataclass
+class NewCheckpoint:
+    """A checkpoint a recipe made, not yet written: its weights, metadata and tensor tables — or a
+    byte-identical copy of the file ``copy_of``. Whoever owns the outputs stages it (:meth:`stage`)."""
+
+    state: dict[str, Any] | None
+    meta: CheckpointMeta | None
+    ledger_tensors: dict[str, Any] | None = None
+    reference_tensors: dict[str, Any] | None = None
+    copy_of: Path | None = None
+
+    def stage(self, outputs: Outputs, path: str | os.PathLike[str], *, overwrite: bool = False) -> str:
+        """Stage it in ``outputs`` (published with the run's other outputs); its sha256."""
+        if self.copy_of is not None:
+            return outputs.stage_copy(self.copy_of, Path(path), overwrite=overwrite)
+        assert self.state is not None and self.meta is not None
+        return save_checkpoint(
+            path,
+            self.state,
+            self.meta,
+            ledger_tensors=self.ledger_tensors,
+            reference_tensors=self.reference_tensors,
+            overwrite=overwrite,
+            outputs=outputs,
+        )

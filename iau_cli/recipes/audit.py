@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +28,7 @@ from iau_cli.io.checkpoint import file_sha256
 from iau_cli.io.data import Split
 from iau_cli.io.ids import ForgetRequest, short_id
 from iau_cli.io.references import lookup_heldout_targets, lookup_targets
-from iau_cli.progress import Progress, no_progress
+from iau_cli.progress import Progress, Stopwatch, no_progress
 from iau_cli.recipes.train import Restored, restore
 from iau_cli.recipes.unlearn import chain_since_training
 
@@ -413,9 +412,35 @@ def _losses(scores: RowScores) -> dict[str, list[float]]:
     return {"forget rows": scores.forget.losses.tolist(), "held-out rows": scores.pool.losses.tolist()}
 
 
+# The recipe: prepare (restore, the audited ids and rows) → score the audited model and those it
+# is compared with → shadow evidence (thorough mode) → the checks and the verdict → the result.
+
+
 def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditResult:
     """Audit a checkpoint's deletion of ``request.forget``."""
-    started = time.perf_counter()
+    clock = Stopwatch()
+    job = prepare(request, progress)
+    scored = score_models(job, progress)
+    per_row = shadow_evidence(job, scored, progress) if request.shadow_models else {}
+    checks = decide(job, scored)
+    return result_of(job, scored, per_row, checks, clock.total()["total"])
+
+
+@dataclass
+class Job:
+    """An audit ready to run: the model, the audited ids, and the rows every figure is measured on."""
+
+    request: AuditRequest
+    restored: Restored
+    audited: list[str]  # training ids whose deletion is audited
+    recorded_test: list[str]  # held-out ids the checkpoint recorded as forgotten (never learned)
+    unknown: list[str]  # skipped (--allow-missing)
+    rows: AuditRows
+    groups: verdict.Groups
+    digest: str  # of audited + recorded_test, salted as the lineage's events are
+
+
+def prepare(request: AuditRequest, progress: Progress = no_progress) -> Job:
     restored = restore(
         request.checkpoint,
         config=request.config,
@@ -426,82 +451,114 @@ def audit(request: AuditRequest, *, progress: Progress = no_progress) -> AuditRe
     )
     audited, recorded_test, unknown = _audited_ids(request, restored)
     rows = audit_rows(restored, audited, request.seed)
-    train, test = restored.data.train, restored.data.test
-    groups = verdict.Groups(train.labels[rows.forget], test.labels[rows.nonmember])
+    groups = verdict.Groups(restored.data.train.labels[rows.forget], restored.data.test.labels[rows.nonmember])
+    digest = restored.meta.forgotten.list_digest(audited + recorded_test)
+    return Job(request, restored, audited, recorded_test, unknown, rows, groups, digest)
+
+
+@dataclass
+class Scored:
+    """Each model's figures ("audited", and "reference" / "original" when given), the per-row
+    evidence the checks weigh, the comparison with the reference, and the report's loss samples."""
+
+    models: dict[str, tuple[ModelFigures, torch.nn.Module]]
+    evidence: Evidence
+    comparison: dict[str, float]
+    losses: dict[str, dict[str, list[float]]]
+    notes: list[str]
+
+    def figures(self, name: str) -> ModelFigures | None:
+        return self.models[name][0] if name in self.models else None
+
+
+def score_models(job: Job, progress: Progress = no_progress) -> Scored:
+    request, restored, rows = job.request, job.restored, job.rows
     progress("audit: the audited model", 0, 1)
-    scored, scores = model_figures(restored, restored.model, rows, request, probs=True)
+    audited, scores = model_figures(restored, restored.model, rows, request, probs=True)
     progress("audit: the audited model", 1, 1)
-    evidence = Evidence(groups, verdict.Groups(train.labels[rows.proxy], groups.pool_labels), scores)
+    proxy_groups = verdict.Groups(restored.data.train.labels[rows.proxy], job.groups.pool_labels)
+    evidence = Evidence(job.groups, proxy_groups, scores)
     evidence.targets, targets_note = reference_targets(restored, rows)
-    losses = {"audited model": _losses(scores)}
-    notes = _size_notes(groups) + ([targets_note] if targets_note else [])
-    reference = original = None
-    comparison: dict[str, float] = {}
-    models = {"audited": (scored, restored.model)}  # name → (figures, model)
+    scored = Scored({"audited": (audited, restored.model)}, evidence, {}, {"audited model": _losses(scores)}, [])
+    scored.notes = _size_notes(job.groups) + ([targets_note] if targets_note else [])
     if request.reference:
         progress("audit: the retrained reference", 0, 1)
-        ref = _other(request.reference, restored, request, "reference")
-        reference, evidence.reference = model_figures(restored, ref, rows, request, probs=True)
-        progress("audit: the retrained reference", 1, 1)
-        models["reference"] = (reference, ref)
+        model = _other(request.reference, restored, request, "reference")
+        reference, evidence.reference = model_figures(restored, model, rows, request, probs=True)
+        scored.models["reference"] = (reference, model)
         kl, js = mean_kl_js(scores.forget.probs, evidence.reference.forget.probs)  # type: ignore[arg-type]
-        comparison = {
-            "tug_of_war": tug_of_war(scored.accuracy, reference.accuracy),
-            **{f"{s}_accuracy_gap": scored.accuracy[s] - reference.accuracy[s] for s in ("forget", "retain", "test")},
-            "mia_auc_gap": scored.mia.loss_auc - reference.mia.loss_auc,
+        scored.comparison = {
+            "tug_of_war": tug_of_war(audited.accuracy, reference.accuracy),
+            **{f"{s}_accuracy_gap": audited.accuracy[s] - reference.accuracy[s] for s in ("forget", "retain", "test")},
+            "mia_auc_gap": audited.mia.loss_auc - reference.mia.loss_auc,
             "forget_kl": kl,
             "forget_js": js,
         }
+        progress("audit: the retrained reference", 1, 1)
     if request.original:
         progress("audit: the original", 0, 1)
         _check_ancestor(request.original, restored)
-        orig = _other(request.original, restored, request, "original")
-        original, evidence.original = model_figures(restored, orig, rows, request)
-        models["original"] = (original, orig)
-        losses = {"original, before the deletion": _losses(evidence.original), **losses}
+        model = _other(request.original, restored, request, "original")
+        original, evidence.original = model_figures(restored, model, rows, request)
+        scored.models["original"] = (original, model)
+        scored.losses = {"original, before the deletion": _losses(evidence.original), **scored.losses}
         progress("audit: the original", 1, 1)
-    per_row: dict[str, Any] = {}
-    if request.shadow_models:
-        evidence.shadow = shadow_scores(restored, rows, request, {k: m for k, (_, m) in models.items()}, progress)
-        for name, (figs, _) in models.items():
-            z = evidence.shadow[name]
-            figs.mia.lira_auc = _auc(z.forget, z.pool, groups)
-            figs.mia.lira_tpr_at_fpr = {f"{f:g}": tpr_at_fpr(z.forget, z.pool, f) for f in LOW_FPRS}
-        per_row = _outside_shares(evidence, request.shadow_models)
-    digest = restored.meta.forgotten.list_digest(audited + recorded_test)
-    cleanup = _cleanup_lineage(restored, digest)
+    return scored
+
+
+def shadow_evidence(job: Job, scored: Scored, progress: Progress = no_progress) -> dict[str, Any]:
+    """Thorough mode: each model's rows scored against shadow models that never saw them (LiRA
+    figures into each model's membership figures); the shares of forget rows outside their range."""
+    models = {name: model for name, (_, model) in scored.models.items()}
+    scored.evidence.shadow = shadow_scores(job.restored, job.rows, job.request, models, progress)
+    for name, (figures, _) in scored.models.items():
+        z = scored.evidence.shadow[name]
+        figures.mia.lira_auc = _auc(z.forget, z.pool, job.groups)
+        figures.mia.lira_tpr_at_fpr = {f"{f:g}": tpr_at_fpr(z.forget, z.pool, f) for f in LOW_FPRS}
+    return _outside_shares(scored.evidence, job.request.shadow_models)
+
+
+def decide(job: Job, scored: Scored) -> list[Check]:
+    """The lineage checks, then the removal and utility checks (with --min-tow, the Tug-of-War one)."""
+    thresholds = job.request.thresholds
+    cleanup = _cleanup_lineage(job.restored, job.digest)
     if cleanup:
-        notes.append(
+        scored.notes.append(
             "audited as a cleanup (the lineage's event for exactly these ids ran --purpose cleanup): their labels are "
             "taken to be wrong, so forget figures below the retrained model's are what the cleanup wants, not a failure"
         )
-    checks = lineage_checks(restored, audited)
-    checks += verdict_checks(evidence, request.thresholds, cleanup=cleanup, seed=request.seed)
-    if request.thresholds.min_tow is not None and reference is not None:
-        checks.append(_tow_check(scored, reference, request.thresholds.min_tow))
-    per_sample = _per_sample(restored, rows, evidence)
+    checks = lineage_checks(job.restored, job.audited)
+    checks += verdict_checks(scored.evidence, thresholds, cleanup=cleanup, seed=job.request.seed)
+    reference = scored.figures("reference")
+    if thresholds.min_tow is not None and reference is not None:
+        checks.append(_tow_check(scored.models["audited"][0], reference, thresholds.min_tow))
+    return checks
+
+
+def result_of(job: Job, scored: Scored, per_row: dict[str, Any], checks: list[Check], seconds: float) -> AuditResult:
+    request, restored = job.request, job.restored
+    per_sample = _per_sample(restored, job.rows, scored.evidence)
     outcome = overall_verdict(checks)
-    passed = outcome == "pass" or (outcome == "inconclusive" and request.accept_inconclusive)
     return AuditResult(
         checkpoint=str(request.checkpoint),
         ids={
-            "audited": len(audited),
+            "audited": len(job.audited),
             "duplicates": request.forget.duplicates,
-            "unknown_skipped": len(unknown),
-            "test_rows_recorded": len(recorded_test),
+            "unknown_skipped": len(job.unknown),
+            "test_rows_recorded": len(job.recorded_test),
         },
-        ids_digest=digest,
+        ids_digest=job.digest,
         data_sha256=restored.data.fingerprint["sha256"],
-        losses=losses,
-        model=scored,
-        reference=reference,
-        original=original,
-        comparison=comparison,
+        losses=scored.losses,
+        model=scored.models["audited"][0],
+        reference=scored.figures("reference"),
+        original=scored.figures("original"),
+        comparison=scored.comparison,
         lineage=restored.meta.lineage,
         checks=checks,
-        notes=notes,
-        seconds=time.perf_counter() - started,
-        passed=passed,
+        notes=scored.notes,
+        seconds=seconds,
+        passed=outcome == "pass" or (outcome == "inconclusive" and request.accept_inconclusive),
         verdict=outcome,
         alpha=request.thresholds.alpha,
         per_row=per_row,

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +32,17 @@ class DeletionResult:
     absent: int  # requested ids no row had (deleted before, or never there)
     rows_left: int
     changed: bool
+    write: Callable[[Path], None] | None = field(default=None, repr=False)
+    """Writes the filtered file to a temporary path (None when nothing is deleted); not in the JSON."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "write"}
 
 
-def delete_rows(
-    path: str | Path, ids: list[str], *, id_column: str = "id", outputs: Outputs | None = None
-) -> DeletionResult:
-    """Remove every row of ``path`` whose ``id_column`` is in ``ids``; the file is replaced
-    atomically (staged in ``outputs`` when given, for the caller to publish with its records)."""
+def delete_rows(path: str | Path, ids: list[str] | set[str], *, id_column: str = "id") -> DeletionResult:
+    """The rows of ``path`` whose ``id_column`` is in ``ids``, filtered out: the result, with the
+    writer of the new file in ``result.write`` (nothing written; the caller stages it over ``path``,
+    atomically, holding its output lock — :func:`delete_rows_to_file`, or the CLI)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: data file not found (or not a regular file)")
@@ -61,16 +63,19 @@ def delete_rows(
         absent=len(wanted - seen),
         rows_left=left,
         changed=deleted > 0,
+        write=write if deleted else None,
     )
-    if deleted:
-        if outputs is None:
-            with Outputs() as own:
-                own.lock(path)
-                own.stage(path, write, overwrite=True)
-                own.publish()
-        else:
-            outputs.lock(path)
-            outputs.stage(path, write, overwrite=True)
+    return result
+
+
+def delete_rows_to_file(path: str | Path, ids: list[str] | set[str], *, id_column: str = "id") -> DeletionResult:
+    """:func:`delete_rows`, and the file replaced at once: for library callers."""
+    result = delete_rows(path, ids, id_column=id_column)
+    if result.write is not None:
+        with Outputs() as own:
+            own.lock(path)
+            own.stage(Path(path), result.write, overwrite=True)
+            own.publish()
     return result
 
 

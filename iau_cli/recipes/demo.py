@@ -23,7 +23,7 @@ from iau_cli.io.files import write_text_atomic
 from iau_cli.io.ids import read_forget_ids
 from iau_cli.progress import Progress, no_progress
 from iau_cli.recipes.audit import AuditRequest, AuditResult, audit
-from iau_cli.recipes.train import noisy_run_config, purchase_run_config, train
+from iau_cli.recipes.train import noisy_run_config, purchase_run_config, train_to_file
 from iau_cli.recipes.unlearn import UnlearnRequest, unlearn_to_file
 
 ERASURE_FRACTION = 0.05
@@ -124,7 +124,7 @@ def _story(
         action()
         seconds[label] = time.perf_counter() - started
 
-    step(original, "train", lambda: train(config, original, device=device, progress=progress))
+    step(original, "train", lambda: train_to_file(config, original, device=device, progress=progress))
     forget = read_forget_ids(ids_path)
 
     def forget_with(method: str, out: Path, options: dict[str, Any]) -> None:

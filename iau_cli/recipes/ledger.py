@@ -15,15 +15,15 @@ differencing; docs/RELIABILITY.md, threat model).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from iau_cli import __version__
-from iau_cli.core import distributed
 from iau_cli.core.ledger import LedgerState, compute_ledger, ledger_state
-from iau_cli.errors import ConfigError, OutputError
-from iau_cli.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, utc_now
-from iau_cli.io.files import Outputs, check_writable
+from iau_cli.errors import ConfigError
+from iau_cli.io.checkpoint import Checkpoint, NewCheckpoint, load_checkpoint, utc_now
 from iau_cli.progress import Progress, no_progress
 from iau_cli.recipes.train import restore
 
@@ -41,11 +41,10 @@ class LedgerResult:
     """Relative parameter drift since it was computed (0 when fresh; None when absent or mismatched)."""
     out: str | None = None
     seconds: float = 0.0
+    child: NewCheckpoint | None = field(default=None, repr=False)  # refresh_ledger() made it; not in the JSON
 
     def to_dict(self) -> dict[str, Any]:
-        import dataclasses
-
-        return dataclasses.asdict(self)
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "child"}
 
 
 def show_ledger(
@@ -107,43 +106,16 @@ def _result(path: str, state: LedgerState, checkpoint: Checkpoint, note: str = "
 
 def refresh_ledger(
     path: str,
-    out: str,
     *,
-    overwrite: bool = False,
     device: str = "auto",
     trust_code: bool = False,
     allow_data_change: bool = False,
     progress: Progress = no_progress,
-    outputs: Any = None,
 ) -> LedgerResult:
-    """Recompute the ledger at the checkpoint's parameters (one pass over its rows) and write it to
-    ``out``, which may not be ``path``: an input is never modified. With ``outputs``
-    (:class:`iau_cli.io.files.Outputs`) the file is staged there for the caller to publish."""
-    import dataclasses
-    import time
-    from pathlib import Path
-
+    """Recompute the ledger at the checkpoint's parameters (one pass over its rows): the result, with
+    the new checkpoint in ``result.child`` (nothing written; the caller stages it at a path that is
+    not ``path``: an input is never modified)."""
     started = time.perf_counter()
-    if Path(out).resolve() == Path(path).resolve():
-        raise OutputError(f"{out}: the output would replace the input checkpoint; choose another --out")
-    check_writable(Path(out), overwrite=overwrite)
-    if outputs is None:
-        with Outputs() as own:
-            result = refresh_ledger(
-                path,
-                out,
-                overwrite=overwrite,
-                device=device,
-                trust_code=trust_code,
-                allow_data_change=allow_data_change,
-                progress=progress,
-                outputs=own,
-            )
-            if distributed.is_main():
-                own.publish()
-        return result
-    if distributed.is_main():
-        outputs.lock(out)
     restored = restore(
         path, device=device, trust_code=trust_code, allow_data_change=allow_data_change, progress=progress
     )
@@ -162,23 +134,7 @@ def refresh_ledger(
         "params_sha256": meta["params_sha256"],
     }
     new_meta = dataclasses.replace(restored.meta, ledger=meta, lineage=[*restored.meta.lineage, event])
-    if distributed.is_main():
-        save_checkpoint(
-            out,
-            restored.model.state_dict(),
-            new_meta,
-            ledger_tensors=tensors,
-            reference_tensors=restored.checkpoint.reference_tensors,
-            overwrite=overwrite,
-            outputs=outputs,
-        )
-    distributed.barrier()
-    return LedgerResult(
-        str(path),
-        "fresh",
-        "recomputed at these parameters",
-        len(learn),
-        0.0,
-        out=str(out),
-        seconds=time.perf_counter() - started,
-    )
+    child = NewCheckpoint(restored.model.state_dict(), new_meta, tensors, restored.checkpoint.reference_tensors)
+    result = LedgerResult(str(path), "fresh", "recomputed at these parameters", len(learn), 0.0)
+    result.seconds, result.child = time.perf_counter() - started, child
+    return result

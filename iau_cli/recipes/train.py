@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 from dataclasses import dataclass
@@ -25,9 +26,9 @@ from iau_cli.io.checkpoint import (
     Checkpoint,
     CheckpointMeta,
     ForgottenIds,
+    NewCheckpoint,
     load_checkpoint,
     params_sha256,
-    save_checkpoint,
     utc_now,
 )
 from iau_cli.io.data import DataBundle, builtin_config, load_data
@@ -369,9 +370,11 @@ class TrainResult:
     features: list[str] | None = None
     dropped_columns: list[str] = dataclasses.field(default_factory=list)
     """Columns of the training file the model never reads (non-numeric ones, unless data.feature_columns chose)."""
+    child: NewCheckpoint | None = dataclasses.field(default=None, repr=False)  # made by train(); not in the JSON
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        fields = [f.name for f in dataclasses.fields(self) if f.name != "child"]
+        return {name: copy.deepcopy(getattr(self, name)) for name in fields}
 
 
 def train_meta(
@@ -399,28 +402,9 @@ def train_meta(
     )
 
 
-def train(
-    config: RunConfig,
-    out: str | os.PathLike[str],
-    *,
-    overwrite: bool = False,
-    device: str = "auto",
-    progress: Progress = no_progress,
-    outputs: Outputs | None = None,
-) -> TrainResult:
-    """Train the configured model on its data and write a self-describing checkpoint to ``out``
-    (with ``outputs``: staged there, for the caller to publish with its other outputs)."""
-
-    out = Path(out)
-    check_writable(out, overwrite=overwrite)
-    if outputs is None:
-        with Outputs() as own:
-            result = train(config, out, overwrite=overwrite, device=device, progress=progress, outputs=own)
-            if distributed.is_main():
-                own.publish()
-        return result
-    if distributed.is_main():
-        outputs.lock(out)  # a second run to the same --out fails at once instead of racing this one
+def train(config: RunConfig, *, device: str = "auto", progress: Progress = no_progress) -> TrainResult:
+    """Train the configured model on its data: the result, with the self-describing checkpoint in
+    ``result.child`` (nothing written: :func:`train_to_file`, or the CLI, stages it)."""
     torch_device = resolve_device(device)
     data = load_data(config.data, progress=progress)
     config = dataclasses.replace(config, data=data.config)
@@ -439,25 +423,11 @@ def train(
     learned = predict(model, data.train, rows.learn, torch_device)
     test = predict(model, data.test, None, torch_device)
     meta = train_meta(config, data, model, stats, rows, code)
-
-    ledger_meta, ledger_tensors = compute_ledger(model, data, rows.learn, torch_device, progress=progress)
-    meta.ledger = ledger_meta
+    meta.ledger, ledger_tensors = compute_ledger(model, data, rows.learn, torch_device, progress=progress)
     meta.references, reference_tensors = compute_references(config, data, rows, model, torch_device, progress=progress)
-    sha = ""
-    if distributed.is_main():
-        sha = save_checkpoint(
-            out,
-            model.state_dict(),
-            meta,
-            ledger_tensors=ledger_tensors,
-            reference_tensors=reference_tensors,
-            overwrite=overwrite,
-            outputs=outputs,
-        )
-    distributed.barrier()
     return TrainResult(
-        out=str(out),
-        sha256=sha,
+        out="",
+        sha256="",  # known once written
         model=config.model.name,
         parameters=parameter_count(model),
         rows_learned=int(len(rows.learn)),
@@ -478,7 +448,43 @@ def train(
         data_sha256=data.fingerprint["sha256"],
         features=data.feature_names,
         dropped_columns=data.dropped_columns,
+        child=NewCheckpoint(model.state_dict(), meta, ledger_tensors, reference_tensors),
     )
+
+
+def write_checkpoint(
+    child: NewCheckpoint, out: str | os.PathLike[str], outputs: Outputs | None = None, *, overwrite: bool = False
+) -> str:
+    """Stage ``child`` at ``out`` in ``outputs`` (the caller publishes), or, without ``outputs``,
+    write it at once (holding the output lock); its sha256. Under ``torchrun`` only rank 0 writes."""
+    sha = ""
+    if distributed.is_main():
+        if outputs is not None:
+            sha = child.stage(outputs, out, overwrite=overwrite)
+        else:
+            with Outputs() as own:
+                own.lock(out)
+                sha = child.stage(own, out, overwrite=overwrite)
+                own.publish()
+    distributed.barrier()
+    return sha
+
+
+def train_to_file(
+    config: RunConfig,
+    out: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    device: str = "auto",
+    progress: Progress = no_progress,
+) -> TrainResult:
+    """:func:`train`, then the checkpoint written to ``out``: for library callers that want the file.
+    An ``out`` that exists (without ``overwrite``) fails before the training, not after it."""
+    check_writable(Path(out), overwrite=overwrite)
+    result = train(config, device=device, progress=progress)
+    assert result.child is not None
+    result.out, result.sha256 = str(out), write_checkpoint(result.child, out, overwrite=overwrite)
+    return result
 
 
 def default_run_config() -> RunConfig:

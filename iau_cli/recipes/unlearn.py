@@ -21,7 +21,6 @@ import torch
 
 from iau_cli import __version__
 from iau_cli.config import RunConfig, to_dict
-from iau_cli.core import distributed
 from iau_cli.core.gradients import GradDict, loss_grad_sum, trainable
 from iau_cli.core.ledger import carried_ledger, compute_ledger, ledger_state, relative_drift
 from iau_cli.core.methods import MethodName, MethodSpec, get_method, retrains
@@ -29,14 +28,14 @@ from iau_cli.core.methods.base import MethodOutput, UnlearnContext
 from iau_cli.core.metrics import predict
 from iau_cli.core.models import nonfinite
 from iau_cli.errors import DataChangedError, IdsError, UnlearningError
-from iau_cli.io.checkpoint import CheckpointMeta, params_sha256, save_checkpoint, utc_now
+from iau_cli.io.checkpoint import NewCheckpoint, params_sha256, utc_now
 from iau_cli.io.files import Outputs, clean_json, default_output
 from iau_cli.io.forgotten import ENUMERABLE_WARNING
 from iau_cli.io.ids import ForgetRequest, short_id
 from iau_cli.io.references import lookup_targets
 from iau_cli.io.rowprint import masked
 from iau_cli.progress import Progress, Stopwatch, no_progress
-from iau_cli.recipes.train import Restored, restore
+from iau_cli.recipes.train import Restored, restore, write_checkpoint
 
 UNKNOWN_EXAMPLES = 5
 
@@ -116,7 +115,7 @@ class UnlearnResult:
     # targets_not_reached, heldout_accuracy_drop; "none" when the method has no self-check.
     check: str = "none"
     fell_back: bool = False  # the self-check failed and --fallback retrain retrained instead
-    child: Child | None = field(default=None, repr=False)  # what unlearn() made; write() writes it
+    child: NewCheckpoint | None = field(default=None, repr=False)  # what unlearn() made; write() writes it
 
     def to_dict(self) -> dict[str, Any]:
         # The clear ids stay out: the JSON may travel further than the ids file they were asked for.
@@ -436,34 +435,7 @@ def run_method(job: Job, snapshot: Snapshot, progress: Progress = no_progress) -
     return Ran(spec, options, output, context, check, fell_back=True)
 
 
-@dataclass
-class Child:
-    """The checkpoint ``unlearn`` made, not yet written: its weights, metadata and tensor tables —
-    or, when nothing new was forgotten, a byte-identical copy of the input (``copy_of``)."""
-
-    state: dict[str, torch.Tensor] | None
-    meta: CheckpointMeta | None
-    ledger_tensors: GradDict | None = None
-    reference_tensors: dict[str, torch.Tensor] | None = None
-    copy_of: Path | None = None
-
-    def stage(self, outputs: Outputs, path: Path, *, overwrite: bool = False) -> str:
-        """Stage it in ``outputs`` (published with the run's other outputs); its sha256."""
-        if self.copy_of is not None:
-            return outputs.stage_copy(self.copy_of, path, overwrite=overwrite)
-        assert self.state is not None and self.meta is not None
-        return save_checkpoint(
-            path,
-            self.state,
-            self.meta,
-            ledger_tensors=self.ledger_tensors,
-            reference_tensors=self.reference_tensors,
-            overwrite=overwrite,
-            outputs=outputs,
-        )
-
-
-def build_child(job: Job, snapshot: Snapshot, ran: Ran, progress: Progress = no_progress) -> tuple[Child, str]:
+def build_child(job: Job, snapshot: Snapshot, ran: Ran, progress: Progress = no_progress) -> tuple[NewCheckpoint, str]:
     """The child checkpoint (lineage event, forgotten hashes, ledger) and what its ledger is."""
     restored, meta = job.restored, job.restored.meta
     forgotten = dataclasses.replace(
@@ -476,7 +448,7 @@ def build_child(job: Job, snapshot: Snapshot, ran: Ran, progress: Progress = no_
     event["forgotten_sha256"] = forgotten.digest()  # binds the record to the lineage (checked at load)
     child_meta = dataclasses.replace(meta, lineage=[*meta.lineage, event], forgotten=forgotten, version=__version__)
     ledger_meta, tensors, next_ledger = _child_ledger(job, snapshot, ran, forgotten.holds_keyed_ids, progress)
-    child = Child(
+    child = NewCheckpoint(
         ran.model.state_dict(),
         dataclasses.replace(child_meta, ledger=ledger_meta),
         ledger_tensors=tensors,
@@ -553,7 +525,7 @@ def _child_ledger(
 
 
 def result_of(
-    job: Job, snapshot: Snapshot, ran: Ran, after: Figures, child: Child, ledger_next: str, clock: Stopwatch
+    job: Job, snapshot: Snapshot, ran: Ran, after: Figures, child: NewCheckpoint, ledger_next: str, clock: Stopwatch
 ) -> UnlearnResult:
     request, restored = job.request, job.restored
     moved = any(not torch.equal(snapshot.params[k], p.detach()) for k, p in trainable(ran.model).items())
@@ -650,30 +622,21 @@ def unchanged(job: Job, clock: Stopwatch) -> UnlearnResult:
             else ""
         ),
         outcomes=job.outcomes,
-        child=Child(None, None, copy_of=Path(restored.checkpoint.path)),
+        child=NewCheckpoint(None, None, copy_of=Path(restored.checkpoint.path)),
     )
 
 
 def write(result: UnlearnResult, outputs: Outputs | None = None, *, overwrite: bool = False) -> UnlearnResult:
-    """Stage ``result.child`` at ``result.out`` in ``outputs`` (the caller publishes), or, without
-    ``outputs``, write it at once; fills ``out_sha256`` and the write time. Under ``torchrun`` only
-    rank 0 writes."""
+    """Stage ``result.child`` at ``result.out`` in ``outputs`` (the caller publishes), or write it at
+    once without; fills ``out_sha256`` and the write time."""
     assert result.child is not None, "the result of unlearn() carries its child"
     started = time.perf_counter()
-    if distributed.is_main():
-        if outputs is None:
-            with Outputs() as own:
-                own.lock(result.out)
-                result.out_sha256 = result.child.stage(own, Path(result.out), overwrite=overwrite)
-                own.publish()
-        else:
-            result.out_sha256 = result.child.stage(outputs, Path(result.out), overwrite=overwrite)
-    distributed.barrier()
+    result.out_sha256 = write_checkpoint(result.child, result.out, outputs, overwrite=overwrite)
+    if not result.changed:
+        result.out_sha256 = result.parent_sha256  # a byte-identical copy (on every rank)
     took = time.perf_counter() - started
     result.seconds["write"] = result.seconds.get("write", 0.0) + took
     result.seconds["total"] += took
-    if not result.changed:
-        result.out_sha256 = result.out_sha256 or result.parent_sha256
     return result
 
 
