@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:
+    from iau_cli.config import preset
     from iau_cli.core.metrics import predict, tug_of_war
     from iau_cli.io.ids import parse_forget_ids
-    from iau_cli.recipes.bench.spec import BUILTIN_WORKLOADS
     from iau_cli.recipes.train import restore, train_to_file
     from iau_cli.recipes.unlearn import UnlearnRequest, unlearn_to_file
 
@@ -42,7 +42,7 @@ def main() -> None:
     original = args.original
     if original is None:
         original = work / "original.safetensors"
-        train_to_file(BUILTIN_WORKLOADS[args.config.removeprefix("builtin:")](), original, device="cpu")
+        train_to_file(preset(args.config.removeprefix("builtin:")), original, device="cpu")
     restored = restore(original, device="cpu")
     ids = restored.data.train.ids
     learned = restored.partition().learn

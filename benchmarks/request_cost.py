@@ -28,13 +28,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 from scaling import make_rows  # noqa: E402
 
+from iau_cli.config import preset  # noqa: E402
 from iau_cli.core.methods import get_method  # noqa: E402
-from iau_cli.recipes.train import default_run_config, restore, train_to_file  # noqa: E402
+from iau_cli.recipes.train import restore, train_to_file  # noqa: E402
 from iau_cli.recipes.unlearn import build_context, plan_rows  # noqa: E402
 
 
 def one_size(size: int, forget: int, repeats: int, folder: Path) -> dict:
-    config = default_run_config()
+    config = preset("digits-mlp")
     data = dataclasses.replace(config.data, train=str(make_rows(size, folder)), test="builtin:digits")
     config = dataclasses.replace(config, data=data, train=dataclasses.replace(config.train, epochs=3))
     path = folder / f"model-{size}.safetensors"

@@ -13,9 +13,10 @@ import math
 import sys
 from pathlib import Path
 
+from iau_cli.config import preset  # noqa: E402
 from iau_cli.core.ledger import compute_ledger
 from iau_cli.io.ids import ForgetRequest
-from iau_cli.recipes.train import purchase_run_config, restore, train_to_file
+from iau_cli.recipes.train import restore, train_to_file
 from iau_cli.recipes.unlearn import UnlearnRequest, unlearn_to_file
 
 
@@ -24,7 +25,7 @@ def main() -> None:
     work.mkdir(exist_ok=True)
     original = work / "original.safetensors"
     if not original.exists():
-        train_to_file(purchase_run_config(), original, device="cpu")
+        train_to_file(preset("purchase-mlp"), original, device="cpu")
     parent = restore(original)
     learned = [parent.data.train.ids[i] for i in parent.partition().learn]
     print("| forget rows | relative parameter move (ledger drift) | relative error of the carried sum |")

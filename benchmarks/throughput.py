@@ -21,10 +21,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
+from iau_cli.config import preset  # noqa: E402
 from iau_cli.core.training import partition_rows, train_model  # noqa: E402
 from iau_cli.io.data import load_data  # noqa: E402
-from iau_cli.recipes.bench import lenet_run_config  # noqa: E402
-from iau_cli.recipes.train import default_run_config  # noqa: E402
 
 
 def main() -> None:
@@ -36,8 +35,8 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     results = []
-    for name, factory in (("digits-mlp", default_run_config), ("digits-lenet", lenet_run_config)):
-        base = factory()
+    for name in ("digits-mlp", "digits-lenet"):
+        base = preset(name)
         data = load_data(base.data)
         rows = partition_rows(data, base.train)
         for alpha in (0.0, 0.005):

@@ -224,6 +224,19 @@ def from_dict(cls: type, mapping: Any, *, source: str = "config") -> Any:
     return value
 
 
+PRESETS_DIR = Path(__file__).resolve().parent / "presets"
+PRESETS = ("digits-mlp", "digits-lenet", "purchase-mlp", "noisy-mlp", "noisyimages-lenet", "mixed-mlp")
+"""The built-in workloads' run configs: YAML files in ``iau_cli/presets/`` (the files
+``sample_configs/*_mlp.yaml`` and ``*_lenet.yaml`` link to), shared by bench, demo and the docs."""
+
+
+def preset(name: str) -> RunConfig:
+    """The run config of the built-in workload ``name`` (one of :data:`PRESETS`)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown built-in workload {name!r}; built-in: {', '.join(PRESETS)}")
+    return load_run_config(PRESETS_DIR / f"{name}.yaml")
+
+
 def load_run_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
     """Read a YAML run config; relative data paths are resolved against the config's folder.
 

@@ -34,9 +34,9 @@ def _pixels(table) -> np.ndarray:
 
 
 def test_noisyimages_are_shifted_noisy_digits_with_30_percent_of_labels_replaced() -> None:
-    from iau_cli.recipes.train import noisyimages_run_config
+    from iau_cli.config import preset
 
-    data = load_data(noisyimages_run_config().data)
+    data = load_data(preset("noisyimages-lenet").data)
     assert (len(data.train), len(data.test)) == (1000, 1077)
     assert data.num_classes == 10 and data.input_shape == [1, 32, 32]
     assert data.train.ids[0] == "noisyimages-train-00000" and data.test.ids[-1] == "noisyimages-test-01076"
@@ -69,7 +69,7 @@ def test_noisyimages_are_shifted_noisy_digits_with_30_percent_of_labels_replaced
 
 
 def test_mixed_has_mixed_scales_that_auto_statistics_standardize() -> None:
-    from iau_cli.recipes.train import mixed_run_config
+    from iau_cli.config import preset
 
     schema = pq.read_schema(BUILTIN_DATASETS["mixed"]["train"])
     assert {str(schema.field(name).type) for name, _, _ in MIXED_FEATURES} == {"float", "int64", "int32", "bool"}
@@ -80,7 +80,7 @@ def test_mixed_has_mixed_scales_that_auto_statistics_standardize() -> None:
     spread = raw.train.features.array.astype(np.float64).std(axis=0)
     assert spread.max() / spread.min() > 1e6  # readings near 1e-3 beside amounts near 2e4
 
-    data = load_data(mixed_run_config().data)
+    data = load_data(preset("mixed-mlp").data)
     assert isinstance(data.config.mean, list) and len(data.config.mean) == 15
     assert isinstance(data.config.std, list) and len(data.config.std) == 15
     features = data.train.features.array.astype(np.float64)

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from iau_cli.errors import ConfigError
+
 from .conftest import digits_config, write_yaml
 from .helpers import assert_bad_input, run_cli
 from .test_data import make_image_folder
@@ -129,19 +131,18 @@ def test_sample_configs_train_on_tiny_data(tmp_path: Path, name: str) -> None:
     assert out.exists()
 
 
-def test_sample_configs_are_the_benchmark_workloads() -> None:
-    from iau_cli.config import load_run_config
-    from iau_cli.recipes.bench.spec import BUILTIN_WORKLOADS
+def test_the_presets_are_the_sample_configs_and_load() -> None:
+    """One YAML per built-in workload, shipped in the package; sample_configs/ links to the same files."""
+    from iau_cli.config import PRESETS, PRESETS_DIR, preset
 
-    for name, workload in (
-        ("digits_mlp.yaml", "digits-mlp"),
-        ("digits_lenet.yaml", "digits-lenet"),
-        ("purchase_mlp.yaml", "purchase-mlp"),
-        ("noisy_mlp.yaml", "noisy-mlp"),
-        ("noisyimages_lenet.yaml", "noisyimages-lenet"),
-        ("mixed_mlp.yaml", "mixed-mlp"),
-    ):
-        assert load_run_config(SAMPLES / name) == BUILTIN_WORKLOADS[workload](), name
+    for name in PRESETS:
+        sample = SAMPLES / (name.replace("-", "_") + ".yaml")
+        assert sample.resolve() == (PRESETS_DIR / f"{name}.yaml").resolve(), name
+        config = preset(name)
+        assert config.data.train.startswith("builtin:") and config.train.gr_alpha > 0, name
+    assert sorted(p.stem for p in PRESETS_DIR.glob("*.yaml")) == sorted(PRESETS)
+    with pytest.raises(ConfigError, match="unknown built-in workload"):
+        preset("digits-resnet")
 
 
 def test_help_does_not_import_torch_or_datasets() -> None:

@@ -11,12 +11,13 @@ def test_demo_tells_both_stories_and_reuses_its_folder(tmp_path: Path, monkeypat
     import iau_cli.recipes.demo
 
     # The demo's stories on shorter recipes, so the test stays quick.
-    for name in ("purchase_run_config", "noisy_run_config"):
-        full = getattr(iau_cli.recipes.demo, name)()
-        short = dataclasses.replace(full.train, epochs=3)
-        monkeypatch.setattr(
-            iau_cli.recipes.demo, name, lambda full=full, short=short: dataclasses.replace(full, train=short)
-        )
+    from iau_cli.config import preset
+
+    def short(name: str):  # noqa: ANN202
+        full = preset(name)
+        return dataclasses.replace(full, train=dataclasses.replace(full.train, epochs=3))
+
+    monkeypatch.setattr(iau_cli.recipes.demo, "preset", short)
     workdir = tmp_path / "iau-demo"
     first = run_cli("demo", "--workdir", workdir, "--json", tmp_path / "demo.json", "--report", tmp_path / "demo.md")
     result = json.loads((tmp_path / "demo.json").read_text())

@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from iau_cli.config import RunConfig, to_dict
+from iau_cli.config import RunConfig, preset, to_dict
 from iau_cli.io.data import BUILTIN_DATASETS, NOISY_FLIPPED_IDS
 from iau_cli.io.files import write_text_atomic
 from iau_cli.io.ids import read_forget_ids
 from iau_cli.progress import Progress, no_progress
 from iau_cli.recipes.audit import AuditRequest, AuditResult, audit
-from iau_cli.recipes.train import noisy_run_config, purchase_run_config, train_to_file
+from iau_cli.recipes.train import train_to_file
 from iau_cli.recipes.unlearn import UnlearnRequest, unlearn_to_file
 
 ERASURE_FRACTION = 0.05
@@ -70,7 +70,7 @@ def run_demo(workdir: str | Path = "iau-demo", *, device: str = "auto", progress
         root / "erasure",
         "erasure",
         f"builtin:purchase, which the model memorizes: {ERASURE_FRACTION:.0%} of its training rows forgotten",
-        purchase_run_config(),
+        preset("purchase-mlp"),
         _erasure_ids,
         "erase",
         device,
@@ -82,7 +82,7 @@ def run_demo(workdir: str | Path = "iau-demo", *, device: str = "auto", progress
         root / "cleanup",
         "cleanup",
         "builtin:noisy: the training rows whose labels were replaced, forgotten",
-        noisy_run_config(),
+        preset("noisy-mlp"),
         _cleanup_ids,
         "cleanup",
         device,

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from iau_cli import __version__
-from iau_cli.config import ModelConfig, RunConfig, TrainConfig, from_dict, to_dict
+from iau_cli.config import RunConfig, TrainConfig, from_dict, to_dict
 from iau_cli.core import distributed
 from iau_cli.core.ledger import compute_ledger
 from iau_cli.core.metrics import predict
@@ -31,7 +31,7 @@ from iau_cli.io.checkpoint import (
     params_sha256,
     utc_now,
 )
-from iau_cli.io.data import DataBundle, builtin_config, load_data
+from iau_cli.io.data import DataBundle, load_data
 from iau_cli.io.files import Outputs, check_writable
 from iau_cli.io.rowprint import masked, unmasked
 from iau_cli.progress import Progress, no_progress
@@ -485,55 +485,3 @@ def train_to_file(
     assert result.child is not None
     result.out, result.sha256 = str(out), write_checkpoint(result.child, out, overwrite=overwrite)
     return result
-
-
-def default_run_config() -> RunConfig:
-    """The built-in workload (``sample_configs/digits_mlp.yaml``): an MLP on the built-in digits,
-    trained with gradient restriction until it fits every training row."""
-    return RunConfig(
-        data=builtin_config("digits"),
-        model=ModelConfig(name="mlp", args={"hidden": [128]}),
-        train=TrainConfig(epochs=100, gr_alpha=0.005),
-    )
-
-
-def purchase_run_config() -> RunConfig:
-    """An MLP that memorizes ``builtin:purchase`` (100 classes; 100% train, about 75% test accuracy)."""
-    return RunConfig(
-        data=builtin_config("purchase"),
-        model=ModelConfig(name="mlp", args={"hidden": [256]}),
-        train=TrainConfig(epochs=30, gr_alpha=0.005),
-    )
-
-
-def noisy_run_config() -> RunConfig:
-    """An MLP that fits the replaced labels of ``builtin:noisy`` (and loses test accuracy for it)."""
-    return RunConfig(
-        data=builtin_config("noisy"),
-        model=ModelConfig(name="mlp", args={"hidden": [256]}),
-        train=TrainConfig(epochs=40, gr_alpha=0.005),
-    )
-
-
-def noisyimages_run_config() -> RunConfig:
-    """LeNet-5 that memorizes ``builtin:noisyimages`` (8×8 digit images upscaled to 32×32, 30% of the
-    labels wrong): it fits the wrong training labels too (about 98% train accuracy), and so scores
-    under 50% on the test rows, where 30% of the labels are wrong as well. The learning rate is
-    four times the usual so that 30 epochs (some 15 s on one CPU thread) reach that fit."""
-    return RunConfig(
-        data=builtin_config("noisyimages", shape=[1, 8, 8], resize=[32, 32], mean=0.5, std=0.5),
-        model=ModelConfig(name="lenet5"),
-        train=TrainConfig(epochs=30, lr=0.004, gr_alpha=0.005),
-    )
-
-
-def mixed_run_config() -> RunConfig:
-    """An MLP that memorizes ``builtin:mixed`` (4 overlapping classes, 15 features of mixed scales,
-    standardized by statistics computed at training): 100% train, about 61% test accuracy. Wide
-    (512 units), batches of 128 and a higher learning rate, so that one training fits every row
-    in well under 10 s on one CPU thread."""
-    return RunConfig(
-        data=builtin_config("mixed", mean="auto", std="auto"),
-        model=ModelConfig(name="mlp", args={"hidden": [512]}),
-        train=TrainConfig(epochs=120, lr=0.004, batch_size=128, gr_alpha=0.005),
-    )

@@ -3,51 +3,25 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from iau_cli.config import (
     BUILTIN_PREFIX,
+    PRESETS,
     Checked,
-    ModelConfig,
     RunConfig,
-    TrainConfig,
     from_dict,
     help_field,
     load_run_config,
+    preset,
     read_yaml_mapping,
 )
 from iau_cli.core.methods import MethodName, get_method
 from iau_cli.errors import ConfigError
-from iau_cli.io.data import NOISY_FLIPPED_IDS, builtin_config
-from iau_cli.recipes.train import (
-    default_run_config,
-    mixed_run_config,
-    noisy_run_config,
-    noisyimages_run_config,
-    purchase_run_config,
-)
+from iau_cli.io.data import NOISY_FLIPPED_IDS
 
-
-def lenet_run_config() -> RunConfig:
-    """LeNet-5 on the built-in digits as 1×32×32 images (``sample_configs/digits_lenet.yaml``)."""
-    return RunConfig(
-        data=builtin_config("digits", shape=[1, 8, 8], resize=[32, 32], mean=0.5, std=0.5),
-        model=ModelConfig(name="lenet5"),
-        train=TrainConfig(epochs=30, gr_alpha=0.005),
-    )
-
-
-BUILTIN_WORKLOADS: dict[str, Callable[[], RunConfig]] = {
-    "digits-mlp": default_run_config,
-    "digits-lenet": lenet_run_config,
-    "purchase-mlp": purchase_run_config,
-    "noisy-mlp": noisy_run_config,
-    "noisyimages-lenet": noisyimages_run_config,
-    "mixed-mlp": mixed_run_config,
-}
 BUILTIN_FORGET = {"builtin:noisy-flipped": NOISY_FLIPPED_IDS}
 LISTED = 0.0
 """The "ratio" of cells whose forget set is a workload's listed ids rather than a random fraction."""
@@ -214,11 +188,9 @@ def load_bench_config(path: str | os.PathLike[str] | None) -> tuple[BenchConfig,
 def workload_config(workload: Workload, base: Path) -> RunConfig:
     if workload.config.startswith(BUILTIN_PREFIX):
         name = workload.config[len(BUILTIN_PREFIX) :]
-        if name not in BUILTIN_WORKLOADS:
-            raise ConfigError(
-                f"workload {workload.name}: unknown {workload.config!r}; built-in: {', '.join(BUILTIN_WORKLOADS)}"
-            )
-        return BUILTIN_WORKLOADS[name]()
+        if name not in PRESETS:
+            raise ConfigError(f"workload {workload.name}: unknown {workload.config!r}; built-in: {', '.join(PRESETS)}")
+        return preset(name)
     path = Path(workload.config)
     return load_run_config(path if path.is_absolute() else base / path)
 
