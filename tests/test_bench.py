@@ -45,7 +45,11 @@ def test_bench_json_shape_resume_and_refusals(tmp_path: Path) -> None:
     assert iau["status"] == "ok" and iau["details"]["rule"] == "targeted"  # the bench's originals carry targets
     assert iau["rte"] == pytest.approx(iau["retrain_seconds"] / iau["seconds"])  # (2 epochs: retraining is quick)
     assert by_label["exact"]["status"].startswith("refused:")
-    assert "| iau |" in (tmp_path / "bench.md").read_text()
+    markdown = (tmp_path / "bench.md").read_text()
+    assert "| iau |" in markdown
+    # The --markdown copy carries the record, as every report does; the JSON's record lists its digest.
+    assert "Record" in markdown and payload["record"]["inputs"]["config"]["sha256"] in markdown
+    assert str(tmp_path / "bench.md") in payload["record"]["outputs"]
     assert len((out / "runs.jsonl").read_text().splitlines()) == 5
     second = run_cli("bench", config, "--out", out, "--json", "-", "-q")
     again = json.loads(second.stdout)

@@ -139,7 +139,7 @@ def command(
             Publish(json_target, report, report_format, quiet, overwrite),
             outputs=staged,
             inputs={"config": config},
-            files={"--markdown": (markdown, report_for(result).to_markdown())} if markdown else None,
+            reports=[(markdown, "md")] if markdown else None,
         )
     if result.interrupted:  # Ctrl-C 130; SIGTERM / SIGHUP 128 + the signal (iau_cli.signals)
         from iau_cli.signals import exit_code

@@ -252,6 +252,7 @@ def emit(
     outputs: Outputs | None = None,
     inputs: dict[str, Any] | None = None,
     files: dict[str, tuple[Path, str]] | None = None,
+    reports: list[tuple[Path, str]] | None = None,
 ) -> None:
     """Publish every output of the run together, then show the report.
 
@@ -259,7 +260,8 @@ def emit(
     the report and the JSON are staged beside it and all are published at once, so a failure
     publishes nothing. The JSON and the report carry a retention record: the iau version, the UTC
     time, the command line, and the full sha256 of every input (``inputs``: label → path) and of
-    every other output. The report is shown on stdout (stderr when JSON goes to stdout).
+    every other output. ``reports`` (path, format) are more copies of the report, with the record
+    too (bench's ``--markdown``). The report is shown on stdout (stderr when JSON goes to stdout).
     """
     from rich.console import Console
 
@@ -275,10 +277,10 @@ def emit(
             staged.stage_text(Path(path), text, overwrite=overwrite)
         record = retention_record(inputs or {}, staged.digests())
         report.tables.append(record_table(record))
-        if report_path is not None:
-            record["outputs"][str(report_path)] = staged.stage_text(
-                Path(report_path), render_report(report, Path(report_path), flags.report_format), overwrite=overwrite
-            )
+        copies = [(Path(report_path), flags.report_format)] if report_path is not None else []
+        for path, report_format in copies + list(reports or []):
+            text = render_report(report, path, report_format)
+            record["outputs"][str(path)] = staged.stage_text(path, text, overwrite=overwrite)
         data = {**data, "record": record}
         if json_target not in (None, "-"):
             staged.stage_text(Path(json_target), to_json(data), overwrite=overwrite, replace_error=True)
