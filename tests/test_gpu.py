@@ -52,3 +52,14 @@ def test_audit_and_bench_run_on_cuda(tmp_path: Path, train_ids: list[str]) -> No
     audit = run_cli("audit", tmp_path / "m.safetensors", "-f", ids, "--device", "cuda", "--json", "-", "-q")
     assert audit.exit_code in (0, 1), audit.stderr
     assert json.loads(audit.stdout)["model"]["mia"]["loss_auc"] is not None
+    bench = tmp_path / "bench.yaml"
+    bench.write_text(
+        "workloads:\n  - {name: tiny, config: run.yaml}\n"
+        "methods:\n  - {label: retrain, method: retrain}\n  - {label: iau, method: iau}\n"
+        "ratios: [0.05]\nseeds: 1\n"
+    )
+    result = run_cli("bench", bench, "--out", tmp_path / "out", "--device", "cuda", "--json", "-", "-q")
+    assert result.exit_code == 0, result.stderr
+    runs = {r["label"]: r for r in json.loads(result.stdout)["runs"]}
+    assert runs["iau"]["status"] == "ok" and runs["retrain"]["status"] == "ok"
+    assert 0.0 <= runs["iau"]["tow"] <= 1.0 and runs["iau"]["seconds"] > 0
