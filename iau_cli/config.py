@@ -385,6 +385,8 @@ def _describe(value: Any) -> str:
 
 def _build(tp: Any, value: Any, where: str, problems: list[str]) -> Any:
     """Check ``value`` against the type ``tp``; append problems (prefixed by ``where``)."""
+    # Long on purpose: one dispatch over the types a config field may have (dataclass, union,
+    # literal, list, dict, scalars), so every problem is collected in one walk.
     label = where or "config"
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):

@@ -94,6 +94,8 @@ def command(
     """Check a deletion: utility, membership inference, lineage; exit 0 pass, 1 fail or inconclusive, 2 bad input.
 
     A model truly retrained without the rows fails with probability at most --alpha (default 0.01)."""
+    # typer declares every flag in the signature; the body guards the outputs, builds the request,
+    # runs and publishes.
     from iau_cli.config import load_run_config
     from iau_cli.io.ids import read_forget_ids
 

@@ -84,6 +84,8 @@ def command(
     The config (YAML) lists workloads, methods, ratios (fractions), sizes (rows), chain (requests
     forgotten in sequence) and seeds; each key is described in iau_cli.recipes.bench.BenchConfig.
     """
+    # typer declares every flag in the signature; the body folds the flags into the bench config,
+    # guards the outputs, runs, publishes.
     import dataclasses
 
     from iau_cli.errors import ConfigError

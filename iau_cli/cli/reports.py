@@ -78,6 +78,8 @@ def _takeaway(story: Story) -> str:
 
 
 def audit_report(result: AuditResult) -> Report:
+    # Long on purpose: the report's tables in the order it reads (verdict, figures per model,
+    # comparison, checks, lineage); each is a few rows of the same result.
     models = [("audited", result.model)]
     if result.original is not None:
         models.insert(0, ("original", result.original))
@@ -171,6 +173,8 @@ def audit_report(result: AuditResult) -> Report:
 
 
 def bench_report(result: BenchResult) -> Report:
+    # Long on purpose: one table per (workload, request size, chain) cell group, then the notes that
+    # explain the columns.
     tables = []
     for cell in sorted({cell_of(s) for s in result.summary}, key=_cell_order):
         workload, chain = cell[0], cell[3]

@@ -120,7 +120,9 @@ def command(
     quiet: QuietOpt = False,
 ) -> None:
     """Forget the listed sample ids and write a new checkpoint with the event in its lineage."""
-    from iau_cli.config import load_run_config, parse_key_values
+    # typer declares every flag in the signature; the body guards the outputs, reads the ids, builds
+    # the request, runs and publishes.
+    from iau_cli.config import load_run_config
 
     # Outputs, then bad ids, options or config fail here, before torch is imported.
     from iau_cli.io.files import default_output
@@ -137,15 +139,7 @@ def command(
     guard = {"checkpoint": checkpoint, "ids": forget, "config": config, "overwrite": overwrite}
     check_output_paths(outputs, **guard, report_format=report_format)
     forget_request = read_forget_ids(forget, allow_empty=allow_missing)
-    options = parse_key_values(option or [], source="--option")
-    if purpose is not None:
-        from iau_cli.errors import ConfigError
-
-        if method is not MethodName.IAU:
-            raise ConfigError(f"--purpose is an option of --method iau, not of {method.value}")
-        if purpose not in ("erase", "cleanup"):
-            raise ConfigError(f"--purpose {purpose!r}: expected erase or cleanup")
-        options["purpose"] = purpose
+    options = _method_options(method, option, purpose)
     run_config = load_run_config(config) if config else None
     if run_config is not None:  # now its data files are known inputs too
         check_output_paths(outputs, **guard, run_config=run_config)
@@ -189,6 +183,21 @@ def command(
             },
             files=_id_files(result, forgotten_ids, outcomes, forget_request.sha256),
         )
+
+
+def _method_options(method: MethodName, option: list[str] | None, purpose: str | None) -> dict[str, Any]:
+    """The ``-O key=value`` options, with ``--purpose`` (an option of the iau method) among them."""
+    from iau_cli.config import parse_key_values
+    from iau_cli.errors import ConfigError
+
+    options = parse_key_values(option or [], source="--option")
+    if purpose is not None:
+        if method is not MethodName.IAU:
+            raise ConfigError(f"--purpose is an option of --method iau, not of {method.value}")
+        if purpose not in ("erase", "cleanup"):
+            raise ConfigError(f"--purpose {purpose!r}: expected erase or cleanup")
+        options["purpose"] = purpose
+    return options
 
 
 def _id_files(result: Any, forgotten_ids: Path | None, outcomes: Path | None, request_sha256: str) -> dict | None:

@@ -87,6 +87,7 @@ def compute_references(
     progress: Progress = no_progress,
 ) -> tuple[dict[str, Any] | None, dict[str, torch.Tensor]]:
     """Train the reference models and return (metadata, tensors); (None, {}) when turned off."""
+    # Long on purpose: the K trainings, the line fit and the two tables are one pass over the same rows.
 
     count = config.train.references
     if count == 0 or len(rows.learn) < 4:

@@ -147,6 +147,8 @@ def fit(
     progress: Progress = no_progress,
 ) -> TrainStats:
     """Train ``model`` in place on ``rows.learn``; early-stop on ``rows.val`` when it is not empty."""
+    # Long on purpose: the training loop itself (epochs, batches, GR, early stopping share its
+    # state); timed against a plain loop in benchmarks/throughput.py.
     if len(rows.learn) == 0:
         raise DataError("no rows left to train on (every training row is forgotten or held out)")
 

@@ -156,6 +156,8 @@ def _is_int(value: Any, low: int = 0) -> bool:
 def check_schema(decoded: dict[str, Any]) -> None:
     """Each ``iau.*`` value has the type and shape iau writes; ``ValueError`` names the first that
     does not (called before anything is built from the metadata)."""
+    # Long on purpose: one check per metadata key, in the order of the format (docs/DESIGN:
+    # checkpoint).
     model = decoded["iau.model"]
     _need(isinstance(model, dict), "iau.model is not a mapping")
     _need(isinstance(model.get("name"), str) and model["name"], "iau.model.name is not a model name")

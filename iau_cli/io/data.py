@@ -8,6 +8,7 @@ starts from the encoded rows. Batches are slices or index-selects of that store.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections.abc import Iterator, Sequence
@@ -347,8 +348,6 @@ def load_data(config: DataConfig, *, progress: Progress = no_progress) -> DataBu
     A dataset version seen before (same files, same config) comes from the feature cache without
     reading the files again (:mod:`iau_cli.io.store`); only their fingerprint is recomputed.
     """
-    import dataclasses
-
     if config.mean == "auto" or config.std == "auto":
         return _with_feature_statistics(config, progress)
     train_path = _resolve_source(config.train, "train")
@@ -384,8 +383,6 @@ def _with_feature_statistics(config: DataConfig, progress: Progress) -> DataBund
     deviation over the training split, computed on the encoded rows and then written into the
     config as numbers — so the checkpoint records them, and later commands (after rows are
     forgotten and deleted) normalize exactly as training did."""
-    import dataclasses
-
     raw = load_data(
         dataclasses.replace(
             config,
@@ -477,8 +474,16 @@ def _read_and_encode(
     progress: Progress,
 ) -> DataBundle:
     """Read both splits with ``datasets``, check the data contract, and encode them into stores."""
-    import dataclasses
+    config, train_table, test_table, class_names = _read_splits(config, train_path, test_path, fmt)
+    rows = _checked_rows(config, train_table, test_table, train_path, test_path)
+    splits, meta = _encode_splits(config, rows, class_names, key, budget, [train_path, test_path], progress)
+    return _bundle(config, splits, meta, fingerprint, _sources(train_path, test_path, rows.test_origin))
 
+
+def _read_splits(
+    config: DataConfig, train_path: Path, test_path: Path | None, fmt: str
+) -> tuple[DataConfig, Any, Any, list[str] | None]:
+    """(config, train table, test table or None, class names of an image folder)."""
     if fmt == "imagefolder" and not config.image_column:
         config = dataclasses.replace(config, image_column="image")
     train_table = _read_table(train_path, fmt)
@@ -488,13 +493,31 @@ def _read_and_encode(
         test_table = _read_table(test_path, test_format)
     if isinstance(train_table, _quiet_datasets().DatasetDict):
         train_table, test_table = _split_dict(train_table, test_table, train_path)
-
     class_names = None
     if fmt == "imagefolder":
         train_table, class_names = _imagefolder_ids(train_table, train_path, config, None)
         if test_table is not None and test_path is not None:
             test_table, _ = _imagefolder_ids(test_table, test_path, config, class_names)
+    return config, train_table, test_table, class_names
 
+
+@dataclass
+class _Rows:
+    """Both splits as checked: tables, ids, labels, where each came from, the feature columns."""
+
+    tables: dict[str, Any]
+    ids: dict[str, list[str]]
+    labels: dict[str, np.ndarray]
+    sources: dict[str, str]
+    feature_columns: list[str]
+    test_origin: str  # "file", "saved split" or "fraction"
+
+
+def _checked_rows(
+    config: DataConfig, train_table: Any, test_table: Any, train_path: Path, test_path: Path | None
+) -> _Rows:
+    """The data contract: columns present in both splits, unique ids, labels, finite features (the
+    test split cut off by id hash when there is no test file)."""
     label_source = str(train_path)
     _check_columns(train_table, config, label_source)
     feature_columns = _feature_columns(train_table, config, label_source)
@@ -503,7 +526,6 @@ def _read_and_encode(
         missing = [c for c in feature_columns if c not in test_table.column_names]
         if missing:
             raise DataError(f"{test_path}: feature column(s) {', '.join(missing)} missing (present in train)")
-
     train_ids = _ids(train_table, config.id_column, label_source)
     if test_table is None:
         test_mask = np.array([unit_hash(_TEST_SPLIT_KEY, i) < config.test_fraction for i in train_ids])
@@ -523,7 +545,6 @@ def _read_and_encode(
         raise DataError(
             f"{test_source}: {len(overlap)} id(s) also in the train split (e.g. {example!r}); ids must be unique"
         )
-
     train_labels = _labels(train_table, config.label_column, label_source)
     test_labels = _labels(test_table, config.label_column, test_source)
     _class_count(config, train_labels, test_labels, {"train": label_source, "test": test_source})
@@ -534,22 +555,37 @@ def _read_and_encode(
     if not config.image_column:
         _check_finite(train_table, feature_columns, train_ids, label_source)
         _check_finite(test_table, feature_columns, test_ids, test_source)
-
     _check_shapes(config, feature_columns, label_source)
-    encoder = Encoder(config, feature_columns)
+    return _Rows(
+        tables={"train": train_table, "test": test_table},
+        ids={"train": train_ids, "test": test_ids},
+        labels={"train": train_labels, "test": test_labels},
+        sources={"train": label_source, "test": test_source},
+        feature_columns=feature_columns,
+        test_origin=test_origin,
+    )
+
+
+def _encode_splits(
+    config: DataConfig,
+    rows: _Rows,
+    class_names: list[str] | None,
+    key: str,
+    budget: int,
+    paths: list[Path | None],
+    progress: Progress,
+) -> tuple[dict[str, EncodedSplit], dict[str, Any]]:
+    """Both splits encoded into the feature store (within ``budget`` bytes of memory), and its metadata."""
+    encoder = Encoder(config, rows.feature_columns)
     images = bool(config.image_column)
     # Images keep their pixels as bytes; the store normalizes them batch by batch.
     mean, std = (config.mean, config.std) if images else (0.0, 1.0)
-    row_bytes = 4096 if images else 8 * max(len(feature_columns), 1)
-    parts = (
-        ("train", train_table, train_ids, train_labels, label_source),
-        ("test", test_table, test_ids, test_labels, test_source),
-    )
+    row_bytes = 4096 if images else 8 * max(len(rows.feature_columns), 1)
     splits: dict[str, EncodedSplit] = {}
-    with staging_for(key, [p for p in (train_path, test_path) if p is not None]) as staging:
+    with staging_for(key, [p for p in paths if p is not None]) as staging:
         used = 0
-        for name, table, ids, labels, source in parts:
-            arrow = table.with_format("arrow")
+        for name in ("train", "test"):
+            arrow, ids, source = rows.tables[name].with_format("arrow"), rows.ids[name], rows.sources[name]
 
             def encode(start: int, stop: int, arrow: Any = arrow, ids: list[str] = ids, source: str = source) -> Any:
                 return encoder.encode(arrow[start:stop], ids[start:stop], source)
@@ -566,7 +602,7 @@ def _read_and_encode(
                 progress=progress,
             )
             used += 0 if features.mapped else features.nbytes
-            splits[name] = EncodedSplit(ids, labels, features)
+            splits[name] = EncodedSplit(ids, rows.labels[name], features)
             staging.write(name, splits[name])
         meta = {
             "format": STORE_FORMAT,
@@ -574,12 +610,12 @@ def _read_and_encode(
             "class_names": class_names,
             "mean": mean,
             "std": std,
-            "test_origin": test_origin,
-            "feature_columns": None if images else feature_columns,
-            "dropped_columns": _dropped_columns(train_table, config, feature_columns),
+            "test_origin": rows.test_origin,
+            "feature_columns": None if images else rows.feature_columns,
+            "dropped_columns": _dropped_columns(rows.tables["train"], config, rows.feature_columns),
         }
         staging.publish(meta)
-    return _bundle(config, splits, meta, fingerprint, _sources(train_path, test_path, test_origin))
+    return splits, meta
 
 
 def _check_shapes(config: DataConfig, feature_columns: list[str], source: str) -> None:

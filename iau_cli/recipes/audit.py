@@ -921,6 +921,8 @@ def verdict_checks(evidence: Evidence, thresholds: Thresholds, *, cleanup: bool 
 
 
 def _decide(c: _Candidate, rejected: bool, level: float, worst_level: float, evidence: Evidence) -> Check:
+    # Long on purpose: the decision table of one removal check (raw test, witness, power, direction)
+    # is easier to audit as one function.
     effect = c.test.statistic - c.test.center
     detectable = c.test.detectable(worst_level, c.sided)
     p = c.test.p_value(c.sided)

@@ -104,6 +104,8 @@ def _story(
     progress: Progress,
     result: DemoResult,
 ) -> Story:
+    # Long on purpose: one story told in order (train, unlearn, retrain, audit, the commands to
+    # repeat it).
     folder.mkdir(parents=True, exist_ok=True)
     config_path = folder / "config.yaml"
     if not config_path.exists():

@@ -120,6 +120,8 @@ def restore(
     ``allow_data_change``. ``fallback_config`` (one already restored, trusted) describes a plain
     state dict when no ``config`` is given (the audit's ``--original`` from the user's own script).
     """
+    # Long on purpose: each refusal (user code, data changed, weights that do not fit) is a step of
+    # the one restore.
     device = resolve_device(device) if isinstance(device, str) else device
     checkpoint = load_checkpoint(path, require_meta=config is None and fallback_config is None)
     if checkpoint.meta is None and config is None:

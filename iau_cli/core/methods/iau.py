@@ -104,6 +104,7 @@ def run(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
 
 def _targeted(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
     """IAU toward per-row targets: descend Σ_f (φ_θ(z) − t_z)² + c · anchor (module docstring)."""
+    # Long on purpose: one optimization loop (its schedule, samples and stop test share the loop's state).
     lr = options.step_size if options.step_size is not None else 2e-3
     correction = options.correction if options.correction is not None else 0.1
     retain_batch = options.retain_batch if options.retain_batch is not None else 128
@@ -327,6 +328,8 @@ def attack_auc(member_losses: torch.Tensor, nonmember_losses: torch.Tensor) -> f
 
 def _matched(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
     """Iterated IAU with per-row held-out loss targets (see the module docstring)."""
+    # Long on purpose: one Adam loop whose state (moments, ranks, last losses, best weights,
+    # patience) every step shares; split, each piece would take a dozen of them.
     erase = options.purpose == "erase"
     default_lr, default_correction, default_retain = PURPOSE_DEFAULTS[options.purpose]
     lr = options.step_size if options.step_size is not None else default_lr

@@ -296,6 +296,8 @@ class SeedGrid:
 
         Time counts every request; RTE = ``chain`` × one retrain's time / that (each request would
         need a retrain of its own). A retrain row's time is ``chain`` × its one retrain's."""
+        # Long on purpose: one cell's life (refusals, the chain or the single run, divergence, figures
+        # against the shared reference) reads best in order.
         restored = self.original(entry.original)
         plan = self.plan(entry.original, size, chain)
         rows = plan.chain.rows

@@ -45,6 +45,8 @@ def run_bench(
     progress: Progress = no_progress,
 ) -> BenchResult:
     """Run the grid, resuming from ``out/runs.jsonl``; returns every run and the per-seed summary."""
+    # Long on purpose: the grid loop with resume, Ctrl-C and per-cell publication shares one open
+    # results file.
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "runs.jsonl"
