@@ -29,7 +29,7 @@ from iau_cli.io.data import Split
 from iau_cli.io.ids import ForgetRequest, short_id
 from iau_cli.io.references import lookup_heldout_targets, lookup_targets
 from iau_cli.progress import Progress, Stopwatch, no_progress
-from iau_cli.recipes.train import Restored, restore
+from iau_cli.recipes.train import Restored, restore, restore_for
 from iau_cli.recipes.unlearn import chain_since_training
 
 LOW_FPRS = (0.01, 0.001)
@@ -441,14 +441,7 @@ class Job:
 
 
 def prepare(request: AuditRequest, progress: Progress = no_progress) -> Job:
-    restored = restore(
-        request.checkpoint,
-        config=request.config,
-        trust_code=request.trust_code,
-        allow_data_change=request.allow_data_change,
-        device=request.device,
-        progress=progress,
-    )
+    restored = restore_for(request, progress)
     audited, recorded_test, unknown = _audited_ids(request, restored)
     rows = audit_rows(restored, audited, request.seed)
     groups = verdict.Groups(restored.data.train.labels[rows.forget], restored.data.test.labels[rows.nonmember])

@@ -173,6 +173,19 @@ def restore(
     return Restored(checkpoint=checkpoint, meta=meta, config=run_config, data=data, model=model, device=device)
 
 
+def restore_for(request: Any, progress: Progress = no_progress) -> Restored:
+    """:func:`restore` with what a command's request carries: ``checkpoint``, ``config``,
+    ``trust_code``, ``allow_data_change`` and ``device`` (unlearn's and audit's requests)."""
+    return restore(
+        request.checkpoint,
+        config=request.config,
+        trust_code=request.trust_code,
+        allow_data_change=request.allow_data_change,
+        device=request.device,
+        progress=progress,
+    )
+
+
 def _as_trained(config: RunConfig, meta: CheckpointMeta) -> RunConfig:
     """What training fixed stays fixed whatever the data holds now: the class count (forgetting
     and deleting a whole class must not shrink the output layer) and statistics computed by

@@ -35,7 +35,7 @@ from iau_cli.io.ids import ForgetRequest, short_id
 from iau_cli.io.references import lookup_targets
 from iau_cli.io.rowprint import masked
 from iau_cli.progress import Progress, Stopwatch, no_progress
-from iau_cli.recipes.train import Restored, restore, write_checkpoint
+from iau_cli.recipes.train import Restored, restore_for, write_checkpoint
 
 UNKNOWN_EXAMPLES = 5
 
@@ -348,14 +348,7 @@ def prepare(request: UnlearnRequest, progress: Progress = no_progress) -> Job:
         raise UnlearningError(f"--fallback {request.fallback!r}: expected none or retrain")
     progress("unlearn · loading model and data", 0, 5)
     try:
-        restored = restore(
-            request.checkpoint,
-            config=request.config,
-            trust_code=request.trust_code,
-            allow_data_change=request.allow_data_change,
-            device=request.device,
-            progress=progress,
-        )
+        restored = restore_for(request, progress)
     except DataChangedError as exc:
         raise _deleted_too_early(exc, request.forget) from None
     new_ids, counts, new_rows, test_ids = resolve_ids(restored, request.forget, request.allow_missing)
