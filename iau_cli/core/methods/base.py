@@ -89,6 +89,16 @@ class UnlearnContext:
             self.retain_grad_sum(), len(self.retain_rows)
         )
 
+    def retained_check_rows(self, limit: int = 512) -> np.ndarray:
+        """A fixed sample of the rows the model keeps learning from — the ``limit`` of them first by
+        id hash, so the same rows (less any forgotten since) at every request of a chain: what a
+        rule holds the retained rows' accuracy to (its self-check)."""
+        rows = self.retain_rows
+        if len(rows) > limit:
+            order = np.argsort([unit_hash("iau-retained-check", self.data.train.ids[r]) for r in rows])
+            rows = np.sort(rows[order[:limit]])
+        return rows
+
     def calibration_rows(self, limit: int = 2000) -> tuple[Any, np.ndarray]:
         """Held-out rows a method may calibrate on: the calibration half of the test split (the
         other half is what audits and reports measure on), at most ``limit`` of them — a sample by
