@@ -36,6 +36,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--original", type=Path, help="a checkpoint of the config to start from (else trained)")
+    parser.add_argument("--option", "-O", action="append", default=[], metavar="KEY=VALUE", help="an iau -O option")
+    parser.add_argument("--fallbacks", default="none,retrain", help="which runs: none, retrain or both")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="iau-chain-"))
@@ -77,12 +79,18 @@ def main() -> None:
     retrain_seconds = time.perf_counter() - started
     reference = figures(work / "retrained.safetensors")
     result = {"config": args.config, "requests": args.requests, "rows": args.rows, "retrained": reference, "runs": {}}
+    result["options"] = args.option
     result["retrain_seconds"] = retrain_seconds
-    for label, fallback in (("no fallback", "none"), ("--fallback retrain", "retrain")):
+    from iau_cli.config import parse_key_values
+
+    options = parse_key_values(args.option, source="--option")
+    runs = {"none": "no fallback", "retrain": "--fallback retrain"}
+    for fallback in args.fallbacks.split(","):
+        label = runs[fallback]
         current, steps, started = original, [], time.perf_counter()
         for n, part in enumerate(requests):
             out = work / f"{fallback}-{n}.safetensors"
-            outcome = ask(current, part, out, fallback=fallback)
+            outcome = ask(current, part, out, fallback=fallback, options=dict(options))
             check = outcome.details.get("fallback_from", {}).get("ran", {}).get("check") or outcome.details.get("check")
             steps.append({"check": (check or {}).get("code"), "fell_back": outcome.fell_back, **figures(out)})
             current = out

@@ -1,10 +1,11 @@
 """iau: Influence Approximation Unlearning for PyTorch classifiers.
 
 The library works without the command-line layer; each command calls one function and renders
-the plain result object it returns:
+the plain result object it returns (a recipe that makes a checkpoint returns it in ``result.child``
+and writes nothing; the ``*_to_file`` helpers write it at once). Layers: README "Development".
 
-- ``iau_cli.recipes.train.train`` / ``iau_cli.recipes.train.restore`` — train into a checkpoint; rebuild model and data
-- ``iau_cli.recipes.unlearn.unlearn`` — forget ids (methods in ``iau_cli.core.methods``)
+- ``iau_cli.recipes.train.train`` / ``iau_cli.recipes.train.restore`` — train a checkpoint; rebuild model and data
+- ``iau_cli.recipes.unlearn.unlearn`` — forget ids (methods: ``iau_cli.core.methods.catalog``)
 - ``iau_cli.recipes.audit.audit`` — utility, membership inference, lineage, verdict
 - ``iau_cli.recipes.bench.run_bench`` — methods × forget ratios × seeds
 - ``iau_cli.recipes.ledger.refresh_ledger`` / ``show_ledger`` — the gradient ledger

@@ -31,5 +31,10 @@ class Stopwatch:
         finally:
             self.seconds[step] = self.seconds.get(step, 0.0) + time.perf_counter() - started
 
+    def carve(self, step: str, seconds: float, *, into: str) -> None:
+        """Move ``seconds`` of ``step``'s time to ``into`` (a part timed inside it, counted apart)."""
+        self.seconds[step] = self.seconds.get(step, 0.0) - seconds
+        self.seconds[into] = self.seconds.get(into, 0.0) + seconds
+
     def total(self) -> dict[str, float]:
         return {**self.seconds, "total": time.perf_counter() - self.started}

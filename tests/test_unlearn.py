@@ -220,6 +220,10 @@ def test_cli_unlearn_report_json_and_stdin(small_checkpoint: Path, train_ids: li
     payload = json.loads(result.stdout)
     assert payload["ids"]["requested"] == 8 and payload["ids"]["duplicates"] == 2
     assert set(payload["seconds"]) >= {"load", "gradients", "update", "write", "total"}
+    # Each step's time counted once: no part negative, and the parts add up to at most the total.
+    parts = {k: v for k, v in payload["seconds"].items() if k != "total"}
+    assert all(v >= 0 for v in parts.values()), parts
+    assert sum(parts.values()) <= payload["seconds"]["total"] + 1e-3, payload["seconds"]
     assert payload["before"]["forget_accuracy"] is not None
     assert "forget accuracy" in report.read_text()
     html = tmp_path / "record.html"
@@ -462,3 +466,28 @@ def test_the_default_out_is_guarded_like_any_other(
     ids = forget_file(tmp_path, train_ids[:3])
     assert_bad_input(run_cli("unlearn", model, "-f", ids, "--report", default, "-q"), "name the same file")
     assert not default.exists()
+
+
+def test_gradient_time_is_counted_once(
+    small_checkpoint: Path, train_ids: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gradient passes are timed apart from the update and subtracted from it once: with slow
+    gradient sums (the reference's sign step takes two at θ*) the update's own time stays >= 0."""
+    import time
+
+    from iau_cli.core.methods import base
+
+    def slow_sum(*args: object, **kwargs: object) -> tuple[dict, int]:
+        time.sleep(0.3)
+        return loss_grad_sum(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(base, "loss_grad_sum", slow_sum)
+    forget = parse_forget_ids("\n".join(train_ids[:10]).encode(), "ids")
+    request = UnlearnRequest(str(small_checkpoint), forget, str(tmp_path / "u.safetensors"), device="cpu")
+    request.options = {"rule": "adam-sign"}
+    request.ledger_refresh = "later"
+    seconds = unlearn_to_file(request).seconds
+    assert seconds["gradients"] >= 0.3, seconds  # at least the forget pass (the retain sum may be the ledger's)
+    assert seconds["update"] >= 0, seconds
+    parts = sum(v for k, v in seconds.items() if k != "total")
+    assert parts <= seconds["total"] + 1e-3, seconds

@@ -303,8 +303,10 @@ def unlearn(request: UnlearnRequest, *, progress: Progress = no_progress) -> Unl
         return unchanged(job, clock)
     with clock("evaluate"):
         snapshot = snapshot_at_start(job, progress)
+    clock.carve("evaluate", snapshot.context.seconds_gradients, into="gradients")  # the child's ledger sum
     with clock("update"):
         ran = run_method(job, snapshot, progress)
+    clock.carve("update", _gradient_seconds(snapshot, ran) - clock.seconds.get("gradients", 0.0), into="gradients")
     if nonfinite(ran.model.state_dict()):
         raise UnlearningError(
             f"{request.checkpoint}: method {ran.spec.name} produced NaN or infinite parameters; "
@@ -316,10 +318,14 @@ def unlearn(request: UnlearnRequest, *, progress: Progress = no_progress) -> Unl
     with clock("write"):
         progress("unlearn · building the new checkpoint", 4, 5)
         child, ledger_next = build_child(job, snapshot, ran, progress)
-    clock.seconds["gradients"] = snapshot.context.seconds_gradients + ran.context.seconds_gradients
-    clock.seconds["update"] -= clock.seconds["gradients"]
     progress("unlearn · done", 5, 5)
     return result_of(job, snapshot, ran, after, child, ledger_next, clock)
+
+
+def _gradient_seconds(snapshot: Snapshot, ran: Ran) -> float:
+    """Seconds of gradient passes so far: the snapshot's context's, and a fallback's own."""
+    contexts = {id(snapshot.context): snapshot.context, id(ran.context): ran.context}
+    return sum(context.seconds_gradients for context in contexts.values())
 
 
 @dataclass
