@@ -117,12 +117,12 @@ def verdict_of(evidence, alpha, seed):
 def prepare(workload: str, work: Path, pools: int, device: str):
     from iau_cli.config import preset
     from iau_cli.core.training import RowPartition, train_model
-    from iau_cli.recipes.train import restore, train_to_file
+    from iau_cli.recipes.train import restore, train
 
     config = preset(workload)
     path = work / f"{workload}-original.safetensors"
     if not path.exists():
-        train_to_file(config, path, device=device)
+        train(config, path, device=device)
     restored = restore(path, device=device)
     partition = restored.partition()
     learned = partition.learn

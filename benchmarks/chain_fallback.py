@@ -27,8 +27,8 @@ def main() -> None:
     from iau_cli.config import preset
     from iau_cli.core.metrics import predict, tug_of_war
     from iau_cli.io.ids import parse_forget_ids
-    from iau_cli.recipes.train import restore, train_to_file
-    from iau_cli.recipes.unlearn import UnlearnRequest, unlearn_to_file
+    from iau_cli.recipes.train import restore, train
+    from iau_cli.recipes.unlearn import UnlearnRequest, unlearn
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="builtin:purchase-mlp")
@@ -44,7 +44,7 @@ def main() -> None:
     original = args.original
     if original is None:
         original = work / "original.safetensors"
-        train_to_file(preset(args.config.removeprefix("builtin:")), original, device="cpu")
+        train(preset(args.config.removeprefix("builtin:")), original, device="cpu")
     restored = restore(original, device="cpu")
     ids = restored.data.train.ids
     learned = restored.partition().learn
@@ -61,7 +61,7 @@ def main() -> None:
             device="cpu",
             **kwargs,
         )
-        return unlearn_to_file(request)
+        return unlearn(request)
 
     def figures(path: Path) -> dict[str, float]:
         model = restore(path, device="cpu").model

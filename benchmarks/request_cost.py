@@ -30,7 +30,7 @@ from scaling import make_rows  # noqa: E402
 
 from iau_cli.config import preset  # noqa: E402
 from iau_cli.core.methods import get_method  # noqa: E402
-from iau_cli.recipes.train import restore, train_to_file  # noqa: E402
+from iau_cli.recipes.train import restore, train  # noqa: E402
 from iau_cli.recipes.unlearn import build_context, plan_rows  # noqa: E402
 
 
@@ -39,7 +39,7 @@ def one_size(size: int, forget: int, repeats: int, folder: Path) -> dict:
     data = dataclasses.replace(config.data, train=str(make_rows(size, folder)), test="builtin:digits")
     config = dataclasses.replace(config, data=data, train=dataclasses.replace(config.train, epochs=3))
     path = folder / f"model-{size}.safetensors"
-    result = train_to_file(config, path, device="cpu", overwrite=True)
+    result = train(config, path, device="cpu", overwrite=True)
     restored = restore(path, device="cpu")
     learn = restored.partition().learn
     rows = plan_rows(restored, sorted(np.random.default_rng(0).choice(learn, forget, replace=False).tolist()))

@@ -39,7 +39,7 @@ import pyarrow.parquet as pq  # noqa: E402
 from iau_cli.config import preset  # noqa: E402
 from iau_cli.io.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from iau_cli.io.data import BUILTIN_DATASETS  # noqa: E402
-from iau_cli.recipes.train import train_to_file  # noqa: E402
+from iau_cli.recipes.train import train  # noqa: E402
 
 IAU = [sys.executable, "-m", "iau_cli"]
 
@@ -67,7 +67,7 @@ def checkpoints(size: int, folder: Path) -> tuple[Path, Path]:
         config = preset("digits-mlp")
         data = dataclasses.replace(config.data, train=str(make_rows(size, folder)), test="builtin:digits")
         config = dataclasses.replace(config, data=data, train=dataclasses.replace(config.train, epochs=3))
-        train_to_file(config, with_ledger, device="cpu")
+        train(config, with_ledger, device="cpu")
     if not without.exists():
         loaded = load_checkpoint(with_ledger)
         save_checkpoint(without, loaded.state_dict, dataclasses.replace(loaded.meta, ledger=None))
@@ -146,7 +146,7 @@ def builtin_unlearn(work: Path, repeats: int = 5) -> dict:
     recipe, fresh ledger, features cached): median wall time and the library's own split."""
     model = work / "digits-mlp.safetensors"
     if not model.exists():
-        train_to_file(preset("digits-mlp"), model, device="cpu")
+        train(preset("digits-mlp"), model, device="cpu")
     ids = work / "digits-ids.txt"
     train_ids = pq.read_table(BUILTIN_DATASETS["digits"]["train"], columns=["id"]).column("id").to_pylist()
     rng = np.random.default_rng(0)

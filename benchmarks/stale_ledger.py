@@ -16,8 +16,8 @@ from pathlib import Path
 from iau_cli.config import preset  # noqa: E402
 from iau_cli.core.ledger import compute_ledger
 from iau_cli.io.ids import ForgetRequest
-from iau_cli.recipes.train import restore, train_to_file
-from iau_cli.recipes.unlearn import UnlearnRequest, unlearn_to_file
+from iau_cli.recipes.train import restore, train
+from iau_cli.recipes.unlearn import UnlearnRequest, unlearn
 
 
 def main() -> None:
@@ -25,7 +25,7 @@ def main() -> None:
     work.mkdir(exist_ok=True)
     original = work / "original.safetensors"
     if not original.exists():
-        train_to_file(preset("purchase-mlp"), original, device="cpu")
+        train(preset("purchase-mlp"), original, device="cpu")
     parent = restore(original)
     learned = [parent.data.train.ids[i] for i in parent.partition().learn]
     print("| forget rows | relative parameter move (ledger drift) | relative error of the carried sum |")
@@ -33,9 +33,7 @@ def main() -> None:
     for n in (3, 10, 30, 60):
         out = work / f"u{n}.safetensors"
         request = ForgetRequest(ids=learned[:n], duplicates=0, source="bench")
-        unlearn_to_file(
-            UnlearnRequest(checkpoint=str(original), forget=request, out=str(out), overwrite=True, device="cpu")
-        )
+        unlearn(UnlearnRequest(checkpoint=str(original), forget=request, out=str(out), overwrite=True, device="cpu"))
         child = restore(out)
         carried = child.checkpoint.ledger_tensors
         _, true = compute_ledger(child.model, child.data, child.partition().learn, child.device)

@@ -142,7 +142,7 @@ class ModelConfig(Checked):
 
 def hidden_sizes_problem(hidden: Any) -> str | None:
     """What is wrong with an MLP's hidden sizes (an int or a list of ints), or None."""
-    sizes = hidden if isinstance(hidden, list) else [hidden]
+    sizes = list(hidden) if isinstance(hidden, (list, tuple)) else [hidden]
     if any(isinstance(h, bool) or not isinstance(h, int) or not 1 <= h <= 1 << 20 for h in sizes):
         return f"{hidden!r} must be positive integers (at most 1,048,576)"
     return None
@@ -408,7 +408,7 @@ def _build(tp: Any, value: Any, where: str, problems: list[str]) -> Any:
                 kwargs[key] = built
         before = len(problems)
         try:
-            return tp(**kwargs)  # a Checked dataclass runs its check() here
+            instance = tp(**kwargs)  # a Checked dataclass runs its check() here
         except InvalidConfig as exc:
             if len(problems) == before:  # a problem in a field already explains a failing check
                 problems.extend(f"{where}.{p}" if where else p for p in exc.problems)
@@ -416,6 +416,10 @@ def _build(tp: Any, value: Any, where: str, problems: list[str]) -> Any:
         except TypeError as exc:
             problems.append(f"{label}: {exc}")
             return None
+        check = getattr(instance, "check", None)
+        if not isinstance(instance, Checked) and check is not None and len(problems) == before:
+            problems.extend(f"{where}.{p}" if where else p for p in check())  # a class that is not Checked
+        return instance
 
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)

@@ -48,20 +48,20 @@ def write_yaml(path: Path, config: RunConfig) -> Path:
 @pytest.fixture(scope="session")
 def memorized(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checkpoint that fits every training row (loss near zero on train, not on test)."""
-    from iau_cli.recipes.train import train_to_file
+    from iau_cli.recipes.train import train
 
     out = tmp_path_factory.mktemp("memorized") / "model.safetensors"
-    train_to_file(digits_config(epochs=60, hidden=64, gr_alpha=0.005), out, device="cpu")
+    train(digits_config(epochs=60, hidden=64, gr_alpha=0.005), out, device="cpu")
     return out
 
 
 @pytest.fixture(scope="session")
 def small_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A quickly trained checkpoint for tests that only need a valid one."""
-    from iau_cli.recipes.train import train_to_file
+    from iau_cli.recipes.train import train
 
     out = tmp_path_factory.mktemp("small") / "model.safetensors"
-    train_to_file(digits_config(epochs=2), out, device="cpu")
+    train(digits_config(epochs=2), out, device="cpu")
     return out
 
 
@@ -104,19 +104,19 @@ def memorizing_pair(tmp_path_factory: pytest.TempPathFactory, noise_data: Path) 
     """On the noise data: a model trained on every row, the ids to forget, its IAU-unlearned child,
     and a model retrained without those ids."""
     from iau_cli.io.ids import parse_forget_ids
-    from iau_cli.recipes.train import train_to_file
-    from iau_cli.recipes.unlearn import UnlearnRequest, unlearn_to_file
+    from iau_cli.recipes.train import train
+    from iau_cli.recipes.unlearn import UnlearnRequest, unlearn
 
     folder = tmp_path_factory.mktemp("pair")
     original = folder / "original.safetensors"
-    train_to_file(noise_config(noise_data), original, device="cpu")
+    train(noise_config(noise_data), original, device="cpu")
     ids = [f"train-{i}" for i in range(0, 240, 4)]  # 60 rows
     (folder / "forget.txt").write_text("\n".join(ids) + "\n")
     forget = parse_forget_ids("\n".join(ids).encode(), "forget.txt")
     paths = {"original": original, "ids": folder / "forget.txt"}
     for name, method in (("unlearned", "iau"), ("retrained", "retrain")):
         paths[name] = folder / f"{name}.safetensors"
-        unlearn_to_file(UnlearnRequest(str(original), forget, out=str(paths[name]), method=method, device="cpu"))
+        unlearn(UnlearnRequest(str(original), forget, out=str(paths[name]), method=method, device="cpu"))
     return paths
 
 
@@ -142,8 +142,8 @@ def prototype_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict
     import random
 
     from iau_cli.io.ids import parse_forget_ids
-    from iau_cli.recipes.train import train_to_file
-    from iau_cli.recipes.unlearn import UnlearnRequest, unlearn_to_file
+    from iau_cli.recipes.train import train
+    from iau_cli.recipes.unlearn import UnlearnRequest, unlearn
     from tests.synthetic import prototype_workload
 
     folder = tmp_path_factory.mktemp("prototype")
@@ -159,11 +159,9 @@ def prototype_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict
     for name, epochs in (("memorizing", 40), ("noisy", 40)):
         paths = {"original": folder / f"{name}.safetensors", "ids": folder / f"{name}_forget.txt"}
         paths["ids"].write_text("\n".join(ids[name]) + "\n")
-        train_to_file(prototype_config(folder, name, epochs), paths["original"], device="cpu")
+        train(prototype_config(folder, name, epochs), paths["original"], device="cpu")
         paths["retrained"] = folder / f"{name}_retrained.safetensors"
         forget = parse_forget_ids(paths["ids"].read_bytes(), str(paths["ids"]))
-        unlearn_to_file(
-            UnlearnRequest(str(paths["original"]), forget, str(paths["retrained"]), method="retrain", device="cpu")
-        )
+        unlearn(UnlearnRequest(str(paths["original"]), forget, str(paths["retrained"]), method="retrain", device="cpu"))
         found[name] = paths
     return found

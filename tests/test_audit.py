@@ -69,12 +69,12 @@ def test_against_a_retrain_with_another_seed_a_retrained_model_passes_and_the_or
 ) -> None:
     """Tug-of-War and the comparison with a reference that is not the audited model itself: close for
     two retrains (seeds differ, so the figures do too), far for the model that still holds the rows."""
-    from iau_cli.recipes.unlearn import UnlearnRequest, unlearn_to_file
+    from iau_cli.recipes.unlearn import UnlearnRequest, unlearn
 
     other = tmp_path / "retrained-seed-7.safetensors"
     forget = read_forget_ids(memorizing_pair["ids"])
     request = UnlearnRequest(str(memorizing_pair["original"]), forget, str(other), method="retrain", device="cpu")
-    unlearn_to_file(dataclasses.replace(request, options={"seed": 7}))
+    unlearn(dataclasses.replace(request, options={"seed": 7}))
     retrained = _audit(memorizing_pair["retrained"], memorizing_pair["ids"], reference=str(other))
     original = _audit(memorizing_pair["original"], memorizing_pair["ids"], reference=str(other))
     assert retrained.passed, [c for c in retrained.checks if c.passed is False]

@@ -435,9 +435,9 @@ def test_ctrl_c_and_a_closed_stdout_from_the_real_entry_point(small_checkpoint: 
     ids = ids_file(tmp_path, ["digit-0001"])
     slow = subprocess.Popen(
         [sys.executable, "-c", "import time, sys\nfrom iau_cli.cli import app\n"
-         "import iau_cli.recipes.unlearn as u\norig = u.unlearn\n"
+         "import iau_cli.recipes.unlearn as u\norig = u.make_unlearned\n"
          "def slow(*a, **k):\n    print('STARTED', flush=True, file=sys.stderr); time.sleep(30)\n"
-         "u.unlearn = slow\nsys.argv = ['iau'] + sys.argv[1:]\napp.main()\n",
+         "u.make_unlearned = slow\nsys.argv = ['iau'] + sys.argv[1:]\napp.main()\n",
          "unlearn", str(small_checkpoint), "-f", str(ids), "-o", str(tmp_path / "u.safetensors")],
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
     )  # fmt: skip

@@ -10,8 +10,8 @@ from iau_cli.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from iau_cli.core.methods import MethodName, get_method
 from iau_cli.io.checkpoint import load_checkpoint
 from iau_cli.io.ids import parse_forget_ids
-from iau_cli.recipes.train import train_to_file
-from iau_cli.recipes.unlearn import UnlearnRequest, unlearn_to_file
+from iau_cli.recipes.train import train
+from iau_cli.recipes.unlearn import UnlearnRequest, unlearn
 
 
 def request(checkpoint: Path, ids: list[str], out: Path, method: str, **options: object) -> UnlearnRequest:
@@ -29,6 +29,15 @@ def test_every_method_name_is_registered() -> None:
     for name in MethodName:
         spec = get_method(name)
         assert spec.name == name.value and callable(spec.run) and spec.parse_options({}) == spec.options()
+
+
+def test_every_options_class_checks_itself_however_it_is_built() -> None:
+    """An options class with a check() must be config.Checked, or dataclasses.replace would skip it."""
+    from iau_cli.config import Checked
+    from iau_cli.core.methods import CATALOG
+
+    for spec in CATALOG:
+        assert issubclass(spec.options, Checked) or not hasattr(spec.options, "check"), spec.name
 
 
 def test_a_new_method_is_one_file_plus_one_catalog_line(
@@ -51,7 +60,7 @@ def test_a_new_method_is_one_file_plus_one_catalog_line(
     line = catalog.MethodSpec("halving", NoOptions, "halving_method:run", "halves every weight")
     monkeypatch.setattr(catalog, "CATALOG", (*catalog.CATALOG, line))
     out = tmp_path / "u.safetensors"
-    result = unlearn_to_file(request(small_checkpoint, train_ids[:5], out, "halving"))
+    result = unlearn(request(small_checkpoint, train_ids[:5], out, "halving"))
     assert result.method == "halving" and result.details == {"halved": True}
     event = load_checkpoint(out).meta.lineage[-1]
     assert event["method"] == "halving" and event["ran"] == {"halved": True}
@@ -72,7 +81,7 @@ def test_each_method_returns_finite_parameters(
     small_checkpoint: Path, train_ids: list[str], tmp_path: Path, method: str
 ) -> None:
     out = tmp_path / "u.safetensors"
-    result = unlearn_to_file(request(small_checkpoint, train_ids[:20], out, method, **FAST_OPTIONS.get(method, {})))
+    result = unlearn(request(small_checkpoint, train_ids[:20], out, method, **FAST_OPTIONS.get(method, {})))
     assert result.method == method
     state = load_checkpoint(out).state_dict
     assert all(torch.isfinite(t).all() for t in state.values())
@@ -107,7 +116,7 @@ def convex_problem(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, RunC
         train=TrainConfig(optimizer="sgd", lr=0.5, epochs=1500, batch_size=1000, weight_decay=0.05),
     )
     out = folder / "model.safetensors"
-    train_to_file(config, out, device="cpu")
+    train(config, out, device="cpu")
     return out, config
 
 
@@ -138,7 +147,7 @@ def test_exact_influence_solves_the_hand_built_system(convex_problem, tmp_path: 
     checkpoint, config = convex_problem
     restored = restore(checkpoint)
     forget = restored.data.train.ids[:8]
-    result = unlearn_to_file(
+    result = unlearn(
         request(
             checkpoint, forget, tmp_path / "exact.safetensors", "influence", solver="exact", damping=0.0, hessian_rows=0
         )
@@ -173,11 +182,9 @@ def test_influence_lands_near_the_retrained_optimum_and_solvers_agree(convex_pro
         ("lissa", {"iterations": 400, "lissa_scale": 5.0, "lissa_batch": 0, "lissa_tolerance": 1e-9}),
     ):
         path = tmp_path / f"{solver}.safetensors"
-        unlearn_to_file(
-            request(checkpoint, forget, path, "influence", solver=solver, damping=0.0, hessian_rows=0, **extra)
-        )
+        unlearn(request(checkpoint, forget, path, "influence", solver=solver, damping=0.0, hessian_rows=0, **extra))
         outputs[solver] = _flat(load_checkpoint(path).state_dict)
-    unlearn_to_file(request(checkpoint, forget, tmp_path / "retrained.safetensors", "retrain"))
+    unlearn(request(checkpoint, forget, tmp_path / "retrained.safetensors", "retrain"))
     retrained = _flat(load_checkpoint(tmp_path / "retrained.safetensors").state_dict)
     before = np.linalg.norm(original - retrained)
     assert before > 1e-3  # the deletion moved the optimum
@@ -185,7 +192,7 @@ def test_influence_lands_near_the_retrained_optimum_and_solvers_agree(convex_pro
     assert np.linalg.norm(outputs["exact"] - retrained) < 0.35 * before
     # ... and a full Newton step on the retained objective lands much nearer (one step of a non-quadratic).
     newton = tmp_path / "newton.safetensors"
-    unlearn_to_file(
+    unlearn(
         request(checkpoint, forget, newton, "influence", solver="exact", newton="retain", damping=0.0, hessian_rows=0)
     )
     assert np.linalg.norm(_flat(load_checkpoint(newton).state_dict) - retrained) < 0.15 * before
@@ -213,7 +220,7 @@ def test_every_influence_solver_reports_its_residual(convex_problem, tmp_path: P
     residuals = {}
     for solver, extra in (("exact", {}), ("cg", {"iterations": 200, "tolerance": 1e-8}), ("lissa", {"iterations": 25})):
         path = tmp_path / f"{solver}.safetensors"
-        result = unlearn_to_file(request(checkpoint, forget, path, "influence", solver=solver, hessian_rows=0, **extra))
+        result = unlearn(request(checkpoint, forget, path, "influence", solver=solver, hessian_rows=0, **extra))
         residuals[solver] = result.details["residual"]
     assert residuals["exact"] < 1e-4 and residuals["cg"] < 1e-4
     assert residuals["lissa"] > 10 * residuals["cg"]  # 25 steps of the series: reported, not hidden
@@ -223,7 +230,7 @@ def test_exact_influence_refuses_big_models(small_checkpoint: Path, train_ids: l
     from iau_cli.errors import UnlearningError
 
     with pytest.raises(UnlearningError, match="above the limit"):
-        unlearn_to_file(
+        unlearn(
             request(
                 small_checkpoint,
                 train_ids[:5],

@@ -17,7 +17,7 @@ from iau_cli.errors import ConfigError, IdsError
 from iau_cli.io.checkpoint import load_checkpoint, read_metadata
 from iau_cli.io.ids import parse_forget_ids
 from iau_cli.recipes.train import restore
-from iau_cli.recipes.unlearn import UnlearnRequest, unlearn_to_file
+from iau_cli.recipes.unlearn import UnlearnRequest, unlearn
 
 from .conftest import digits_config, write_yaml
 from .helpers import assert_bad_input, run_cli
@@ -362,7 +362,7 @@ def test_twenty_sequential_requests_keep_their_promises(
         request = UnlearnRequest(
             str(current), parse_forget_ids("\n".join(batch).encode(), f"r{step}"), out=str(out), device="cpu"
         )
-        result = unlearn_to_file(request)
+        result = unlearn(request)
         assert result.ids.forgotten_now == 5
         current = out
     restored = restore(current)

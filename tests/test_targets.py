@@ -10,7 +10,7 @@ from iau_cli.core.metrics import predict
 from iau_cli.io.checkpoint import load_checkpoint
 from iau_cli.io.references import lookup_targets
 from iau_cli.recipes.train import restore
-from iau_cli.recipes.unlearn import unlearn_to_file
+from iau_cli.recipes.unlearn import unlearn
 
 from .test_unlearn import heldout_figures, request
 
@@ -40,14 +40,14 @@ def test_every_learned_row_has_a_target_below_what_the_original_gives_it(
 
 
 def test_keyed_targets_need_the_operator_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from iau_cli.recipes.train import train_to_file
+    from iau_cli.recipes.train import train
 
     from .conftest import digits_config
 
     key_file = tmp_path / "key"
     key_file.write_text("a-long-operator-secret-0123456789\n")
     monkeypatch.setenv("IAU_ID_KEY_FILE", str(key_file))
-    train_to_file(digits_config(epochs=1), tmp_path / "m.safetensors", device="cpu")
+    train(digits_config(epochs=1), tmp_path / "m.safetensors", device="cpu")
     checkpoint = load_checkpoint(tmp_path / "m.safetensors")
     meta = checkpoint.meta.references
     assert "key_id" in meta and "salt" not in meta
@@ -63,15 +63,15 @@ def test_keyed_targets_need_the_operator_key(tmp_path: Path, monkeypatch: pytest
 def test_references_zero_trains_none_and_auto_runs_matched(tmp_path: Path, train_ids: list[str]) -> None:
     import dataclasses
 
-    from iau_cli.recipes.train import train_to_file
+    from iau_cli.recipes.train import train
 
     from .conftest import digits_config
 
     config = digits_config(epochs=2)
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, references=0))
-    result = train_to_file(config, tmp_path / "m.safetensors", device="cpu")
+    result = train(config, tmp_path / "m.safetensors", device="cpu")
     assert result.reference_models == 0 and load_checkpoint(tmp_path / "m.safetensors").meta.references is None
-    unlearned = unlearn_to_file(request(tmp_path / "m.safetensors", train_ids[:5], tmp_path / "u.safetensors"))
+    unlearned = unlearn(request(tmp_path / "m.safetensors", train_ids[:5], tmp_path / "u.safetensors"))
     assert unlearned.details["rule"] == "matched" and "no per-row targets" in unlearned.details["why_matched"]
 
 
@@ -80,7 +80,7 @@ def chain(start: Path, ids: list[str], folder: Path, requests: int, **kwargs: ob
     current = start
     for n, part in enumerate(np.array_split(np.array(ids), requests)):
         out = folder / f"step{n}.safetensors"
-        unlearn_to_file(request(current, list(part), out, **kwargs))
+        unlearn(request(current, list(part), out, **kwargs))
         current = out
     return current
 
@@ -121,20 +121,21 @@ def test_two_memorized_rows_move_and_a_failed_self_check_falls_back_to_retrainin
 ) -> None:
     paths = prototype_models["memorizing"]
     ids = paths["ids"].read_text().split()[:2]
-    result = unlearn_to_file(request(paths["original"], ids, tmp_path / "u.safetensors"))
+    result = unlearn(request(paths["original"], ids, tmp_path / "u.safetensors"))
     assert result.weights_moved and result.check == "ok"
     assert result.details["target_rms_after"] < result.details["target_rms_before"] / 4
     # A budget of one step cannot reach the targets: the self-check says so, and the fallback retrains.
-    failed = unlearn_to_file(request(paths["original"], ids, tmp_path / "f.safetensors", options={"steps": 1}))
+    failed = unlearn(request(paths["original"], ids, tmp_path / "f.safetensors", options={"steps": 1}))
     assert failed.check == "targets_not_reached" and not failed.fell_back
     assert any(
         w["code"] == "self_check_failed" and w["message"].startswith("self-check targets_not_reached")
         for w in failed.warnings
     )
-    fallback = unlearn_to_file(
+    fallback = unlearn(
         request(paths["original"], ids, tmp_path / "r.safetensors", options={"steps": 1}, fallback="retrain")
     )
     assert fallback.fell_back and fallback.method == "retrain"
+    assert 0 < fallback.seconds["fallback_first_attempt"] < fallback.seconds["update"]  # the failed try's cost
     assert fallback.details["fallback_from"]["ran"]["check"]["code"] == "targets_not_reached"
     assert fallback.details["fallback_from"]["options"]["steps"] == 1 and "self-check failed" in fallback.message
     event = restore(tmp_path / "r.safetensors").meta.lineage[-1]

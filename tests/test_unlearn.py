@@ -11,7 +11,7 @@ from iau_cli.core.gradients import loss_grad_sum, trainable
 from iau_cli.io.checkpoint import load_checkpoint
 from iau_cli.io.ids import parse_forget_ids
 from iau_cli.recipes.train import restore
-from iau_cli.recipes.unlearn import UnlearnRequest, unlearn_to_file
+from iau_cli.recipes.unlearn import UnlearnRequest, unlearn
 
 from .conftest import digits_config, write_yaml
 from .helpers import assert_bad_input, run_cli
@@ -72,9 +72,7 @@ def test_adam_sign_matches_a_hand_computed_sign_step(
     for p, hand in zip(params.values(), expected_by_hand):
         torch.testing.assert_close(p.detach(), hand, rtol=0, atol=1e-7)
 
-    result = unlearn_to_file(
-        request(small_checkpoint, forget, tmp_path / "u.safetensors", options={"rule": "adam-sign"})
-    )
+    result = unlearn(request(small_checkpoint, forget, tmp_path / "u.safetensors", options={"rule": "adam-sign"}))
     assert result.changed and result.details["rule"] == "adam-sign"
     after = load_checkpoint(tmp_path / "u.safetensors").state_dict
     for name, hand in zip(params, expected_by_hand):
@@ -83,9 +81,9 @@ def test_adam_sign_matches_a_hand_computed_sign_step(
 
 def test_replaying_a_request_changes_nothing(small_checkpoint: Path, train_ids: list[str], tmp_path: Path) -> None:
     ids = sample_ids(train_ids, 15)
-    first = unlearn_to_file(request(small_checkpoint, ids, tmp_path / "a.safetensors"))
+    first = unlearn(request(small_checkpoint, ids, tmp_path / "a.safetensors"))
     assert first.ids.forgotten_now == 15
-    second = unlearn_to_file(request(tmp_path / "a.safetensors", ids, tmp_path / "b.safetensors"))
+    second = unlearn(request(tmp_path / "a.safetensors", ids, tmp_path / "b.safetensors"))
     assert not second.changed
     assert second.ids.already_forgotten == 15 and second.ids.forgotten_now == 0
     assert "nothing to forget" in second.message
@@ -97,10 +95,8 @@ def test_sequential_requests_never_relearn_earlier_ids(
 ) -> None:
     first_ids = sample_ids(train_ids, 10, seed=1)
     second_ids = sample_ids([i for i in train_ids if i not in first_ids], 10, seed=2)
-    unlearn_to_file(request(small_checkpoint, first_ids, tmp_path / "1.safetensors"))
-    result = unlearn_to_file(
-        request(tmp_path / "1.safetensors", second_ids + first_ids[:3], tmp_path / "2.safetensors")
-    )
+    unlearn(request(small_checkpoint, first_ids, tmp_path / "1.safetensors"))
+    result = unlearn(request(tmp_path / "1.safetensors", second_ids + first_ids[:3], tmp_path / "2.safetensors"))
     assert result.ids.forgotten_now == 10 and result.ids.already_forgotten == 3
     assert result.retain_rows == len(train_ids) - 20
     restored = restore(tmp_path / "2.safetensors")
@@ -111,15 +107,13 @@ def test_sequential_requests_never_relearn_earlier_ids(
     assert lineage[2]["parent_sha256"] == load_checkpoint(tmp_path / "1.safetensors").sha256
     assert lineage[2]["parent_params_sha256"] == lineage[1]["params_sha256"]
     # Retraining from the second checkpoint leaves out the first request's rows too.
-    retrained = unlearn_to_file(
-        request(tmp_path / "1.safetensors", second_ids, tmp_path / "r.safetensors", method="retrain")
-    )
+    retrained = unlearn(request(tmp_path / "1.safetensors", second_ids, tmp_path / "r.safetensors", method="retrain"))
     assert retrained.retain_rows == len(train_ids) - 20
 
 
 def test_forgotten_ids_never_appear_in_clear(small_checkpoint: Path, train_ids: list[str], tmp_path: Path) -> None:
     ids = sample_ids(train_ids, 5)
-    unlearn_to_file(request(small_checkpoint, ids, tmp_path / "u.safetensors"))
+    unlearn(request(small_checkpoint, ids, tmp_path / "u.safetensors"))
     raw = (tmp_path / "u.safetensors").read_bytes()
     for sample_id in ids:
         assert sample_id.encode() not in raw
@@ -147,7 +141,7 @@ def test_default_unlearn_moves_memorized_rows_to_where_retraining_puts_them(
     original_auc, original_accuracy = heldout_figures(paths["original"], ids)
     retrained_auc, retrained_accuracy = heldout_figures(paths["retrained"], ids)
     assert original_auc > retrained_auc + 0.25  # the workload shows membership: a no-op fails below
-    result = unlearn_to_file(request(paths["original"], ids, tmp_path / "u.safetensors"))
+    result = unlearn(request(paths["original"], ids, tmp_path / "u.safetensors"))
     assert result.weights_moved and result.details["rule"] == "targeted" and result.check == "ok"
     unlearned_auc, unlearned_accuracy = heldout_figures(tmp_path / "u.safetensors", ids)
     assert abs(unlearned_auc - retrained_auc) <= 0.1, (original_auc, unlearned_auc, retrained_auc)
@@ -164,14 +158,12 @@ def test_cleanup_recovers_most_of_what_retraining_gains(
     _, retrained_accuracy = heldout_figures(paths["retrained"], ids)
     gain = retrained_accuracy - original_accuracy
     assert gain >= 0.05  # the workload shows the damage the wrong labels did
-    result = unlearn_to_file(
-        request(paths["original"], ids, tmp_path / "u.safetensors", options={"purpose": "cleanup"})
-    )
+    result = unlearn(request(paths["original"], ids, tmp_path / "u.safetensors", options={"purpose": "cleanup"}))
     assert result.before.test_accuracy == pytest.approx(original_accuracy)
     recovered = (result.after.test_accuracy - original_accuracy) / gain
     assert recovered >= 0.5, (original_accuracy, result.after.test_accuracy, retrained_accuracy)
     # The erase purpose aims at held-out losses, which is wrong for rows whose labels are wrong.
-    erased = unlearn_to_file(request(paths["original"], ids, tmp_path / "e.safetensors"))
+    erased = unlearn(request(paths["original"], ids, tmp_path / "e.safetensors"))
     assert (erased.after.test_accuracy - original_accuracy) / gain < recovered
 
 
@@ -182,7 +174,7 @@ def test_ledger_path_equals_full_recompute(small_checkpoint: Path, train_ids: li
 
     ids = sample_ids(train_ids, 30)
     options = {"rule": "adam-sign"}
-    via_ledger = unlearn_to_file(request(small_checkpoint, ids, tmp_path / "l.safetensors", options=options))
+    via_ledger = unlearn(request(small_checkpoint, ids, tmp_path / "l.safetensors", options=options))
     assert via_ledger.ledger["path"] == "ledger"
     # The same checkpoint without its ledger: the retain gradient is recomputed over every row.
     loaded = load_checkpoint(small_checkpoint)
@@ -191,7 +183,7 @@ def test_ledger_path_equals_full_recompute(small_checkpoint: Path, train_ids: li
     del metadata["iau.ledger"]
     stripped = tmp_path / "noledger.safetensors"
     save_file(loaded.state_dict, str(stripped), metadata=metadata)
-    recomputed = unlearn_to_file(request(stripped, ids, tmp_path / "r.safetensors", options=options))
+    recomputed = unlearn(request(stripped, ids, tmp_path / "r.safetensors", options=options))
     assert recomputed.ledger["path"] == "recompute"
     a = load_checkpoint(tmp_path / "l.safetensors").state_dict
     b = load_checkpoint(tmp_path / "r.safetensors").state_dict
@@ -354,7 +346,7 @@ def test_rows_that_already_look_held_out_are_recorded_and_the_report_says_the_we
     """On the easy digits the model's training rows score like held-out rows: the matched rule
     (a population stop) has nothing to push."""
     ids = sample_ids(train_ids, 20, seed=5)
-    result = unlearn_to_file(request(memorized, ids, tmp_path / "u.safetensors", options={"rule": "matched"}))
+    result = unlearn(request(memorized, ids, tmp_path / "u.safetensors", options={"rule": "matched"}))
     assert result.details["steps"] == 0 and result.details["stopped"] == "the forget rows look held-out"
     assert not result.weights_moved
     assert "the weights did not move" in result.message and not result.message.startswith("forgot")
@@ -392,7 +384,7 @@ def test_the_carried_ledger_is_the_retain_sum_at_the_parents_weights_whatever_th
 ) -> None:
     """Finetuning moves the weights; the child's ledger must still be the retain sum at θ*."""
     ids = sample_ids(train_ids, 25, seed=7)
-    result = unlearn_to_file(request(small_checkpoint, ids, tmp_path / "f.safetensors", method="finetune"))
+    result = unlearn(request(small_checkpoint, ids, tmp_path / "f.safetensors", method="finetune"))
     assert result.weights_moved and result.ledger["next"].startswith("stale")
     parent = restore(small_checkpoint)
     child = load_checkpoint(tmp_path / "f.safetensors")
@@ -412,9 +404,9 @@ def test_a_stale_ledger_is_never_used_and_the_next_carried_sum_is_exact(
 
     first, second = sample_ids(train_ids, 20, seed=8), sample_ids(train_ids, 20, seed=9)
     second = [i for i in second if i not in first]
-    unlearn_to_file(request(small_checkpoint, first, tmp_path / "1.safetensors", options={"rule": "adam-sign"}))
+    unlearn(request(small_checkpoint, first, tmp_path / "1.safetensors", options={"rule": "adam-sign"}))
     assert show_ledger(str(tmp_path / "1.safetensors")).status == "stale"
-    result = unlearn_to_file(
+    result = unlearn(
         request(tmp_path / "1.safetensors", second, tmp_path / "2.safetensors", options={"rule": "adam-sign"})
     )
     assert result.ledger["path"] == "recompute" and "not used" in result.ledger["detail"]
@@ -429,9 +421,7 @@ def test_a_stale_ledger_is_never_used_and_the_next_carried_sum_is_exact(
 
 def test_the_lineage_records_what_ran(small_checkpoint: Path, train_ids: list[str], tmp_path: Path) -> None:
     """Defaults left unset (None) in the options are recorded as the values that ran."""
-    unlearn_to_file(
-        request(small_checkpoint, sample_ids(train_ids, 10), tmp_path / "u.safetensors", options={"steps": 7})
-    )
+    unlearn(request(small_checkpoint, sample_ids(train_ids, 10), tmp_path / "u.safetensors", options={"steps": 7}))
     event = restore(tmp_path / "u.safetensors").meta.lineage[-1]
     assert event["options"]["step_size"] is None and event["options"]["steps"] == 7
     assert event["options"]["rule"] == "auto" and event["ran"]["rule"] == "targeted"
@@ -486,8 +476,34 @@ def test_gradient_time_is_counted_once(
     request = UnlearnRequest(str(small_checkpoint), forget, str(tmp_path / "u.safetensors"), device="cpu")
     request.options = {"rule": "adam-sign"}
     request.ledger_refresh = "later"
-    seconds = unlearn_to_file(request).seconds
+    seconds = unlearn(request).seconds
     assert seconds["gradients"] >= 0.3, seconds  # at least the forget pass (the retain sum may be the ledger's)
     assert seconds["update"] >= 0, seconds
     parts = sum(v for k, v in seconds.items() if k != "total")
     assert parts <= seconds["total"] + 1e-3, seconds
+
+
+def test_the_library_refuses_its_input_as_output_and_an_existing_output_before_any_work(
+    small_checkpoint: Path, train_ids: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """unlearn() and train() are the library's output owners: their one guard runs before the work."""
+    from iau_cli.errors import IauError
+    from iau_cli.recipes import train as train_module
+    from iau_cli.recipes import unlearn as unlearn_module
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the work started before the output was refused")
+
+    monkeypatch.setattr(unlearn_module, "make_unlearned", never)
+    monkeypatch.setattr(train_module, "make_trained", never)
+    forget = parse_forget_ids("\n".join(train_ids[:3]).encode(), "ids")
+    same = UnlearnRequest(str(small_checkpoint), forget, str(small_checkpoint), device="cpu", overwrite=True)
+    with pytest.raises(IauError, match="would replace the input"):
+        unlearn_module.unlearn(same)
+    taken = tmp_path / "taken.safetensors"
+    taken.write_bytes(b"someone's file")
+    with pytest.raises(IauError, match="exists"):
+        unlearn_module.unlearn(UnlearnRequest(str(small_checkpoint), forget, str(taken), device="cpu"))
+    with pytest.raises(IauError, match="exists"):
+        train_module.train(digits_config(epochs=1), taken)
+    assert taken.read_bytes() == b"someone's file"

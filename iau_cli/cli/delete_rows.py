@@ -34,13 +34,13 @@ def command(
     check_output_paths({"--json": json_target}, ids=forget, others={"data file": data}, overwrite=overwrite)
     request = read_forget_ids(forget, allow_empty=True)
     from iau_cli.io.files import Outputs
-    from iau_cli.recipes.delete_rows import delete_rows
+    from iau_cli.recipes.delete_rows import plan_deletion
 
     # This command owns its outputs: the data file is replaced with the records, all or nothing.
     with Outputs() as staged:
-        result = delete_rows(data, request.ids, id_column=id_column)
+        staged.lock(data)  # before the read: two runs cannot both filter the old content
+        result = plan_deletion(data, request.ids, id_column=id_column)
         if result.write is not None:
-            staged.lock(data)
             staged.stage(data, result.write, overwrite=True)
         emit(
             _report(result),

@@ -64,14 +64,14 @@ def refresh(
     check_output_paths({"--out": out, "--json": json_target}, checkpoint=checkpoint, overwrite=overwrite)
     from iau_cli.core import distributed
     from iau_cli.io.files import Outputs
-    from iau_cli.recipes.ledger import refresh_ledger
+    from iau_cli.recipes.ledger import make_refreshed
     from iau_cli.recipes.train import write_checkpoint
 
     # This command owns its outputs: guarded above, locked for the run, staged and published together.
     with Outputs() as staged, progress_sink(not quiet) as progress:
         if distributed.is_main():
             staged.lock(out)
-        result = refresh_ledger(
+        result = make_refreshed(
             str(checkpoint),
             device=device,
             trust_code=trust_checkpoint_code,

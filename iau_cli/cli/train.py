@@ -45,13 +45,13 @@ def command(
 
     from iau_cli.core import distributed
     from iau_cli.io.files import Outputs
-    from iau_cli.recipes.train import train, write_checkpoint
+    from iau_cli.recipes.train import make_trained, write_checkpoint
 
     # This command owns its outputs: guarded above, locked for the run, staged and published together.
     with Outputs() as staged, progress_sink(not quiet) as progress:
         if distributed.is_main():
             staged.lock(out)  # a second run to the same --out fails at once instead of racing this one
-        result = train(run_config, device=device, progress=progress)
+        result = make_trained(run_config, device=device, progress=progress)
         assert result.child is not None
         result.out, result.sha256 = str(out), write_checkpoint(result.child, out, staged, overwrite=overwrite)
         from iau_cli.cli.reports import report_for

@@ -146,7 +146,7 @@ def command(
 
     from iau_cli.core import distributed
     from iau_cli.io.files import Outputs
-    from iau_cli.recipes.unlearn import UnlearnRequest, unlearn, write
+    from iau_cli.recipes.unlearn import UnlearnRequest, make_unlearned, write
 
     request = UnlearnRequest(
         checkpoint=str(checkpoint),
@@ -168,7 +168,7 @@ def command(
     with Outputs() as staged, progress_sink(not quiet) as progress:
         if distributed.is_main():
             staged.lock(outputs["--out"])  # a second run to the same --out fails at once instead of racing
-        result = write(unlearn(request, progress=progress), staged, overwrite=overwrite)
+        result = write(make_unlearned(request, progress=progress), staged, overwrite=overwrite)
         from iau_cli.cli.reports import report_for
 
         emit(

@@ -109,7 +109,7 @@ def compute_references(
             in_half = ~in_half
         if not in_half.any() or in_half.all():  # tiny data: a half must have rows and leave some out
             in_half = np.arange(len(learn_ids)) % 2 == k % 2
-        seed = config.train.seed + 7919 * (k + 1)
+        seed = (config.train.seed + 7919 * (k + 1)) % 2**63  # any seed the config allows
         recipe = dataclasses.replace(config, train=dataclasses.replace(config.train, seed=seed))
 
         def report(what: str, done: int, total: int, k: int = k) -> None:

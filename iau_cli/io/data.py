@@ -411,7 +411,8 @@ def _with_feature_statistics(config: DataConfig, progress: Progress) -> DataBund
     if config.mean == "auto":
         changes["mean"] = [round(float(v), 7) for v in np.atleast_1d(mean)]
     if config.std == "auto":
-        changes["std"] = [round(float(v), 7) for v in np.atleast_1d(std)]
+        # recorded to 7 decimals: a spread that rounds to 0 is taken as constant too (centred only)
+        changes["std"] = [round(float(v), 7) or 1.0 for v in np.atleast_1d(std)]
     return load_data(dataclasses.replace(config, **changes), progress=progress)
 
 

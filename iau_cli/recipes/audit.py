@@ -1015,7 +1015,8 @@ def shadow_scores(
     for shadow in range(k):
         half = np.sort(rng.choice(trainable, size=len(trainable) // 2, replace=False))
         config = dataclasses.replace(
-            restored.config, train=dataclasses.replace(restored.config.train, seed=request.seed * 1000 + shadow)
+            restored.config,
+            train=dataclasses.replace(restored.config.train, seed=(request.seed * 1000 + shadow) % 2**63),
         )
         model, _ = train_model(
             config,

@@ -39,10 +39,10 @@ class DeletionResult:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "write"}
 
 
-def delete_rows(path: str | Path, ids: list[str] | set[str], *, id_column: str = "id") -> DeletionResult:
+def plan_deletion(path: str | Path, ids: list[str] | set[str], *, id_column: str = "id") -> DeletionResult:
     """The rows of ``path`` whose ``id_column`` is in ``ids``, filtered out: the result, with the
-    writer of the new file in ``result.write`` (nothing written; the caller stages it over ``path``,
-    atomically, holding its output lock — :func:`delete_rows_to_file`, or the CLI)."""
+    writer of the new file in ``result.write`` — nothing written (the caller, holding the file's
+    output lock from before this read, stages it over ``path``: the CLI, or :func:`delete_rows`)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: data file not found (or not a regular file)")
@@ -68,12 +68,14 @@ def delete_rows(path: str | Path, ids: list[str] | set[str], *, id_column: str =
     return result
 
 
-def delete_rows_to_file(path: str | Path, ids: list[str] | set[str], *, id_column: str = "id") -> DeletionResult:
-    """:func:`delete_rows`, and the file replaced at once: for library callers."""
-    result = delete_rows(path, ids, id_column=id_column)
-    if result.write is not None:
-        with Outputs() as own:
-            own.lock(path)
+def delete_rows(path: str | Path, ids: list[str] | set[str], *, id_column: str = "id") -> DeletionResult:
+    """Remove every row of ``path`` whose ``id_column`` is in ``ids``; the file is replaced
+    atomically, under its output lock (taken before it is read, so two runs cannot both filter the
+    old content)."""
+    with Outputs() as own:
+        own.lock(path)
+        result = plan_deletion(path, ids, id_column=id_column)
+        if result.write is not None:
             own.stage(Path(path), result.write, overwrite=True)
             own.publish()
     return result

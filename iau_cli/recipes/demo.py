@@ -23,8 +23,8 @@ from iau_cli.io.files import write_text_atomic
 from iau_cli.io.ids import read_forget_ids
 from iau_cli.progress import Progress, no_progress
 from iau_cli.recipes.audit import AuditRequest, AuditResult, audit
-from iau_cli.recipes.train import train_to_file
-from iau_cli.recipes.unlearn import UnlearnRequest, unlearn_to_file
+from iau_cli.recipes.train import train
+from iau_cli.recipes.unlearn import UnlearnRequest, unlearn
 
 ERASURE_FRACTION = 0.05
 DEMO_SEED = 7
@@ -126,14 +126,14 @@ def _story(
         action()
         seconds[label] = time.perf_counter() - started
 
-    step(original, "train", lambda: train_to_file(config, original, device=device, progress=progress))
+    step(original, "train", lambda: train(config, original, device=device, progress=progress))
     forget = read_forget_ids(ids_path)
 
     def forget_with(method: str, out: Path, options: dict[str, Any]) -> None:
         request = UnlearnRequest(
             checkpoint=str(original), forget=forget, out=str(out), method=method, options=options, device=device
         )
-        unlearn_to_file(request, progress=progress)
+        unlearn(request, progress=progress)
 
     step(unlearned, "unlearn", lambda: forget_with("iau", unlearned, {"purpose": purpose}))
     step(retrained, "retrain", lambda: forget_with("retrain", retrained, {}))

@@ -18,14 +18,17 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from iau_cli import __version__
+from iau_cli.core import distributed
 from iau_cli.core.ledger import LedgerState, compute_ledger, ledger_state
-from iau_cli.errors import ConfigError
+from iau_cli.errors import ConfigError, OutputError
 from iau_cli.io.checkpoint import Checkpoint, NewCheckpoint, load_checkpoint, utc_now
+from iau_cli.io.files import Outputs, check_writable
 from iau_cli.progress import Progress, no_progress
-from iau_cli.recipes.train import restore
+from iau_cli.recipes.train import restore, write_checkpoint
 
 
 @dataclass
@@ -104,7 +107,7 @@ def _result(path: str, state: LedgerState, checkpoint: Checkpoint, note: str = "
     return LedgerResult(str(path), state.status, state.reason + note, int(meta["count"]) if meta else None, state.drift)
 
 
-def refresh_ledger(
+def make_refreshed(
     path: str,
     *,
     device: str = "auto",
@@ -113,8 +116,8 @@ def refresh_ledger(
     progress: Progress = no_progress,
 ) -> LedgerResult:
     """Recompute the ledger at the checkpoint's parameters (one pass over its rows): the result, with
-    the new checkpoint in ``result.child`` (nothing written; the caller stages it at a path that is
-    not ``path``: an input is never modified)."""
+    the new checkpoint in ``result.child`` — nothing written (the CLI stages it at a path that is
+    not ``path``: an input is never modified; :func:`refresh_ledger` writes it)."""
     started = time.perf_counter()
     restored = restore(
         path, device=device, trust_code=trust_code, allow_data_change=allow_data_change, progress=progress
@@ -137,4 +140,33 @@ def refresh_ledger(
     child = NewCheckpoint(restored.model.state_dict(), new_meta, tensors, restored.checkpoint.reference_tensors)
     result = LedgerResult(str(path), "fresh", "recomputed at these parameters", len(learn), 0.0)
     result.seconds, result.child = time.perf_counter() - started, child
+    return result
+
+
+def refresh_ledger(
+    path: str,
+    out: str,
+    *,
+    overwrite: bool = False,
+    device: str = "auto",
+    trust_code: bool = False,
+    allow_data_change: bool = False,
+    progress: Progress = no_progress,
+) -> LedgerResult:
+    """:func:`make_refreshed`, and the new checkpoint written to ``out`` — never ``path``, never an
+    existing file without ``overwrite`` (both refused before any work; the lock held throughout)."""
+    if Path(out).resolve() == Path(path).resolve():
+        raise OutputError(f"{out}: the output would replace the input checkpoint; choose another --out")
+    check_writable(Path(out), overwrite=overwrite)
+    with Outputs() as own:
+        if distributed.is_main():
+            own.lock(out)
+        result = make_refreshed(
+            path, device=device, trust_code=trust_code, allow_data_change=allow_data_change, progress=progress
+        )
+        assert result.child is not None
+        result.out = str(out)
+        write_checkpoint(result.child, out, own, overwrite=overwrite)
+        if distributed.is_main():
+            own.publish()
     return result

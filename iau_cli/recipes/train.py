@@ -417,9 +417,9 @@ def train_meta(
     )
 
 
-def train(config: RunConfig, *, device: str = "auto", progress: Progress = no_progress) -> TrainResult:
+def make_trained(config: RunConfig, *, device: str = "auto", progress: Progress = no_progress) -> TrainResult:
     """Train the configured model on its data: the result, with the self-describing checkpoint in
-    ``result.child`` (nothing written: :func:`train_to_file`, or the CLI, stages it)."""
+    ``result.child`` — nothing written (the CLI stages it; :func:`train` writes it)."""
     torch_device = resolve_device(device)
     data = load_data(config.data, progress=progress)
     config = dataclasses.replace(config, data=data.config)
@@ -485,7 +485,7 @@ def write_checkpoint(
     return sha
 
 
-def train_to_file(
+def train(
     config: RunConfig,
     out: str | os.PathLike[str],
     *,
@@ -493,10 +493,16 @@ def train_to_file(
     device: str = "auto",
     progress: Progress = no_progress,
 ) -> TrainResult:
-    """:func:`train`, then the checkpoint written to ``out``: for library callers that want the file.
-    An ``out`` that exists (without ``overwrite``) fails before the training, not after it."""
+    """:func:`make_trained`, and the checkpoint written to ``out``: the library's own output owner.
+    An ``out`` that exists (without ``overwrite``) fails before the training, and its lock is held
+    for the whole run."""
     check_writable(Path(out), overwrite=overwrite)
-    result = train(config, device=device, progress=progress)
-    assert result.child is not None
-    result.out, result.sha256 = str(out), write_checkpoint(result.child, out, overwrite=overwrite)
+    with Outputs() as own:
+        if distributed.is_main():
+            own.lock(out)
+        result = make_trained(config, device=device, progress=progress)
+        assert result.child is not None
+        result.out, result.sha256 = str(out), write_checkpoint(result.child, out, own, overwrite=overwrite)
+        if distributed.is_main():
+            own.publish()
     return result

@@ -21,6 +21,7 @@ import torch
 
 from iau_cli import __version__
 from iau_cli.config import RunConfig, to_dict
+from iau_cli.core import distributed
 from iau_cli.core.gradients import GradDict, loss_grad_sum, trainable
 from iau_cli.core.ledger import carried_ledger, compute_ledger, ledger_state, relative_drift
 from iau_cli.core.methods import MethodName, MethodSpec, get_method, retrains
@@ -29,7 +30,7 @@ from iau_cli.core.metrics import predict
 from iau_cli.core.models import nonfinite
 from iau_cli.errors import DataChangedError, IdsError, UnlearningError
 from iau_cli.io.checkpoint import NewCheckpoint, params_sha256, utc_now
-from iau_cli.io.files import Outputs, clean_json, default_output
+from iau_cli.io.files import Outputs, check_writable, clean_json, default_output
 from iau_cli.io.forgotten import ENUMERABLE_WARNING
 from iau_cli.io.ids import ForgetRequest, short_id
 from iau_cli.io.references import lookup_targets
@@ -290,12 +291,13 @@ def _ledger_source(restored: Restored, ledger: LedgerInfo) -> Any:
 
 
 # The recipe: prepare → snapshot at θ* → run the method → build the child → the result. The child
-# is made, not written: the caller stages it (the CLI, with the run's other outputs) — see write().
+# is made, not written: the caller stages it (the CLI, with the run's other outputs; unlearn() below).
 
 
-def unlearn(request: UnlearnRequest, *, progress: Progress = no_progress) -> UnlearnResult:
+def make_unlearned(request: UnlearnRequest, *, progress: Progress = no_progress) -> UnlearnResult:
     """Forget ``request.forget`` from ``request.checkpoint``: the result, with the child checkpoint
-    in ``result.child`` (nothing written; :func:`write` or the CLI stages it)."""
+    in ``result.child`` — nothing written (the CLI stages it with its other outputs; :func:`unlearn`
+    writes it)."""
     clock = Stopwatch()
     with clock("load"):
         job = prepare(request, progress)
@@ -406,6 +408,7 @@ class Ran:
     context: UnlearnContext  # of the method that produced the model (the fallback's own)
     check: str = "none"
     fell_back: bool = False
+    first_attempt_seconds: float | None = None  # a fallback's: what the method that failed its check took
 
     @property
     def model(self) -> torch.nn.Module:
@@ -420,7 +423,9 @@ def run_method(job: Job, snapshot: Snapshot, progress: Progress = no_progress) -
     if not len(job.rows.forget):
         return Ran(job.spec, job.options, None, snapshot.context)
     progress(f"unlearn · running {job.spec.name} on {len(job.rows.forget)} row(s)", 2, 5)
+    started = time.perf_counter()
     output = job.spec.run(snapshot.context, job.options)
+    first_seconds = time.perf_counter() - started
     check = (output.details.get("check") or {}).get("code", "none")
     if check in ("ok", "none") or job.request.fallback != "retrain" or job.spec.retrains:
         return Ran(job.spec, job.options, output, snapshot.context, check)
@@ -431,7 +436,7 @@ def run_method(job: Job, snapshot: Snapshot, progress: Progress = no_progress) -
     context = build_context(job.restored, job.rows, ledger=snapshot.ledger, batch_size=job.request.batch_size)
     output = spec.run(context, options)
     output.details["fallback_from"] = first
-    return Ran(spec, options, output, context, check, fell_back=True)
+    return Ran(spec, options, output, context, check, fell_back=True, first_attempt_seconds=first_seconds)
 
 
 def build_child(job: Job, snapshot: Snapshot, ran: Ran, progress: Progress = no_progress) -> tuple[NewCheckpoint, str]:
@@ -553,7 +558,8 @@ def result_of(
         retain_rows=int(len(job.rows.retain)),
         before=snapshot.before,
         after=after,
-        seconds=clock.total(),
+        seconds=clock.total()
+        | ({} if ran.first_attempt_seconds is None else {"fallback_first_attempt": ran.first_attempt_seconds}),
         ledger=ledger,
         details=ran.details,
         message=_message(job, ran, moved),
@@ -639,9 +645,21 @@ def write(result: UnlearnResult, outputs: Outputs | None = None, *, overwrite: b
     return result
 
 
-def unlearn_to_file(request: UnlearnRequest, *, progress: Progress = no_progress) -> UnlearnResult:
-    """:func:`unlearn`, then :func:`write`: for library callers that want the file now."""
-    return write(unlearn(request, progress=progress), overwrite=request.overwrite)
+def unlearn(request: UnlearnRequest, *, progress: Progress = no_progress) -> UnlearnResult:
+    """:func:`make_unlearned`, and the child written to ``request.out`` (default: beside the input):
+    the library's own output owner. The output is refused before any work if it would replace the
+    input or exists (without ``overwrite``), and its lock is held for the whole run."""
+    out = Path(request.out) if request.out else default_output(request.checkpoint)
+    if out.resolve() == Path(request.checkpoint).resolve():
+        raise UnlearningError(f"{out}: the output would replace the input checkpoint; choose another --out")
+    check_writable(out, overwrite=request.overwrite)
+    with Outputs() as own:
+        if distributed.is_main():
+            own.lock(out)
+        result = write(make_unlearned(request, progress=progress), own, overwrite=request.overwrite)
+        if distributed.is_main():
+            own.publish()
+    return result
 
 
 def _deleted_too_early(error: DataChangedError, request: ForgetRequest) -> DataChangedError:

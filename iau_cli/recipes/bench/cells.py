@@ -31,7 +31,7 @@ from iau_cli.progress import Progress
 from iau_cli.recipes.audit import AuditRequest, AuditRows, heldout_pool, model_figures
 from iau_cli.recipes.bench.spec import BUILTIN_FORGET, ORIGINAL, MethodEntry, RequestSize, Workload, retrains
 from iau_cli.recipes.bench.store import recipe_digest, with_seed
-from iau_cli.recipes.train import Restored, restore, train_to_file
+from iau_cli.recipes.train import Restored, restore, train
 from iau_cli.recipes.unlearn import RowPlan, build_context, plan_rows
 
 
@@ -230,7 +230,7 @@ class SeedGrid:
             # by the fingerprint check when the cached model is restored.
             path = self.folder / f"original-{kind}-{recipe_digest(config)}.safetensors"
             if not path.exists():
-                train_to_file(config, path, device=self.device, progress=self.progress)
+                train(config, path, device=self.device, progress=self.progress)
             self._restored[kind] = restore(path, device=self.device)
         return self._restored[kind]
 
