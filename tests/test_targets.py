@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from iau_cli.core.metrics import predict
 from iau_cli.io.checkpoint import load_checkpoint
@@ -270,3 +271,22 @@ def test_the_retained_rows_are_held_too_per_request_and_over_a_chain() -> None:
     # held-out first: the earlier, cheaper-to-explain failure is the one reported
     both = self_check(0.8, 0.7, 500, True, "", retained=Held(1.0, 0.9, 512))
     assert both["code"] == "heldout_accuracy_drop"
+
+
+def test_the_ladder_keeps_the_strongest_anchor_that_still_reaches_the_targets_each_from_theta_star(
+    prototype_models: dict[str, dict[str, Path]], tmp_path: Path
+) -> None:
+    """Each weight runs from θ* (a refused attempt leaves no trace): a ladder whose first weight is
+    refused ends with exactly the weights of the last weight alone; one that is accepted stops there."""
+    paths = prototype_models["memorizing"]
+    ids = paths["ids"].read_text().split()[:20]
+    unlearn(request(paths["original"], ids, tmp_path / "a.safetensors", options={"correction": 0.1}))
+    # an anchor of 1000 holds the rows at θ*'s outputs: they cannot reach their targets
+    climbed = unlearn(request(paths["original"], ids, tmp_path / "l.safetensors", options={"ladder": "1000,0.1"}))
+    tried = climbed.details["ladder"]
+    assert [t["correction"] for t in tried] == [1000.0, 0.1] and tried[0]["target_rms_after"] > 0.5
+    assert climbed.details["correction"] == 0.1
+    first, second = (load_checkpoint(tmp_path / f).state_dict for f in ("a.safetensors", "l.safetensors"))
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    kept = unlearn(request(paths["original"], ids, tmp_path / "k.safetensors", options={"ladder": "0.1,1000"}))
+    assert [t["correction"] for t in kept.details["ladder"]] == [0.1] and kept.check == "ok"

@@ -62,6 +62,7 @@ CE(forget) at θ*, i.e. θ ← θ − lr · g / (|g| + ε), about lr·sign(g) pe
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -96,10 +97,33 @@ def run(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
     if rule == "adam-sign":
         return _adam_sign(ctx, options)
     if rule == "targeted":
-        return _targeted(ctx, options)
+        return _laddered(ctx, options) if options.ladder else _targeted(ctx, options)
     output = _matched(ctx, options)
     if options.rule == "auto" and options.purpose == "erase":
         output.details["why_matched"] = f"no per-row targets: {ctx.targets_source}"
+    return output
+
+
+def _laddered(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
+    """The targeted rule at each anchor weight of ``options.ladder`` in turn, each from θ*: the first
+    whose forget rows end within half the self-check's reach_tol of their targets is kept (the
+    strongest anchor that still forgets), else the last. A heavier anchor spares retained and
+    held-out rows but on some requests stops the rows short (BENCHMARKS §1d), and which weight is
+    right differs by workload and request size: the request's own figures choose it."""
+    weights = [float(w) for w in (options.ladder or "").split(",")]
+    start = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
+    tried: list[dict[str, Any]] = []
+    output: MethodOutput | None = None
+    for n, weight in enumerate(weights):
+        if n:
+            ctx.model.load_state_dict(start)
+        output = _targeted(ctx, dataclasses.replace(options, correction=weight, ladder=None))
+        rms = output.details["target_rms_after"]
+        tried.append({"correction": weight, "target_rms_after": rms, "check": output.details["check"]["code"]})
+        if rms <= 0.5 * options.reach_tol:
+            break
+    assert output is not None
+    output.details["ladder"] = tried
     return output
 
 

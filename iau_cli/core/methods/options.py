@@ -72,6 +72,12 @@ class IauOptions(Checked):
         "re-fits retained rows a request disturbed). Default 0.",
         default=None,
     )
+    ladder: str | None = help_field(
+        "targeted: anchor weights to try in turn, strongest first (e.g. '1.0,0.3,0.1'): the first whose "
+        "forget rows end within half of reach_tol of their targets is kept, else the last. Unset: one run "
+        "at correction.",
+        default=None,
+    )
     reach_tol: float = help_field(
         "targeted: the self-check fails (code targets_not_reached) when the rows end farther than this.", default=1.0
     )
@@ -96,6 +102,15 @@ class IauOptions(Checked):
             problems.append("retain_batch: must be at least 1")
         if not self.band >= 0 or not self.tol_scale > 0:
             problems.append("band must be zero or positive and tol_scale positive")
+        if self.ladder is not None:
+            try:
+                weights = [float(w) for w in self.ladder.split(",")]
+            except ValueError:
+                weights = []
+            if not weights or not all(w >= 0 for w in weights):
+                problems.append(
+                    f"ladder: {self.ladder!r} must be anchor weights (zero or positive) separated by commas"
+                )
         if not self.reach_tol > 0:
             problems.append("reach_tol: must be positive")
         if not 0 < self.target_level < 1:
