@@ -32,7 +32,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from iau_cli.cli.report import Report, Table, to_json  # noqa: E402
 from iau_cli.config import to_dict  # noqa: E402
-from iau_cli.core.methods import get_method  # noqa: E402
+from iau_cli.core.methods import (
+    get_method,  # noqa: E402
+    retrains,  # noqa: E402
+)
 from iau_cli.core.metrics import predict, tug_of_war  # noqa: E402
 from iau_cli.core.models import nonfinite  # noqa: E402
 from iau_cli.core.training import partition_rows  # noqa: E402
@@ -49,7 +52,7 @@ from iau_cli.recipes.bench.cells import (  # noqa: E402
     timed_run,
 )
 from iau_cli.recipes.bench.per_example import per_example_test  # noqa: E402
-from iau_cli.recipes.bench.spec import ORIGINAL, MethodEntry, Workload, retrains, workload_config  # noqa: E402
+from iau_cli.recipes.bench.spec import ORIGINAL, MethodEntry, Workload, workload_config  # noqa: E402
 from iau_cli.recipes.bench.store import recipe_digest, with_seed  # noqa: E402
 from iau_cli.recipes.train import Restored  # noqa: E402
 

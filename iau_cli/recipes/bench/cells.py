@@ -20,7 +20,7 @@ from iau_cli.config import (
     RunConfig,
 )
 from iau_cli.core.gradients import per_sample_grads
-from iau_cli.core.methods import MethodName, MethodSpec, get_method
+from iau_cli.core.methods import MethodName, MethodSpec, get_method, retrains
 from iau_cli.core.methods.base import MethodOutput, UnlearnContext
 from iau_cli.core.metrics import predict, tug_of_war
 from iau_cli.core.models import nonfinite
@@ -29,7 +29,7 @@ from iau_cli.io.files import clean_json
 from iau_cli.io.ids import ForgetRequest, read_forget_ids
 from iau_cli.progress import Progress
 from iau_cli.recipes.audit import AuditRequest, AuditRows, heldout_pool, model_figures
-from iau_cli.recipes.bench.spec import BUILTIN_FORGET, ORIGINAL, MethodEntry, RequestSize, Workload, retrains
+from iau_cli.recipes.bench.spec import BUILTIN_FORGET, ORIGINAL, MethodEntry, RequestSize, Workload
 from iau_cli.recipes.bench.store import recipe_digest, with_seed
 from iau_cli.recipes.train import Restored, restore, train
 from iau_cli.recipes.unlearn import RowPlan, build_context, plan_rows

@@ -18,7 +18,7 @@ from iau_cli.config import (
     preset,
     read_yaml_mapping,
 )
-from iau_cli.core.methods import MethodName, get_method
+from iau_cli.core.methods import MethodName
 from iau_cli.errors import ConfigError
 from iau_cli.io.data import NOISY_FLIPPED_IDS
 
@@ -211,8 +211,3 @@ def workload_inputs(config: BenchConfig, base: Path) -> dict[str, str]:
             path = Path(workload.forget)
             inputs[f"workload {workload.name}'s forget list"] = str(path if path.is_absolute() else base / path)
     return inputs
-
-
-def retrains(method: str) -> bool:
-    """Whether a bench entry's method retrains from scratch (a capability of its spec)."""
-    return method != ORIGINAL and get_method(method).retrains

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from iau_cli.recipes.bench.spec import LISTED, ORIGINAL, retrains
+from iau_cli.core.methods import retrains
+from iau_cli.recipes.bench.spec import LISTED, ORIGINAL
 
 METRICS = (
     "request_rows",
