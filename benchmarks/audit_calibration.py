@@ -28,10 +28,11 @@ Construction, per workload (seed 0):
 Forget sets from one pool share one retrained model, so their outcomes are not independent: the
 pools, not the sets, are the independent replicates (the table gives both counts).
 
-`--thorough`: the per-row check against k = 4 shadow models (trained on halves of the pool's
-complement), 5% requests, for the retrained model, the original, the default rule, and two
-deletions that push every forget row too far (`-O rule=matched`, the previous default, and
-`gradient-ascent`).
+`--thorough`: the per-row check against k = 4 shadow models (`iau audit --shadow-models`'s own:
+retrains of the pool's complement with other seeds), 5% requests, for the retrained model, the
+original, the default rule, and two deletions that push every forget row too far (`-O
+rule=matched`, the previous default, and `gradient-ascent`); each judged with `--original`, the
+verdict of the statistical checks with the shadows as the raw checks' witness.
 """
 
 from __future__ import annotations
@@ -285,6 +286,7 @@ def thorough(args, workload: str) -> dict:
         Thresholds,
         heldout_pool,
         matched_sample,
+        overall_verdict,
         shadow_scores,
         verdict_checks,
     )
@@ -320,12 +322,15 @@ def thorough(args, workload: str) -> dict:
             checks = {c.id: c for c in verdict_checks(evidence, Thresholds(alpha=args.alpha), seed=p)}
             per_row = checks["per_row_shadow"]
             matched = groups.matched
-            entry = results.setdefault(kind, {"statuses": [], "z_auc": [], "below": [], "above": [], "loss_auc": []})
+            entry = results.setdefault(
+                kind, {"statuses": [], "z_auc": [], "below": [], "above": [], "loss_auc": [], "verdict": []}
+            )
             entry["statuses"].append(per_row.status)
             entry["z_auc"].append(per_row.value)
             entry["below"].append(float(np.mean(z[kind].forget_side[matched] == -1)))
             entry["above"].append(float(np.mean(z[kind].forget_side[matched] == 1)))
             entry["loss_auc"].append(checks["membership_auc"].status)
+            entry["verdict"].append(overall_verdict(list(checks.values())))
         print(f"  {workload}: thorough pool {p + 1} ({time.perf_counter() - started:.0f} s)", flush=True)
     return {
         "workload": workload,
@@ -399,18 +404,20 @@ def markdown(path: Path) -> str:
 def thorough_markdown(path: Path) -> str:
     results = json.loads(path.read_text())
     lines = [
-        "| workload | model | per-row check (pass / fail / inconclusive) | z AUC (mean) | forget rows below / above every shadow | loss-AUC check |",
-        "|---|---|---|---|---|---|",
+        "| workload | model | per-row check (pass / fail / inconclusive) | z AUC (mean) | forget rows below / above every shadow "
+        "| loss-AUC check | verdict (pass / fail / inconclusive) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for workload, result in results.items():
         for kind, entry in result["per_kind"].items():
             statuses = entry["statuses"]
             counts = "/".join(str(statuses.count(s)) for s in ("pass", "fail", "inconclusive"))
-            loss = entry["loss_auc"]
+            loss, verdicts = entry["loss_auc"], entry.get("verdict")
+            verdict = "/".join(str(verdicts.count(s)) for s in ("pass", "fail", "inconclusive")) if verdicts else "—"
             lines.append(
                 f"| {workload} | {kind} | {counts} of {len(statuses)} | {np.mean(entry['z_auc']):.3f} | "
                 f"{np.mean(entry['below']):.0%} / {np.mean(entry['above']):.0%} | "
-                f"{'/'.join(str(loss.count(s)) for s in ('pass', 'fail', 'inconclusive'))} |"
+                f"{'/'.join(str(loss.count(s)) for s in ('pass', 'fail', 'inconclusive'))} | {verdict} |"
             )
     return "\n".join(lines)
 

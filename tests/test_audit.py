@@ -539,3 +539,77 @@ def test_opposite_verdicts_of_the_raw_check_and_the_witness_are_inconclusive() -
         c for c in verdict_checks(dataclasses.replace(evidence, targets=None), Thresholds()) if c.id == "membership_auc"
     )
     assert raw.status == "fail"
+
+
+def test_the_shadow_models_are_the_raw_checks_witness_where_the_training_labels_are_noisy() -> None:
+    """Thorough mode, no stored targets (a default-rule deletion): the raw comparison calls a model
+    that never saw the wrong-label forget rows over-forgotten; the shadows, which never saw them
+    either, put those rows where the model does, so the check may not fail. A no-op and an overshoot
+    still fail, the overshoot on both the raw check and the per-row one."""
+    from iau_cli.core.verdict import Groups
+    from iau_cli.recipes.audit import Evidence, RowScores, ShadowZ, Thresholds, verdict_checks
+
+    rng = np.random.default_rng(4)
+    n_forget, n_pool, n_proxy = 200, 800, 300
+    wrong = rng.random(n_forget) < 0.3
+    shadow_forget = np.where(wrong, -2.5, 1.5) + rng.normal(0, 0.5, n_forget)  # the shadows' mean φ
+    shadow_pool = 1.5 + rng.normal(0, 0.5, n_pool)
+    pool_phi = shadow_pool + rng.normal(0, 1.0, n_pool)
+    held_back = np.arange(0, n_proxy, 3)
+    proxy_phi = np.full(n_proxy, 8.0)  # retained rows, memorized
+    groups = Groups(np.zeros(n_forget, int), np.zeros(n_pool, int))
+    proxy_groups = Groups(np.zeros(n_proxy, int), np.zeros(n_pool, int))
+
+    def statuses(forget_phi: np.ndarray, thorough: bool) -> dict[str, str]:
+        scores = RowScores(_phi_scores(forget_phi), _phi_scores(pool_phi), _phi_scores(proxy_phi))
+        evidence = Evidence(groups, proxy_groups, scores)
+        if thorough:
+            z = ShadowZ(
+                forget_phi - shadow_forget,
+                pool_phi - shadow_pool,
+                proxy_phi[held_back] - 1.5,
+                np.zeros(n_forget, int),
+                np.zeros(n_pool, int),
+                held_back,
+            )
+            evidence.shadow = {"audited": z}
+        checks = verdict_checks(evidence, Thresholds(), seed=1)
+        return {c.id: c.status for c in checks} | {"details": " ".join(c.detail for c in checks)}
+
+    retrained = shadow_forget + rng.normal(0, 1.0, n_forget)
+    raw = statuses(retrained, thorough=False)
+    assert raw["membership_auc"] == "fail" and raw["forget_accuracy"] == "fail"  # the false alarm
+    fixed = statuses(retrained, thorough=True)
+    assert fixed["membership_auc"] == "pass" and fixed["per_row_shadow"] == "pass", fixed
+    assert "against the shadow models" in fixed["details"]
+    noop = statuses(np.full(n_forget, 8.0), thorough=True)
+    assert noop["membership_auc"] == "fail" and noop["per_row_shadow"] == "fail"
+    overshoot = statuses(shadow_forget - 3.0, thorough=True)
+    assert overshoot["membership_auc"] == "fail" and overshoot["per_row_shadow"] == "fail"
+
+
+def test_shadow_models_train_on_what_a_retrain_would_learn(memorizing_pair: dict, monkeypatch) -> None:
+    """Each shadow learns every retained row but the few held back for power (not a random half:
+    a half-data shadow is not exchangeable with a retrain), with the retrain's validation rows, and
+    never a forget or held-out row; the held-back rows' z is what the per-row check's power uses."""
+    import iau_cli.recipes.audit as audit_module
+    from iau_cli.recipes.audit import SHADOW_HELD_BACK, shadow_scores
+
+    restored, rows = _restored_rows(memorizing_pair)
+    seen = []
+    real = audit_module.train_model
+
+    def recording(config, data, partition, device, **kwargs):
+        seen.append((partition.learn.copy(), partition.val.copy(), config.train.seed))
+        return real(config, data, partition, device, **kwargs)
+
+    monkeypatch.setattr(audit_module, "train_model", recording)
+    request = AuditRequest(checkpoint="", forget=read_forget_ids(memorizing_pair["ids"]), shadow_models=2)
+    z = shadow_scores(restored, rows, request, {"original": restored.model})["original"]
+    held = rows.proxy[z.held_back]
+    assert len(held) == min(len(rows.proxy), SHADOW_HELD_BACK) and len(z.proxy) == len(held)
+    assert len(seen) == 2 and seen[0][2] != seen[1][2]  # other seeds
+    for learn, val, _ in seen:
+        np.testing.assert_array_equal(learn, np.setdiff1d(rows.retain, held))
+        np.testing.assert_array_equal(val, restored.partition().val)
+        assert not np.isin(learn, rows.forget).any()

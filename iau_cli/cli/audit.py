@@ -41,7 +41,12 @@ def command(
     ] = None,
     shadow_models: Annotated[
         int,
-        typer.Option("--shadow-models", min=0, help="Thorough mode: offline LiRA with k shadow models (k trainings)."),
+        typer.Option(
+            "--shadow-models",
+            min=0,
+            help="Thorough mode: k shadow models (retrains with other seeds): the per-row check, and the raw "
+            "checks' witness; k trainings.",
+        ),
     ] = 0,
     alpha: Annotated[
         float,
