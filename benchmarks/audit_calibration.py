@@ -295,7 +295,10 @@ def thorough(args, workload: str) -> dict:
     config, restored, learned, pool_rows, retrained = prepare(workload, args.work, args.pools, args.device)
     train_labels, test = restored.data.train.labels, restored.data.test
     pool = heldout_pool(test)
-    request = AuditRequest(checkpoint="", forget=ForgetRequest([], 0, "bench"), shadow_models=args.shadows)
+    # every deletion is judged with --original (as `iau audit --original` does: no proxy rows held back)
+    request = AuditRequest(
+        checkpoint="", forget=ForgetRequest([], 0, "bench"), shadow_models=args.shadows, original="(the original)"
+    )
     results: dict = {}
     for p, (chosen, model) in enumerate(zip(pool_rows, retrained)):
         count = round(0.05 * len(learned))
@@ -323,7 +326,8 @@ def thorough(args, workload: str) -> dict:
             per_row = checks["per_row_shadow"]
             matched = groups.matched
             entry = results.setdefault(
-                kind, {"statuses": [], "z_auc": [], "below": [], "above": [], "loss_auc": [], "verdict": []}
+                kind,
+                {"statuses": [], "z_auc": [], "below": [], "above": [], "loss_auc": [], "verdict": [], "failed": {}},
             )
             entry["statuses"].append(per_row.status)
             entry["z_auc"].append(per_row.value)
@@ -331,6 +335,9 @@ def thorough(args, workload: str) -> dict:
             entry["above"].append(float(np.mean(z[kind].forget_side[matched] == 1)))
             entry["loss_auc"].append(checks["membership_auc"].status)
             entry["verdict"].append(overall_verdict(list(checks.values())))
+            for check in checks.values():
+                if check.status == "fail":
+                    entry["failed"][check.id] = entry["failed"].get(check.id, 0) + 1
         print(f"  {workload}: thorough pool {p + 1} ({time.perf_counter() - started:.0f} s)", flush=True)
     return {
         "workload": workload,
@@ -405,8 +412,8 @@ def thorough_markdown(path: Path) -> str:
     results = json.loads(path.read_text())
     lines = [
         "| workload | model | per-row check (pass / fail / inconclusive) | z AUC (mean) | forget rows below / above every shadow "
-        "| loss-AUC check | verdict (pass / fail / inconclusive) |",
-        "|---|---|---|---|---|---|---|",
+        "| loss-AUC check | verdict (pass / fail / inconclusive) | failed checks |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for workload, result in results.items():
         for kind, entry in result["per_kind"].items():
@@ -417,7 +424,8 @@ def thorough_markdown(path: Path) -> str:
             lines.append(
                 f"| {workload} | {kind} | {counts} of {len(statuses)} | {np.mean(entry['z_auc']):.3f} | "
                 f"{np.mean(entry['below']):.0%} / {np.mean(entry['above']):.0%} | "
-                f"{'/'.join(str(loss.count(s)) for s in ('pass', 'fail', 'inconclusive'))} | {verdict} |"
+                f"{'/'.join(str(loss.count(s)) for s in ('pass', 'fail', 'inconclusive'))} | {verdict} | "
+                f"{', '.join(f'{k} {v}' for k, v in sorted(entry.get('failed', {}).items())) or '—'} |"
             )
     return "\n".join(lines)
 

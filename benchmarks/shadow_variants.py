@@ -1,11 +1,12 @@
 """Probe (issue 20): which shadow models make the per-row check hold its null where the training
 split differs from the test split (`builtin:noisy`: wrong labels in the training split only).
 
-    python benchmarks/shadow_variants.py --variant halves --workloads noisy-mlp --pools 5 --out /tmp/halves.json
-    python benchmarks/shadow_variants.py --variant line --workloads noisy-mlp --pools 5 --out /tmp/line.json
-    python benchmarks/shadow_variants.py --variant complement --workloads noisy-mlp --pools 8 --out /tmp/complement.json
-    python benchmarks/shadow_variants.py --variant retrain --held-back 0 --workloads noisy-mlp --pools 8 --out /tmp/retrain.json
-    python benchmarks/shadow_variants.py --variant retrain --held-back 256 --workloads noisy-mlp --pools 8 --out /tmp/r256.json
+    python benchmarks/shadow_variants.py --variant halves --workloads noisy-mlp --pools 5 --out benchmarks/results/shadow_variants_halves.json
+    python benchmarks/shadow_variants.py --variant line --workloads noisy-mlp --pools 5 --out benchmarks/results/shadow_variants_line.json
+    python benchmarks/shadow_variants.py --variant complement --workloads noisy-mlp --pools 8 --out benchmarks/results/shadow_variants_complement.json
+    python benchmarks/shadow_variants.py --variant retrain --held-back 0 --workloads noisy-mlp --pools 8 --out benchmarks/results/shadow_variants_retrain0.json
+    python benchmarks/shadow_variants.py --variant retrain --held-back 256 --workloads noisy-mlp --pools 8 --out benchmarks/results/shadow_variants_retrain256.json
+    python benchmarks/shadow_variants.py --variant retrain --held-back 128 --workloads noisy-mlp --pools 8 --out benchmarks/results/shadow_variants_retrain128.json
 
 Runs `audit_calibration.py --thorough` with `iau audit`'s shadow training replaced by a variant:
 - ``halves``: LiRA's shadows, each on a random half of the retained rows less the proxy rows (the
@@ -14,8 +15,9 @@ Runs `audit_calibration.py --thorough` with `iau audit`'s shadow training replac
   the held-out rows, z taken from that line;
 - ``complement``: every shadow on all the retained rows less the proxy rows, other seeds;
 - ``retrain``: every shadow on the retained rows less ``--held-back`` of the proxy rows, other seeds
-  (what `iau audit` does now, with 128).
-No validation rows in any variant but ``retrain`` (as the audit before this probe). Not a test: the
+  (what `iau audit` does now: 128 without `--original`, none with it).
+Every variant uses the retrain's validation rows (none on the built-in presets, whose
+``val_fraction`` is 0) and `iau audit`'s shadow seeds (never the recipe's). Not a test: the
 variants' figures are in BENCHMARKS.md §4b.
 """
 
@@ -42,11 +44,11 @@ def variant_scores(variant: str, held_back_rows: int):
     def shadow_scores(restored, rows, request, models, progress=audit.no_progress):
         rng = np.random.default_rng(request.seed + 1)
         train, test = restored.data.train, restored.data.test
+        val = restored.partition(exclude={train.ids[r] for r in rows.forget}).val
         if variant == "retrain":
             held_back = np.sort(rng.choice(len(rows.proxy), size=min(len(rows.proxy), held_back_rows), replace=False))
-            val = restored.partition(exclude={train.ids[r] for r in rows.forget}).val
         else:
-            held_back, val = np.arange(len(rows.proxy)), np.zeros(0, dtype=np.int64)
+            held_back = np.arange(len(rows.proxy))
         unseen = rows.proxy[held_back]
         trainable = np.setdiff1d(rows.retain, unseen)
         phis: dict[str, list[np.ndarray]] = {"forget": [], "pool": [], "proxy": []}
@@ -54,7 +56,7 @@ def variant_scores(variant: str, held_back_rows: int):
             learn = trainable
             if variant in ("halves", "line"):
                 learn = np.sort(rng.choice(trainable, size=len(trainable) // 2, replace=False))
-            seed = (request.seed * 1000 + shadow) % 2**63
+            seed = audit.shadow_seed(restored.config.train.seed, request.seed, shadow)
             config = dataclasses.replace(restored.config, train=dataclasses.replace(restored.config.train, seed=seed))
             model, _ = train_model(config, restored.data, RowPartition(learn=learn, val=val), restored.device)
             for key, split, index in (

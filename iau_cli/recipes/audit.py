@@ -905,11 +905,17 @@ def verdict_checks(evidence: Evidence, thresholds: Thresholds, *, cleanup: bool 
             Check(name, None, None, "—", why, status="inconclusive", id=check_id)
             for check_id, name in (("membership_auc", "membership (loss AUC)"), ("forget_accuracy", "forget accuracy"))
         ]
-    # The raw checks' second witness: in thorough mode the shadow models (trained now, on the
-    # retained rows, so independent of whatever rule made the model), else the stored targets.
+    # The raw checks' second witness: in thorough mode the shadow models (trained now on the
+    # retained rows, exchangeable with a retrain and independent of whatever rule made the model;
+    # they take the place of the stored targets, which only approximate such a model), else the
+    # stored targets. With --reference none: the paired tests already compare each row with a model
+    # that never saw it.
     per_row = _per_row(evidence, rng, sided) if evidence.shadow is not None else None
-    if per_row is not None:
-        witness: Witness | None = Witness(per_row.test, per_row.noop, "the shadow models")
+    witness: Witness | None = None
+    if evidence.reference is not None:
+        pass
+    elif per_row is not None:
+        witness = Witness(per_row.test, per_row.noop, "the shadow models")
     else:
         witness = _reference_witness(evidence, rng)
     candidates = [
@@ -988,11 +994,16 @@ def _decide(c: _Candidate, rejected: bool, level: float, worst_level: float, evi
             )
             return Check(c.name, None, c.value, threshold, detail, status="inconclusive", **common)
         witness_detectable = w.test.detectable(worst_level, c.sided)
-        if w.noop is not None and w.noop <= witness_detectable:
+        if w.noop is None or w.noop <= witness_detectable:
+            # a witness whose power is unknown (no rows to measure it on) cannot vouch for a pass
+            distance = (
+                "its power unknown: no --original and no retained rows to measure it on"
+                if w.noop is None
+                else f"its distance {w.noop:+.3f}, below the {witness_detectable:.3f} it detects"
+            )
             detail = (
                 f"{c.where}; not told apart, but the witness ({w.name}) could not have told a model that kept "
-                f"the rows either (its distance {w.noop:+.3f}, below the {witness_detectable:.3f} it detects); "
-                f"more rows or --reference would decide; {stats}"
+                f"the rows either ({distance}); more rows, --original or --reference would decide; {stats}"
             )
             return Check(c.name, None, c.value, threshold, detail, status="inconclusive", **common)
     if c.removal and c.noop is not None and c.noop <= detectable:
@@ -1022,10 +1033,21 @@ def _tow_check(model: ModelFigures, reference: ModelFigures, min_tow: float) -> 
     )
 
 
-# Proxy rows no shadow trains on, for the "a model that kept the rows" distance without --original:
-# few, so that the shadows learn nearly every row a retrain would (measured on builtin:noisy: 256
-# of 3,200 rows held back already moved a retrained model's z AUC from 0.49 to 0.48).
+# Proxy rows no shadow trains on, for the "a model that kept the rows" distance without --original
+# (with it the original gives that distance, and none is held back): few, so that the shadows learn
+# nearly every row a retrain would (BENCHMARKS §4b: held-back rows cost some exchangeability).
 SHADOW_HELD_BACK = 128
+
+
+def shadow_seed(recipe_seed: int, audit_seed: int, shadow: int) -> int:
+    """Shadow ``shadow``'s training seed: derived from the audit's seed, never the recipe's own
+    (the seed ``--method retrain`` trains with — a shadow with it would be that retrain itself)."""
+    for attempt in range(4):
+        state = np.random.SeedSequence([audit_seed % 2**63, shadow, attempt, 0x5AD0]).generate_state(2, np.uint32)
+        seed = (int(state[0]) << 31 | int(state[1]) >> 1) % 2**63
+        if seed != recipe_seed:
+            return seed
+    raise AssertionError("unreachable: four derived seeds equal to the recipe's")
 
 
 def shadow_scores(
@@ -1036,8 +1058,9 @@ def shadow_scores(
     progress: Progress = no_progress,
 ) -> dict[str, ShadowZ]:
     """Thorough mode. k shadow models, each what a retrain with another seed would be: the
-    checkpoint's recipe on the retained rows (less ``SHADOW_HELD_BACK`` of the proxy rows, which
-    measure how far a model that kept rows lies), so none sees the forget or held-out rows. A row's
+    checkpoint's recipe on the retained rows (less, without ``--original``, ``SHADOW_HELD_BACK`` of
+    the proxy rows, which measure how far a model that kept rows lies) with seeds other than the
+    recipe's, so none sees the forget or held-out rows. A row's
     z is how far a model's logit-scaled confidence on it lies from the shadows' mean (one pooled
     variance, as LiRA does for small k; Carlini et al. 2022's offline variant, OUT models only).
 
@@ -1048,7 +1071,8 @@ def shadow_scores(
     k = request.shadow_models
     rng = np.random.default_rng(request.seed + 1)
     train, test = restored.data.train, restored.data.test
-    held_back = np.sort(rng.choice(len(rows.proxy), size=min(len(rows.proxy), SHADOW_HELD_BACK), replace=False))
+    hold = 0 if request.original else min(len(rows.proxy), SHADOW_HELD_BACK)
+    held_back = np.sort(rng.choice(len(rows.proxy), size=hold, replace=False))
     unseen_proxy = rows.proxy[held_back]
     trainable = np.setdiff1d(rows.retain, unseen_proxy)
     # the retrain's own validation rows (early stopping), so that the shadows stop where it would
@@ -1057,7 +1081,9 @@ def shadow_scores(
     for shadow in range(k):
         config = dataclasses.replace(
             restored.config,
-            train=dataclasses.replace(restored.config.train, seed=(request.seed * 1000 + shadow) % 2**63),
+            train=dataclasses.replace(
+                restored.config.train, seed=shadow_seed(restored.config.train.seed, request.seed, shadow)
+            ),
         )
         model, _ = train_model(
             config,
