@@ -717,6 +717,7 @@ class Witness:
     test: verdict.Test
     noop: float | None  # how far a model that kept the rows lies by this witness
     name: str  # "the shadow models" / "the reference targets", for the details
+    figure: str  # what its statistic is: "z AUC" / "residual AUC"
 
 
 @dataclass
@@ -826,9 +827,8 @@ def _residual_auc(
 
 def residual_test(evidence: Evidence, rng: np.random.Generator) -> verdict.Test | None:
     """The residual AUC of forget rows over held-out rows against the stored reference targets
-    (:class:`ReferenceTargets`), or None without targets or with a ``--reference`` (whose paired
-    tests already compare each row with a model that never saw it)."""
-    if evidence.targets is None or evidence.reference is not None:
+    (:class:`ReferenceTargets`), or None without targets."""
+    if evidence.targets is None:
         return None
     forget, pool, groups = _residual_auc(evidence.audited, evidence.targets, evidence.groups)
     if not groups.matched.any():
@@ -851,11 +851,20 @@ def _residual_noop(evidence: Evidence) -> float | None:
     return _auc(*_residual_auc(scores, as_forget, evidence.proxy_groups)) - 0.5
 
 
-def _reference_witness(evidence: Evidence, rng: np.random.Generator) -> Witness | None:
+def _witness(evidence: Evidence, per_row: _Candidate | None, rng: np.random.Generator) -> Witness | None:
+    """The raw checks' second witness: in thorough mode the shadow models (trained now on the
+    retained rows, exchangeable with a retrain and independent of whatever rule made the model;
+    they take the place of the stored targets, which only approximate such a model), else the
+    stored targets. With ``--reference`` none: the paired tests already compare each row with a
+    model that never saw it."""
+    if evidence.reference is not None:
+        return None
+    if per_row is not None:
+        return Witness(per_row.test, per_row.noop, "the shadow models", "z AUC")
     residual = residual_test(evidence, rng)
     if residual is None:
         return None
-    return Witness(residual, _residual_noop(evidence), "the reference targets")
+    return Witness(residual, _residual_noop(evidence), "the reference targets", "residual AUC")
 
 
 def _with_witness(candidate: _Candidate, witness: Witness | None) -> _Candidate:
@@ -864,8 +873,7 @@ def _with_witness(candidate: _Candidate, witness: Witness | None) -> _Candidate:
         return candidate
     candidate.raw, candidate.witness = candidate.test, witness
     candidate.test = verdict.jointly(candidate.test, witness.test)
-    figure = "z AUC" if witness.name == "the shadow models" else "residual AUC"
-    candidate.where += f"; against {witness.name}: {figure} {witness.test.statistic:.3f} (both must reject)"
+    candidate.where += f"; against {witness.name}: {witness.figure} {witness.test.statistic:.3f} (both must reject)"
     return candidate
 
 
@@ -905,19 +913,8 @@ def verdict_checks(evidence: Evidence, thresholds: Thresholds, *, cleanup: bool 
             Check(name, None, None, "—", why, status="inconclusive", id=check_id)
             for check_id, name in (("membership_auc", "membership (loss AUC)"), ("forget_accuracy", "forget accuracy"))
         ]
-    # The raw checks' second witness: in thorough mode the shadow models (trained now on the
-    # retained rows, exchangeable with a retrain and independent of whatever rule made the model;
-    # they take the place of the stored targets, which only approximate such a model), else the
-    # stored targets. With --reference none: the paired tests already compare each row with a model
-    # that never saw it.
     per_row = _per_row(evidence, rng, sided) if evidence.shadow is not None else None
-    witness: Witness | None = None
-    if evidence.reference is not None:
-        pass
-    elif per_row is not None:
-        witness = Witness(per_row.test, per_row.noop, "the shadow models")
-    else:
-        witness = _reference_witness(evidence, rng)
+    witness = _witness(evidence, per_row, rng)
     candidates = [
         _with_witness(_membership(evidence, rng, sided, thresholds.mia_margin or 0.0), witness),
         _with_witness(_forget_accuracy(evidence, rng, sided, thresholds.accuracy_margin or 0.0), witness),
