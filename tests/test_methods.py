@@ -8,6 +8,7 @@ import torch
 
 from iau_cli.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from iau_cli.core.methods import MethodName, get_method
+from iau_cli.core.methods.iau import CHECK_CODES
 from iau_cli.io.checkpoint import load_checkpoint
 from iau_cli.io.ids import parse_forget_ids
 from iau_cli.recipes.train import train
@@ -92,7 +93,8 @@ def test_each_method_returns_finite_parameters(
     else:  # the default rule may stop at once when the rows already look held-out: it says so
         assert result.details["rule"] == "targeted"  # the fixture's checkpoint carries reference targets
         assert changed == (result.details["steps"] > 0) == result.weights_moved
-        assert result.check in ("ok", "targets_not_reached", "heldout_accuracy_drop")
+        # (this 2-epoch model is barely trained: a request may cost it accuracy, which the check says)
+        assert result.check in CHECK_CODES
 
 
 @pytest.fixture(scope="module")

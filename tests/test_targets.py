@@ -290,3 +290,10 @@ def test_the_ladder_keeps_the_strongest_anchor_that_still_reaches_the_targets_ea
     assert all(torch.equal(first[k], second[k]) for k in first)
     kept = unlearn(request(paths["original"], ids, tmp_path / "k.safetensors", options={"ladder": "0.1,1000"}))
     assert [t["correction"] for t in kept.details["ladder"]] == [0.1] and kept.check == "ok"
+    # a correction given is one run at it (the ladder is the default only when neither is given)
+    assert (
+        "ladder"
+        not in unlearn(request(paths["original"], ids, tmp_path / "b.safetensors", options={"correction": 0.1})).details
+    )
+    default = unlearn(request(paths["original"], ids, tmp_path / "d.safetensors"))
+    assert default.details["ladder"][0]["correction"] == 1.0

@@ -425,7 +425,11 @@ def test_the_lineage_records_what_ran(small_checkpoint: Path, train_ids: list[st
     event = restore(tmp_path / "u.safetensors").meta.lineage[-1]
     assert event["options"]["step_size"] is None and event["options"]["steps"] == 7
     assert event["options"]["rule"] == "auto" and event["ran"]["rule"] == "targeted"
-    assert event["ran"]["lr"] == 2e-3 and event["ran"]["correction"] == 0.1 and event["ran"]["steps"] == 7
+    assert event["ran"]["lr"] == 2e-3 and event["ran"]["steps"] == 7
+    # the anchor weight is chosen per request: the rungs tried are recorded, and the one kept
+    tried = event["ran"]["ladder"]
+    assert [t["correction"] for t in tried] == [1.0, 0.3, 0.1][: len(tried)]
+    assert event["ran"]["correction"] == tried[-1]["correction"] and event["options"]["ladder"] is None
     assert event["ran"]["check"]["code"] in ("ok", "targets_not_reached", "heldout_accuracy_drop")
 
 

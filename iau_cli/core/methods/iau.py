@@ -19,10 +19,14 @@ per-example attacker told that deletion from retraining 72% of the time). It is 
 while φ > t and turns into descent below it. The second is the gradient correction, held at θ*'s
 outputs rather than at the labels, on retained rows (which retraining barely moves) and on
 held-out calibration rows (whose outputs retraining does not move at all, and which memorized
-retained rows cannot constrain: their cross-entropy has no gradient left). The anchor's weight is
-not what decides how much is forgotten (the targets do), so one weight serves workloads whose
-best "matched" weight differed tenfold. A fixed budget of steps (default 150, learning rate decayed
-linearly to a tenth: the late steps settle the anchor) costs the same for any data size. Before
+retained rows cannot constrain: their cross-entropy has no gradient left). The targets decide how
+much is forgotten; the anchor's weight c decides what it costs, and no constant serves every
+workload: a light one (0.1) wears down the retained rows of a convolutional model request by
+request, a heavy one (1.0) stops a large request on a memorizing table short of its targets
+(BENCHMARKS §1d). So c is chosen per request: the rule runs at 1.0, then 0.3, then 0.1, each from
+θ*, and keeps the first whose rows reach their targets (``ladder``). A fixed budget of steps per
+weight (default 150, learning rate decayed linearly to a tenth: the late steps settle the anchor)
+costs the same for any data size. Before
 returning it checks itself: the forget rows' rms distance to their targets (``reach_tol``) and the
 calibration rows' accuracy against its sampling error; ``details.check.code`` says which failed
 (:data:`CHECK_CODES`), and ``iau unlearn --fallback retrain`` retrains instead.
@@ -97,20 +101,20 @@ def run(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
     if rule == "adam-sign":
         return _adam_sign(ctx, options)
     if rule == "targeted":
-        return _laddered(ctx, options) if options.ladder else _targeted(ctx, options)
+        weights = options.anchor_ladder()
+        return _laddered(ctx, options, weights) if weights else _targeted(ctx, options)
     output = _matched(ctx, options)
     if options.rule == "auto" and options.purpose == "erase":
         output.details["why_matched"] = f"no per-row targets: {ctx.targets_source}"
     return output
 
 
-def _laddered(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
-    """The targeted rule at each anchor weight of ``options.ladder`` in turn, each from θ*: the first
+def _laddered(ctx: UnlearnContext, options: IauOptions, weights: list[float]) -> MethodOutput:
+    """The targeted rule at each anchor weight in turn, strongest first, each from θ*: the first
     whose forget rows end within half the self-check's reach_tol of their targets is kept (the
     strongest anchor that still forgets), else the last. A heavier anchor spares retained and
     held-out rows but on some requests stops the rows short (BENCHMARKS §1d), and which weight is
     right differs by workload and request size: the request's own figures choose it."""
-    weights = [float(w) for w in (options.ladder or "").split(",")]
     start = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
     tried: list[dict[str, Any]] = []
     output: MethodOutput | None = None

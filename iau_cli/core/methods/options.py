@@ -12,6 +12,11 @@ from typing import Literal
 
 from iau_cli.config import Checked, help_field
 
+DEFAULT_LADDER = "1.0,0.3,0.1"
+"""The targeted rule's anchor weights, strongest first, when neither ``ladder`` nor ``correction`` is
+given (BENCHMARKS §1: chosen on purchase-mlp, mixed-mlp and LeNet-5; checked on logistic regression
+and ResNet-18)."""
+
 
 def _check_lr(lr: float | None) -> list[str]:
     return [f"lr: {lr} must be a positive number (or unset: the recipe's)"] if lr is not None and not lr > 0 else []
@@ -43,7 +48,8 @@ class IauOptions(Checked):
         default=None,
     )
     correction: float | None = help_field(
-        "Weight of the correction. Default: targeted 0.1 (logits of retained and held-out rows held to θ*'s); "
+        "Weight of the correction. Default: targeted chosen per request from the ladder (logits of retained "
+        "and held-out rows held to θ*'s; given, one run at it); "
         "matched 0.03 (erase, logit anchor) / 1.0 (cleanup, cross-entropy); adam-sign 1.0. 0 turns it off.",
         default=None,
     )
@@ -73,9 +79,9 @@ class IauOptions(Checked):
         default=None,
     )
     ladder: str | None = help_field(
-        "targeted: anchor weights to try in turn, strongest first (e.g. '1.0,0.3,0.1'): the first whose "
-        "forget rows end within half of reach_tol of their targets is kept, else the last. Unset: one run "
-        "at correction.",
+        "targeted: anchor weights to try in turn, strongest first, each from θ*: the first whose forget rows "
+        "end within half of reach_tol of their targets is kept, else the last. Unset: 1.0,0.3,0.1, or one run "
+        "at correction when it is given.",
         default=None,
     )
     reach_tol: float = help_field(
@@ -104,7 +110,7 @@ class IauOptions(Checked):
             problems.append("band must be zero or positive and tol_scale positive")
         if self.ladder is not None:
             try:
-                weights = [float(w) for w in self.ladder.split(",")]
+                weights = self.anchor_ladder() or []
             except ValueError:
                 weights = []
             if not weights or not all(w >= 0 for w in weights):
@@ -116,6 +122,13 @@ class IauOptions(Checked):
         if not 0 < self.target_level < 1:
             problems.append("target_level: must be in (0, 1)")
         return problems
+
+    def anchor_ladder(self) -> list[float] | None:
+        """The targeted rule's anchor weights to try in turn: ``ladder`` as given, else none (one run)
+        when ``correction`` is given, else :data:`DEFAULT_LADDER`."""
+        if self.ladder is None and self.correction is not None:
+            return None
+        return [float(w) for w in (self.ladder or DEFAULT_LADDER).split(",")]
 
 
 @dataclass(frozen=True)
