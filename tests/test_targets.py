@@ -276,13 +276,18 @@ def test_the_retained_rows_are_held_too_per_request_and_over_a_chain() -> None:
 def test_the_ladder_keeps_the_strongest_anchor_that_still_reaches_the_targets_each_from_theta_star(
     prototype_models: dict[str, dict[str, Path]], tmp_path: Path
 ) -> None:
-    """Each weight runs from θ* (a refused attempt leaves no trace): a ladder whose first weight is
-    refused ends with exactly the weights of the last weight alone; one that is accepted stops there."""
+    """With ladder_from=theta (the default) each weight runs from θ* (a refused attempt leaves no
+    trace): a ladder whose first weight is refused ends with exactly the weights of the last weight
+    alone; one that is accepted stops there."""
     paths = prototype_models["memorizing"]
     ids = paths["ids"].read_text().split()[:20]
     unlearn(request(paths["original"], ids, tmp_path / "a.safetensors", options={"correction": 0.1}))
     # an anchor of 1000 holds the rows at θ*'s outputs: they cannot reach their targets
-    climbed = unlearn(request(paths["original"], ids, tmp_path / "l.safetensors", options={"ladder": "1000,0.1"}))
+    climbed = unlearn(
+        request(
+            paths["original"], ids, tmp_path / "l.safetensors", options={"ladder": "1000,0.1", "ladder_from": "theta"}
+        )
+    )
     tried = climbed.details["ladder"]
     assert [t["correction"] for t in tried] == [1000.0, 0.1] and tried[0]["target_rms_after"] > 0.5
     assert climbed.details["correction"] == 0.1
@@ -297,3 +302,22 @@ def test_the_ladder_keeps_the_strongest_anchor_that_still_reaches_the_targets_ea
     )
     default = unlearn(request(paths["original"], ids, tmp_path / "d.safetensors"))
     assert default.details["ladder"][0]["correction"] == 1.0
+
+
+def test_a_continued_ladder_starts_each_weight_where_the_last_ended_and_judges_against_theta_star(
+    prototype_models: dict[str, dict[str, Path]], tmp_path: Path
+) -> None:
+    """ladder_from=previous: the second weight starts where the refused one ended (so the weights
+    differ from a restart's), while the anchor and every "before" figure stay θ*'s."""
+    paths = prototype_models["memorizing"]
+    ids = paths["ids"].read_text().split()[:20]
+    options = {"ladder": "1000,0.1"}
+    restarted = unlearn(request(paths["original"], ids, tmp_path / "r.safetensors", options=options))  # the default
+    continued = unlearn(
+        request(paths["original"], ids, tmp_path / "c.safetensors", options={**options, "ladder_from": "previous"})
+    )
+    assert [t["correction"] for t in continued.details["ladder"]] == [1000.0, 0.1]
+    for key in ("calibration_accuracy_before", "retained_accuracy_before", "target_rms_before"):
+        assert continued.details[key] == restarted.details[key], key
+    first, second = (load_checkpoint(tmp_path / f).state_dict for f in ("r.safetensors", "c.safetensors"))
+    assert any(not torch.equal(first[k], second[k]) for k in first)

@@ -23,8 +23,9 @@ retained rows cannot constrain: their cross-entropy has no gradient left). The t
 much is forgotten; the anchor's weight c decides what it costs, and no constant serves every
 workload: a light one (0.1) wears down the retained rows of a convolutional model request by
 request, a heavy one (1.0) stops a large request on a memorizing table short of its targets
-(BENCHMARKS §1d). So c is chosen per request: the rule runs at 1.0, then 0.3, then 0.1, each from
-θ*, and keeps the first whose rows reach their targets (``ladder``). A fixed budget of steps per
+(BENCHMARKS §1d). So c is chosen per request: the rule runs at 1.0 and, while the rows have not
+reached their targets, again from θ* at 0.3, then 0.1 (``ladder``). A request that reaches its
+targets at 1.0 costs one run. A fixed budget of steps per
 weight (default 150, learning rate decayed linearly to a tenth: the late steps settle the anchor)
 costs the same for any data size. Before
 returning it checks itself: the forget rows' rms distance to their targets (``reach_tol``) and the
@@ -110,18 +111,24 @@ def run(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
 
 
 def _laddered(ctx: UnlearnContext, options: IauOptions, weights: list[float]) -> MethodOutput:
-    """The targeted rule at each anchor weight in turn, strongest first, each from θ*: the first
-    whose forget rows end within half the self-check's reach_tol of their targets is kept (the
-    strongest anchor that still forgets), else the last. A heavier anchor spares retained and
-    held-out rows but on some requests stops the rows short (BENCHMARKS §1d), and which weight is
-    right differs by workload and request size: the request's own figures choose it."""
+    """The targeted rule at each anchor weight in turn, strongest first: the first whose forget rows
+    end within half the self-check's reach_tol of their targets is kept (the strongest anchor that
+    still forgets), else the last. A heavier anchor spares retained and held-out rows but on some
+    requests stops the rows short (BENCHMARKS §1d), and which weight is right differs by workload and
+    request size: the request's own figures choose it. Each weight after the first starts from θ*
+    (``ladder_from=theta``, the default) or where the refused one ended (``previous``: a continuation
+    on the penalty weight, as in penalty methods, Nocedal & Wright 2006 ch. 17 — the refused steps are
+    kept, which large requests on the tables lacked, but it stops at the first weight just under the
+    acceptance and leaves the rows slightly member-like: the demo's audit fails it, BENCHMARKS §1);
+    the anchor and the self-check's "before" figures are θ*'s either way."""
     start = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
+    theta_star = copy.deepcopy(ctx.model).requires_grad_(False).eval()
     tried: list[dict[str, Any]] = []
     output: MethodOutput | None = None
     for n, weight in enumerate(weights):
-        if n:
+        if n and options.ladder_from == "theta":
             ctx.model.load_state_dict(start)
-        output = _targeted(ctx, dataclasses.replace(options, correction=weight, ladder=None))
+        output = _targeted(ctx, dataclasses.replace(options, correction=weight, ladder=None), theta_star)
         rms = output.details["target_rms_after"]
         tried.append({"correction": weight, "target_rms_after": rms, "check": output.details["check"]["code"]})
         if rms <= 0.5 * options.reach_tol:
@@ -131,8 +138,10 @@ def _laddered(ctx: UnlearnContext, options: IauOptions, weights: list[float]) ->
     return output
 
 
-def _targeted(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
-    """IAU toward per-row targets: descend Σ_f (φ_θ(z) − t_z)² + c · anchor (module docstring)."""
+def _targeted(ctx: UnlearnContext, options: IauOptions, theta_star: torch.nn.Module | None = None) -> MethodOutput:
+    """IAU toward per-row targets: descend Σ_f (φ_θ(z) − t_z)² + c · anchor (module docstring).
+    ``theta_star``: the request's starting model when ``ctx.model`` has already moved (a ladder
+    rung continuing from the one before): the anchor and every "before" figure are θ*'s."""
     # Long on purpose: one optimization loop (its schedule, samples and stop test share the loop's state).
     lr = options.step_size if options.step_size is not None else 2e-3
     correction = options.correction if options.correction is not None else 0.1
@@ -143,7 +152,7 @@ def _targeted(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
     model, device = ctx.model, ctx.device
     params = list(trainable(model).values())
     adam = Adam(params)
-    anchor = copy.deepcopy(model).requires_grad_(False).eval()
+    anchor = theta_star if theta_star is not None else copy.deepcopy(model).requires_grad_(False).eval()
     model.eval()
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -152,12 +161,12 @@ def _targeted(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
     # Half the calibration rows hold the anchor, the other half judge it: a check on rows the
     # objective itself holds in place could not fail.
     anchored_rows, heldout_rows = _split_by_id(heldout_split, calibration, "iau-targeted-check")
-    before = predict(model, heldout_split, heldout_rows, device, keep_margins=True)
+    before = predict(anchor, heldout_split, heldout_rows, device, keep_margins=True)
     retained_rows = ctx.retained_check_rows()
-    retained_before = predict(model, ctx.data.train, retained_rows, device).accuracy
+    retained_before = predict(anchor, ctx.data.train, retained_rows, device).accuracy
     targets, filled = _complete_targets(ctx, heldout_split, heldout_rows, before.margins)
     targets_t = torch.from_numpy(targets).float().to(device)
-    start_phi = phi(model, ctx.data.train, ctx.forget_rows, device)
+    start_phi = phi(anchor, ctx.data.train, ctx.forget_rows, device)
     steps = 0
     for step in range(1, max_steps + 1):
         if n_forget <= options.forget_batch:

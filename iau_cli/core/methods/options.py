@@ -79,10 +79,15 @@ class IauOptions(Checked):
         default=None,
     )
     ladder: str | None = help_field(
-        "targeted: anchor weights to try in turn, strongest first, each from θ*: the first whose forget rows "
-        "end within half of reach_tol of their targets is kept, else the last. Unset: 1.0,0.3,0.1, or one run "
-        "at correction when it is given.",
+        "targeted: anchor weights to try in turn, strongest first (see ladder_from): the first whose forget "
+        "rows end within half of reach_tol of their targets is kept, else the last. Unset: 1.0,0.3,0.1, or one "
+        "run at correction when it is given.",
         default=None,
+    )
+    ladder_from: Literal["theta", "previous"] = help_field(
+        "targeted ladder: where each weight after the first starts: theta (θ* again) or previous (where "
+        "the refused weight ended; the anchor stays θ*'s).",
+        default="theta",
     )
     reach_tol: float = help_field(
         "targeted: the self-check fails (code targets_not_reached) when the rows end farther than this.", default=1.0
