@@ -25,10 +25,9 @@ workload: a light one (0.1) wears down the retained rows of a convolutional mode
 request, a heavy one (1.0) stops a large request on a memorizing table short of its targets
 (BENCHMARKS §1d). So c is chosen per request: the rule runs at 1.0 and, while the rows have not
 reached their targets, again from θ* at 0.3, then 0.1 (``ladder``). A request that reaches its
-targets at 1.0 costs one run. A fixed budget of steps per
-weight (default 150, learning rate decayed linearly to a tenth: the late steps settle the anchor)
-costs the same for any data size. Before
-returning it checks itself: the forget rows' rms distance to their targets (``reach_tol``) and the
+targets at 1.0 costs one run. A fixed budget of steps per weight (default 150, learning rate
+decayed linearly to a tenth: the late steps settle the anchor) costs the same for any data size.
+Before returning it checks itself: the forget rows' rms distance to their targets (``reach_tol``) and the
 calibration rows' accuracy against its sampling error; ``details.check.code`` says which failed
 (:data:`CHECK_CODES`), and ``iau unlearn --fallback retrain`` retrains instead.
 
@@ -121,13 +120,12 @@ def _laddered(ctx: UnlearnContext, options: IauOptions, weights: list[float]) ->
     kept, which large requests on the tables lacked, but it stops at the first weight just under the
     acceptance and leaves the rows slightly member-like: the demo's audit fails it, BENCHMARKS §1);
     the anchor and the self-check's "before" figures are θ*'s either way."""
-    start = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
     theta_star = copy.deepcopy(ctx.model).requires_grad_(False).eval()
     tried: list[dict[str, Any]] = []
     output: MethodOutput | None = None
     for n, weight in enumerate(weights):
         if n and options.ladder_from == "theta":
-            ctx.model.load_state_dict(start)
+            ctx.model.load_state_dict(theta_star.state_dict())
         output = _targeted(ctx, dataclasses.replace(options, correction=weight, ladder=None), theta_star)
         rms = output.details["target_rms_after"]
         tried.append({"correction": weight, "target_rms_after": rms, "check": output.details["check"]["code"]})
