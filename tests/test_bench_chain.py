@@ -113,6 +113,7 @@ def test_each_request_starts_from_the_previous_output_and_retains_only_rows_neve
                 "forget": set(ctx.forget_rows.tolist()),
                 "retain": set(ctx.retain_rows.tolist()),
                 "ledger": ctx.retain_source is not None,
+                "chain": list(ctx.chain),
             }
         )
         with torch.no_grad():
@@ -132,6 +133,8 @@ def test_each_request_starts_from_the_previous_output_and_retains_only_rows_neve
         so_far = set().union(*(c["forget"] for c in seen[: step + 1]))
         assert call["retain"] == learned - so_far
     assert [c["ledger"] for c in seen] == [True, False, False]  # the ledger is the original's sum only
+    # each request sees the ones before it as its chain, as a retention job's request reads its lineage
+    assert [c["chain"] for c in seen] == [[], [{"call": 1}], [{"call": 1}, {"call": 2}]]
     recorded = by_label(result.runs)["recorded"]
     assert recorded["step_details"] == [{"call": 1}, {"call": 2}, {"call": 3}]
     assert recorded["details"] == {"call": 3}

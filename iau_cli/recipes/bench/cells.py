@@ -153,7 +153,9 @@ def run_chain(restored: Restored, plan: ChainPlan, entry: MethodEntry) -> ChainO
     """Forget ``plan``'s requests in sequence with a method that does not retrain (or, for
     ``original``, not at all), each from the previous step's output, measuring after each step.
 
-    Step 1 may take the retain gradient from the checkpoint's ledger, as ``iau unlearn`` does. A
+    Each step sees the steps before it as its chain (what ``iau unlearn`` reads from the lineage), so
+    a rule's chain self-checks judge it as they would a retention job's request. Step 1 may take the
+    retain gradient from the checkpoint's ledger, as ``iau unlearn`` does. A
     later step may not: the ledger is the sum at the original's parameters over the rows it learned,
     and after a step moved the weights and shrank the rows it is neither, so the sum is recomputed
     (as ``iau unlearn`` does on a chained request whose ledger went stale).
@@ -168,8 +170,8 @@ def run_chain(restored: Restored, plan: ChainPlan, entry: MethodEntry) -> ChainO
         step_seconds = float("nan")
         if spec is not None:
             context = build_context(restored, rows, model=copy.deepcopy(model) if step == 0 else model)
-            if step > 0:
-                context = dataclasses.replace(context, retain_source=None)
+            if step > 0:  # the requests before this one, as `iau unlearn` reads them from the lineage
+                context = dataclasses.replace(context, retain_source=None, chain=list(details))
             output, step_seconds, step_peak = timed_run(spec, context, options)
             model, seconds, peak = output.model, seconds + step_seconds, max(peak, step_peak)
             details.append(clean_json(output.details))  # e.g. a solver's residual, the rule's steps
