@@ -35,8 +35,8 @@ def request_name(run: dict[str, Any]) -> str:
 def summary(runs: list[dict[str, Any]]) -> dict[str, str]:
     """The figures of one label in one cell, over its seeds."""
     ok = [r for r in runs if r.get("status") == "ok"]
-    if not ok:
-        return {}
+    if not ok:  # every seed of this label failed or diverged: say so in each column
+        return dict.fromkeys(("tow", "test_gap", "auc_gap", "retain", "drop", "rte", "kept"), "—") | {"seeds": "0"}
 
     def avg(key: str, scale: float = 1.0, absolute: bool = False, digits: int = 3) -> str:
         values = [r[key] for r in ok if r.get(key) is not None]

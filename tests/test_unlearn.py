@@ -429,6 +429,7 @@ def test_the_lineage_records_what_ran(small_checkpoint: Path, train_ids: list[st
     # the anchor weight is chosen per request: the rungs tried are recorded, and the one kept
     tried = event["ran"]["ladder"]
     assert [t["correction"] for t in tried] == [1.0, 0.3, 0.1][: len(tried)]
+    assert all(t["target_rms_after"] > 0.5 for t in tried[:-1])  # a weight is passed over only when refused
     assert event["ran"]["correction"] == tried[-1]["correction"] and event["options"]["ladder"] is None
     assert event["ran"]["check"]["code"] in ("ok", "targets_not_reached", "heldout_accuracy_drop")
 

@@ -122,6 +122,10 @@ class IauOptions(Checked):
                 problems.append(
                     f"ladder: {self.ladder!r} must be anchor weights (zero or positive) separated by commas"
                 )
+            if self.correction is not None:
+                problems.append(
+                    "ladder and correction: give one (a ladder tries its own weights; correction is one run)"
+                )
         if not self.reach_tol > 0:
             problems.append("reach_tol: must be positive")
         if not 0 < self.target_level < 1:
@@ -133,7 +137,7 @@ class IauOptions(Checked):
         when ``correction`` is given, else :data:`DEFAULT_LADDER`."""
         if self.ladder is None and self.correction is not None:
             return None
-        return [float(w) for w in (self.ladder or DEFAULT_LADDER).split(",")]
+        return [float(w) for w in (DEFAULT_LADDER if self.ladder is None else self.ladder).split(",")]
 
 
 @dataclass(frozen=True)
