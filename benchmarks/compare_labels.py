@@ -17,6 +17,8 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
+from issue19_tables import size_of  # the same request names as BENCHMARKS §1's compact tables
+
 
 def load_runs(path: Path) -> list[dict[str, Any]]:
     if path.is_dir():
@@ -28,8 +30,7 @@ def load_runs(path: Path) -> list[dict[str, Any]]:
 
 
 def request_name(run: dict[str, Any]) -> str:
-    size = f"{run['size']} rows" if run.get("size") else f"{100 * run['ratio']:g}%"
-    return size + (f" × {run['chain']}" if run.get("chain", 1) > 1 else "")
+    return size_of(run) + (f" × {run['chain']}" if run.get("chain", 1) > 1 else "")
 
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, str]:

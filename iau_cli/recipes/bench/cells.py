@@ -171,7 +171,7 @@ def run_chain(restored: Restored, plan: ChainPlan, entry: MethodEntry) -> ChainO
         if spec is not None:
             context = build_context(restored, rows, model=copy.deepcopy(model) if step == 0 else model)
             if step > 0:  # the requests before this one, as `iau unlearn` reads them from the lineage
-                context = dataclasses.replace(context, retain_source=None, chain=list(details))
+                context = dataclasses.replace(context, retain_source=None, chain=[*context.chain, *details])
             output, step_seconds, step_peak = timed_run(spec, context, options)
             model, seconds, peak = output.model, seconds + step_seconds, max(peak, step_peak)
             details.append(clean_json(output.details))  # e.g. a solver's residual, the rule's steps
