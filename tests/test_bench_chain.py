@@ -158,6 +158,25 @@ def test_a_one_request_ratio_cell_keeps_the_key_it_had_before_chains_and_sizes(t
     assert len(keys) == 3 and cell_key("tiny", config, entry, RequestSize(ratio=0.05), 0) not in keys
 
 
+def test_a_method_whose_behaviour_changed_gets_new_cell_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A catalog revision re-keys the method's cells (an old results folder does not hand back runs
+    of the old behaviour under the same label); other methods' cells and the originals keep theirs."""
+    from iau_cli.core.methods import catalog
+
+    config = digits_config(epochs=2)
+    finetune, original = METHODS[3], METHODS[0]
+    size = RequestSize(ratio=0.05)
+    before = {e.label: cell_key("tiny", config, e, size, 0) for e in (finetune, original, METHODS[1])}
+    revised = tuple(
+        dataclasses.replace(spec, revision=spec.revision + 1) if spec.name == "finetune" else spec
+        for spec in catalog.CATALOG
+    )
+    monkeypatch.setattr(catalog, "CATALOG", revised)
+    after = {e.label: cell_key("tiny", config, e, size, 0) for e in (finetune, original, METHODS[1])}
+    assert after["finetune"] != before["finetune"]
+    assert after["original"] == before["original"] and after["retrain"] == before["retrain"]
+
+
 def test_bench_cli_chain_and_sizes_render_each_request_and_the_row_counts(tmp_path: Path) -> None:
     write_yaml(tmp_path / "run.yaml", digits_config(epochs=2, gr_alpha=0.005))
     config = tmp_path / "bench.yaml"

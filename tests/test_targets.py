@@ -321,3 +321,26 @@ def test_a_continued_ladder_starts_each_weight_where_the_last_ended_and_judges_a
         assert continued.details[key] == restarted.details[key], key
     first, second = (load_checkpoint(tmp_path / f).state_dict for f in ("r.safetensors", "c.safetensors"))
     assert any(not torch.equal(first[k], second[k]) for k in first)
+
+
+def test_multiplier_rounds_move_lagging_rows_toward_their_targets_at_the_same_anchor(
+    prototype_models: dict[str, dict[str, Path]], tmp_path: Path
+) -> None:
+    """rounds: a weight too heavy for one run to reach the targets keeps its weight, and each further
+    run (targets moved by the gaps left) ends the rows nearer their targets; the rounds stop once the
+    rows are accepted, and every figure is against the targets themselves."""
+    paths = prototype_models["memorizing"]
+    ids = paths["ids"].read_text().split()[:20]
+    once = unlearn(request(paths["original"], ids, tmp_path / "o.safetensors", options={"ladder": "30"}))
+    rounds = unlearn(request(paths["original"], ids, tmp_path / "r.safetensors", options={"ladder": "30", "rounds": 3}))
+    tried = rounds.details["ladder"]
+    assert tried[0]["target_rms_after"] == pytest.approx(once.details["target_rms_after"])
+    assert once.details["target_rms_after"] > 0.5  # one run at 30 leaves the rows short
+    assert [t["correction"] for t in tried] == [30.0] * len(tried) and len(tried) >= 2
+    assert tried[-1]["target_rms_after"] < 0.6 * tried[0]["target_rms_after"]
+    assert rounds.details["target_rms_before"] == once.details["target_rms_before"]
+    # a correction given takes rounds too (one weight)
+    given = unlearn(
+        request(paths["original"], ids, tmp_path / "g.safetensors", options={"correction": 30.0, "rounds": 1})
+    )
+    assert [t["round"] for t in given.details["ladder"]] == [0, 1]

@@ -41,6 +41,9 @@ class MethodSpec:
     # Capabilities, declared here so that no caller special-cases a method by name:
     retrains: bool = False  # trains from scratch on the retained rows (the gold standard): its result
     # is the bench's reference, it is no rival to rank against, and the child's ledger is recomputed.
+    revision: int = 0  # raised whenever what the method does with the same options changes (a new
+    # default rule or weight): bench cells key it, so a results folder written before the change does
+    # not hand its old runs back under the same label.
 
     @property
     def run(self) -> Callable[[Any, Any], Any]:
@@ -55,7 +58,7 @@ class MethodSpec:
 
 _M = "iau_cli.core.methods."
 CATALOG: tuple[MethodSpec, ...] = (
-    MethodSpec("iau", IauOptions, _M + "iau:run", "IAU: ascent on forget + correction on retained rows from θ*, iterated to per-row held-out loss targets (or the reference's one Adam sign step)"),
+    MethodSpec("iau", IauOptions, _M + "iau:run", "IAU: ascent on forget + correction on retained rows from θ*, iterated to per-row held-out loss targets (or the reference's one Adam sign step)", revision=1),
     MethodSpec("retrain", RetrainOptions, _M + "retrain:run", "retrain from scratch on the retained rows with the checkpoint's own recipe", retrains=True),
     MethodSpec("finetune", FinetuneOptions, _M + "descent:run_finetune", "a few epochs of the recipe on the retained rows"),
     MethodSpec("gradient-ascent", AscentOptions, _M + "descent:run_gradient_ascent", "gradient ascent on the forget rows"),

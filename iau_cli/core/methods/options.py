@@ -89,6 +89,12 @@ class IauOptions(Checked):
         "the refused weight ended; the anchor stays θ*'s).",
         default="theta",
     )
+    rounds: int = help_field(
+        "targeted: at each anchor weight, up to this many more runs while the rows are not within half of "
+        "reach_tol, each going on from the last with every row's target moved by the gap it was left at "
+        "(the method of multipliers).",
+        default=0,
+    )
     reach_tol: float = help_field(
         "targeted: the self-check fails (code targets_not_reached) when the rows end farther than this.", default=1.0
     )
@@ -126,6 +132,8 @@ class IauOptions(Checked):
                 problems.append(
                     "ladder and correction: give one (a ladder tries its own weights; correction is one run)"
                 )
+        if self.rounds < 0:
+            problems.append("rounds: must be zero or positive")
         if not self.reach_tol > 0:
             problems.append("reach_tol: must be positive")
         if not 0 < self.target_level < 1:

@@ -11,17 +11,22 @@ from iau_cli.config import (
     RunConfig,
     to_dict,
 )
-from iau_cli.recipes.bench.spec import MethodEntry, RequestSize
+from iau_cli.core.methods import get_method
+from iau_cli.recipes.bench.spec import ORIGINAL, MethodEntry, RequestSize
 
 
 def cell_key(
     workload: str, run_config: RunConfig, entry: MethodEntry, request: RequestSize, seed: int, chain: int = 1
 ) -> str:
-    """The content key of one cell. A one-request ratio cell keys as it did before sizes and chains
-    existed, so a results folder written then is resumed, not recomputed."""
+    """The content key of one cell. A one-request ratio cell of a method at revision 0 keys as it did
+    before sizes, chains and revisions existed, so a results folder written then is resumed, not
+    recomputed; a method whose behaviour has changed since (its catalog ``revision``) is rerun."""
     what: list[object] = [workload, _keyed(run_config), dataclasses.asdict(entry), request.key(), seed]
     if chain != 1:
         what.append({"chain": chain})
+    revision = 0 if entry.method == ORIGINAL else get_method(entry.method).revision
+    if revision:
+        what.append({"revision": revision})
     text = json.dumps(what, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
