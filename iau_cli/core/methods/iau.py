@@ -131,7 +131,7 @@ def _laddered(ctx: UnlearnContext, options: IauOptions, weights: list[float]) ->
     theta_star = copy.deepcopy(ctx.model).requires_grad_(False).eval()
     tried: list[dict[str, Any]] = []
     output: MethodOutput | None = None
-    accept = 0.5 * options.reach_tol
+    accept = options.accept_rms if options.accept_rms is not None else 0.5 * options.reach_tol
     for n, weight in enumerate(weights):
         if n and options.ladder_from == "theta":
             ctx.model.load_state_dict(theta_star.state_dict())

@@ -90,10 +90,15 @@ class IauOptions(Checked):
         default="theta",
     )
     rounds: int = help_field(
-        "targeted: at each anchor weight, up to this many more runs while the rows are not within half of "
-        "reach_tol, each going on from the last with every row's target moved by the gap it was left at "
+        "targeted: at each anchor weight, up to this many more runs while the rows are not accepted "
+        "(accept_rms), each going on from the last with every row's target moved by the gap it was left at "
         "(the method of multipliers).",
         default=0,
+    )
+    accept_rms: float | None = help_field(
+        "targeted ladder and rounds: the rows are accepted (no lighter weight, no further round) once their "
+        "rms distance to their targets is at most this (logit units). Default half of reach_tol.",
+        default=None,
     )
     reach_tol: float = help_field(
         "targeted: the self-check fails (code targets_not_reached) when the rows end farther than this.", default=1.0
@@ -132,6 +137,8 @@ class IauOptions(Checked):
                 problems.append(
                     "ladder and correction: give one (a ladder tries its own weights; correction is one run)"
                 )
+        if self.accept_rms is not None and not self.accept_rms > 0:
+            problems.append("accept_rms: must be positive")
         if self.rounds < 0:
             problems.append("rounds: must be zero or positive")
         if not self.reach_tol > 0:
