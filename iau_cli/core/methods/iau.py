@@ -102,7 +102,7 @@ def run(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
         return _adam_sign(ctx, options)
     if rule == "targeted":
         weights = options.anchor_ladder()
-        if weights is None and options.rounds:  # a correction given, with multiplier rounds at it
+        if weights is None and options.rounds:  # a correction given: its multiplier rounds
             weights = [options.correction if options.correction is not None else 0.1]
         return _laddered(ctx, options, weights) if weights else _targeted(ctx, options)
     output = _matched(ctx, options)
@@ -131,7 +131,7 @@ def _laddered(ctx: UnlearnContext, options: IauOptions, weights: list[float]) ->
     theta_star = copy.deepcopy(ctx.model).requires_grad_(False).eval()
     tried: list[dict[str, Any]] = []
     output: MethodOutput | None = None
-    accept = options.accept_rms if options.accept_rms is not None else 0.5 * options.reach_tol
+    accept = options.accept_rms if options.accept_rms is not None else 0.25 * options.reach_tol
     for n, weight in enumerate(weights):
         if n and options.ladder_from == "theta":
             ctx.model.load_state_dict(theta_star.state_dict())

@@ -12,10 +12,11 @@ from typing import Literal
 
 from iau_cli.config import Checked, help_field
 
-DEFAULT_LADDER = "1.0,0.3,0.1"
+DEFAULT_LADDER = "1.0"
 """The targeted rule's anchor weights, strongest first, when neither ``ladder`` nor ``correction`` is
-given (BENCHMARKS §1: chosen on purchase-mlp, mixed-mlp and LeNet-5; checked on logistic regression
-and ResNet-18)."""
+given: one weight, with multiplier rounds (``rounds``) where its rows lag (BENCHMARKS §1: the weight
+chosen on purchase-mlp, mixed-mlp and LeNet-5 and checked on logistic regression and ResNet-18;
+the rounds and their acceptance chosen on seed 0 of the first three)."""
 
 
 def _check_lr(lr: float | None) -> list[str]:
@@ -48,8 +49,8 @@ class IauOptions(Checked):
         default=None,
     )
     correction: float | None = help_field(
-        "Weight of the correction. Default: targeted chosen per request from the ladder (logits of retained "
-        "and held-out rows held to θ*'s; given, one run at it); "
+        "Weight of the correction. Default: targeted 1.0 (the ladder's; logits of retained and held-out rows "
+        "held to θ*'s; given, it replaces the ladder, with its rounds: rounds=0 for one run); "
         "matched 0.03 (erase, logit anchor) / 1.0 (cleanup, cross-entropy); adam-sign 1.0. 0 turns it off.",
         default=None,
     )
@@ -79,9 +80,9 @@ class IauOptions(Checked):
         default=None,
     )
     ladder: str | None = help_field(
-        "targeted: anchor weights to try in turn, strongest first (see ladder_from): the first whose forget "
-        "rows end within half of reach_tol of their targets is kept, else the last. Unset: 1.0,0.3,0.1, or one "
-        "run at correction when it is given.",
+        "targeted: anchor weights to try in turn, strongest first (see ladder_from), each with its rounds: the "
+        "first whose forget rows are accepted (accept_rms) is kept, else the last. Unset: 1.0, or correction "
+        "when it is given.",
         default=None,
     )
     ladder_from: Literal["theta", "previous"] = help_field(
@@ -93,11 +94,11 @@ class IauOptions(Checked):
         "targeted: at each anchor weight, up to this many more runs while the rows are not accepted "
         "(accept_rms), each going on from the last with every row's target moved by the gap it was left at "
         "(the method of multipliers).",
-        default=0,
+        default=3,
     )
     accept_rms: float | None = help_field(
         "targeted ladder and rounds: the rows are accepted (no lighter weight, no further round) once their "
-        "rms distance to their targets is at most this (logit units). Default half of reach_tol.",
+        "rms distance to their targets is at most this (logit units). Default a quarter of reach_tol.",
         default=None,
     )
     reach_tol: float = help_field(
@@ -148,8 +149,8 @@ class IauOptions(Checked):
         return problems
 
     def anchor_ladder(self) -> list[float] | None:
-        """The targeted rule's anchor weights to try in turn: ``ladder`` as given, else none (one run)
-        when ``correction`` is given, else :data:`DEFAULT_LADDER`."""
+        """The targeted rule's anchor weights to try in turn: ``ladder`` as given, else none when
+        ``correction`` is given (that weight, with its rounds), else :data:`DEFAULT_LADDER`."""
         if self.ladder is None and self.correction is not None:
             return None
         return [float(w) for w in (DEFAULT_LADDER if self.ladder is None else self.ladder).split(",")]
