@@ -281,11 +281,11 @@ def test_the_ladder_keeps_the_strongest_anchor_that_still_reaches_the_targets_ea
     alone; one that is accepted stops there."""
     paths = prototype_models["memorizing"]
     ids = paths["ids"].read_text().split()[:20]
-    unlearn(request(paths["original"], ids, tmp_path / "a.safetensors", options={"correction": 0.1}))
+    unlearn(request(paths["original"], ids, tmp_path / "a.safetensors", options={"correction": 0.1, "rounds": 0}))
     # an anchor of 1000 holds the rows at θ*'s outputs: they cannot reach their targets
     climbed = unlearn(
         request(
-            paths["original"], ids, tmp_path / "l.safetensors", options={"ladder": "1000,0.1", "ladder_from": "theta"}
+            paths["original"], ids, tmp_path / "l.safetensors", options={"ladder": "1000,0.1", "ladder_from": "theta", "rounds": 0}
         )
     )
     tried = climbed.details["ladder"]
@@ -293,13 +293,13 @@ def test_the_ladder_keeps_the_strongest_anchor_that_still_reaches_the_targets_ea
     assert climbed.details["correction"] == 0.1
     first, second = (load_checkpoint(tmp_path / f).state_dict for f in ("a.safetensors", "l.safetensors"))
     assert all(torch.equal(first[k], second[k]) for k in first)
-    kept = unlearn(request(paths["original"], ids, tmp_path / "k.safetensors", options={"ladder": "0.1,1000"}))
-    assert [t["correction"] for t in kept.details["ladder"]] == [0.1] and kept.check == "ok"
-    # a correction given is one run at it (the ladder is the default only when neither is given)
-    assert (
-        "ladder"
-        not in unlearn(request(paths["original"], ids, tmp_path / "b.safetensors", options={"correction": 0.1})).details
+    kept = unlearn(
+        request(paths["original"], ids, tmp_path / "k.safetensors", options={"ladder": "0.1,1000", "rounds": 0})
     )
+    assert [t["correction"] for t in kept.details["ladder"]] == [0.1] and kept.check == "ok"
+    # a correction given with rounds=0 is one run at it (the ladder is the default only when neither is given)
+    one = unlearn(request(paths["original"], ids, tmp_path / "b.safetensors", options={"correction": 0.1, "rounds": 0}))
+    assert "ladder" not in one.details
     default = unlearn(request(paths["original"], ids, tmp_path / "d.safetensors"))
     assert default.details["ladder"][0]["correction"] == 1.0
 
@@ -311,7 +311,7 @@ def test_a_continued_ladder_starts_each_weight_where_the_last_ended_and_judges_a
     differ from a restart's), while the anchor and every "before" figure stay θ*'s."""
     paths = prototype_models["memorizing"]
     ids = paths["ids"].read_text().split()[:20]
-    options = {"ladder": "1000,0.1"}
+    options = {"ladder": "1000,0.1", "rounds": 0}
     restarted = unlearn(request(paths["original"], ids, tmp_path / "r.safetensors", options=options))  # the default
     continued = unlearn(
         request(paths["original"], ids, tmp_path / "c.safetensors", options={**options, "ladder_from": "previous"})
@@ -331,7 +331,7 @@ def test_multiplier_rounds_move_lagging_rows_toward_their_targets_at_the_same_an
     rows are accepted, and every figure is against the targets themselves."""
     paths = prototype_models["memorizing"]
     ids = paths["ids"].read_text().split()[:20]
-    once = unlearn(request(paths["original"], ids, tmp_path / "o.safetensors", options={"ladder": "30"}))
+    once = unlearn(request(paths["original"], ids, tmp_path / "o.safetensors", options={"ladder": "30", "rounds": 0}))
     rounds = unlearn(request(paths["original"], ids, tmp_path / "r.safetensors", options={"ladder": "30", "rounds": 3}))
     tried = rounds.details["ladder"]
     assert tried[0]["target_rms_after"] == pytest.approx(once.details["target_rms_after"])

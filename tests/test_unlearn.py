@@ -426,11 +426,12 @@ def test_the_lineage_records_what_ran(small_checkpoint: Path, train_ids: list[st
     assert event["options"]["step_size"] is None and event["options"]["steps"] == 7
     assert event["options"]["rule"] == "auto" and event["ran"]["rule"] == "targeted"
     assert event["ran"]["lr"] == 2e-3 and event["ran"]["steps"] == 7
-    # the anchor weight is chosen per request: the rungs tried are recorded, and the one kept
+    # every run is recorded (weight 1.0, multiplier rounds while the rows lag), and the one kept
     tried = event["ran"]["ladder"]
-    assert [t["correction"] for t in tried] == [1.0, 0.3, 0.1][: len(tried)]
-    assert all(t["target_rms_after"] > 0.5 for t in tried[:-1])  # a weight is passed over only when refused
-    assert event["ran"]["correction"] == tried[-1]["correction"] and event["options"]["ladder"] is None
+    assert [(t["correction"], t["round"]) for t in tried] == [(1.0, n) for n in range(len(tried))]
+    assert 1 <= len(tried) <= 4 and event["options"]["rounds"] == 3 and event["options"]["accept_rms"] is None
+    assert all(t["target_rms_after"] > 0.25 for t in tried[:-1])  # another round only when refused
+    assert event["ran"]["correction"] == 1.0 and event["options"]["ladder"] is None
     assert event["ran"]["check"]["code"] in ("ok", "targets_not_reached", "heldout_accuracy_drop")
 
 

@@ -20,14 +20,18 @@ while φ > t and turns into descent below it. The second is the gradient correct
 outputs rather than at the labels, on retained rows (which retraining barely moves) and on
 held-out calibration rows (whose outputs retraining does not move at all, and which memorized
 retained rows cannot constrain: their cross-entropy has no gradient left). The targets decide how
-much is forgotten; the anchor's weight c decides what it costs, and no constant serves every
-workload: a light one (0.1) wears down the retained rows of a convolutional model request by
-request, a heavy one (1.0) stops a large request on a memorizing table short of its targets
-(BENCHMARKS §1d). So c is chosen per request: the rule runs at 1.0 and, while the rows have not
-reached their targets, again from θ* at 0.3, then 0.1 (``ladder``). A request that reaches its
-targets at 1.0 costs one run. A fixed budget of steps per weight (default 150, learning rate
-decayed linearly to a tenth: the late steps settle the anchor) costs the same for any data size.
-Before returning it checks itself: the forget rows' rms distance to their targets (``reach_tol``) and the
+much is forgotten; the anchor's weight c decides what it costs. A light one (0.1) wears down the
+retained rows of a convolutional model request by request; a heavy one (1.0) alone stops a large
+request on a memorizing table short of its targets (BENCHMARKS §1d), and relaxing it for every row
+(the ``ladder`` of lighter weights that was the default before) pays for the lagging rows with all
+the others' drift. So the default keeps c = 1.0 and treats the targets as constraints: while the
+rows end more than ``accept_rms`` (0.25 logit, rms) from their targets it runs again from where it
+stopped, each row aiming below its target by the gap it has been left at so far (``rounds``, at
+most 3 more: the method of multipliers, Hestenes 1969, Powell 1969, with the quadratic fit as the
+penalty and a row's accumulated shift as its multiplier). Only the rows that lag are pushed harder;
+a request that reaches its targets at once costs one run. A fixed budget of steps per run (default
+150, learning rate decayed linearly to a tenth: the late steps settle the anchor) costs the same for
+any data size. Before returning it checks itself: the forget rows' rms distance to their targets (``reach_tol``) and the
 calibration rows' accuracy against its sampling error; ``details.check.code`` says which failed
 (:data:`CHECK_CODES`), and ``iau unlearn --fallback retrain`` retrains instead.
 
@@ -112,9 +116,9 @@ def run(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
 
 
 def _laddered(ctx: UnlearnContext, options: IauOptions, weights: list[float]) -> MethodOutput:
-    """The targeted rule at each anchor weight in turn, strongest first: the first whose forget rows
-    end within half the self-check's reach_tol of their targets is kept (the strongest anchor that
-    still forgets), else the last. A heavier anchor spares retained and held-out rows but on some
+    """The targeted rule at each anchor weight in turn, strongest first, each with its multiplier
+    rounds: the first whose forget rows end within ``accept_rms`` of their targets is kept (the
+    strongest anchor that still forgets), else the last run. A heavier anchor spares retained and held-out rows but on some
     requests stops the rows short (BENCHMARKS §1d), and which weight is right differs by workload and
     request size: the request's own figures choose it. Each weight after the first starts from θ*
     (``ladder_from=theta``, the default) or where the refused one ended (``previous``: a continuation
@@ -123,11 +127,12 @@ def _laddered(ctx: UnlearnContext, options: IauOptions, weights: list[float]) ->
     acceptance and leaves the rows slightly member-like: the demo's audit fails it, BENCHMARKS §1);
     the anchor and the self-check's "before" figures are θ*'s either way.
 
-    ``rounds`` > 0: at each weight, while the rows are not accepted, up to that many more runs, each
-    going on from the last with every row's target moved by the gap it was left at (the method of
-    multipliers, Hestenes 1969, Powell 1969: minimize the anchor's drift *subject to* every row
-    reaching its target; the quadratic fit term is the penalty and a row's accumulated shift its
-    multiplier). The anchor weight stays; only the rows that lag are pushed harder."""
+    ``rounds`` > 0 (the default, with the one weight 1.0): at each weight, while the rows are not
+    accepted, up to that many more runs, each going on from the last with every row's target moved
+    by the gap it was left at (the method of multipliers, Hestenes 1969, Powell 1969: minimize the
+    anchor's drift *subject to* every row reaching its target; the quadratic fit term is the penalty
+    and a row's accumulated shift its multiplier). The anchor weight stays; only the rows that lag
+    are pushed harder."""
     theta_star = copy.deepcopy(ctx.model).requires_grad_(False).eval()
     tried: list[dict[str, Any]] = []
     output: MethodOutput | None = None
