@@ -285,7 +285,10 @@ def test_the_ladder_keeps_the_strongest_anchor_that_still_reaches_the_targets_ea
     # an anchor of 1000 holds the rows at θ*'s outputs: they cannot reach their targets
     climbed = unlearn(
         request(
-            paths["original"], ids, tmp_path / "l.safetensors", options={"ladder": "1000,0.1", "ladder_from": "theta", "rounds": 0}
+            paths["original"],
+            ids,
+            tmp_path / "l.safetensors",
+            options={"ladder": "1000,0.1", "ladder_from": "theta", "rounds": 0},
         )
     )
     tried = climbed.details["ladder"]
