@@ -89,10 +89,15 @@ def test_an_anchor_ladder_is_weights_and_not_given_beside_a_correction() -> None
     from iau_cli.core.methods.options import DEFAULT_LADDER, IauOptions
 
     assert IauOptions().anchor_ladder() == [float(w) for w in DEFAULT_LADDER.split(",")]
-    assert IauOptions(correction=0.1).anchor_ladder() is None  # a correction given: one run at it
+    assert IauOptions(correction=0.1).anchor_ladder() is None  # a correction given: that weight alone
     assert IauOptions(ladder="0.5,0.2").anchor_ladder() == [0.5, 0.2]
     for ladder in ("", "1.0,x", "1.0,-0.1"):
         with pytest.raises(ConfigError, match="ladder"):
             IauOptions(ladder=ladder)
     with pytest.raises(ConfigError, match="ladder and correction: give one"):
         IauOptions(ladder="1.0,0.1", correction=0.3)
+    with pytest.raises(ConfigError, match="rounds: must be zero or positive"):
+        IauOptions(rounds=-1)
+    for accept in (0.0, -0.5):
+        with pytest.raises(ConfigError, match="accept_rms: must be positive"):
+            IauOptions(accept_rms=accept)

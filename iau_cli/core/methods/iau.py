@@ -106,8 +106,8 @@ def run(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
         return _adam_sign(ctx, options)
     if rule == "targeted":
         weights = options.anchor_ladder()
-        if weights is None and options.rounds:  # a correction given: its multiplier rounds
-            weights = [options.correction if options.correction is not None else 0.1]
+        if weights is None and options.rounds and options.correction is not None:  # its multiplier rounds
+            weights = [options.correction]
         return _laddered(ctx, options, weights) if weights else _targeted(ctx, options)
     output = _matched(ctx, options)
     if options.rule == "auto" and options.purpose == "erase":

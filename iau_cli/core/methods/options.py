@@ -136,7 +136,7 @@ class IauOptions(Checked):
                 )
             if self.correction is not None:
                 problems.append(
-                    "ladder and correction: give one (a ladder tries its own weights; correction is one run)"
+                    "ladder and correction: give one (a ladder tries its own weights; correction is one weight)"
                 )
         if self.accept_rms is not None and not self.accept_rms > 0:
             problems.append("accept_rms: must be positive")
