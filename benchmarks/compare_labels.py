@@ -69,14 +69,17 @@ def main() -> None:
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args()
     cells: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
-    seen: set[str] = set()
+    # One run per (workload, request, label, seed): a later file or line replaces an earlier one, so a
+    # reused --out folder's runs.jsonl, which keeps the runs of an older default under the same label
+    # (with an older key), counts only the newest.
+    latest: dict[str, dict[str, Any]] = {}
     for path in args.runs:
         for run in load_runs(path):
-            key = run.get("key") or json.dumps([run["workload"], run["label"], request_name(run), run["seed"]])
-            if key in seen:
-                continue
-            seen.add(key)
-            cells[(run["workload"], request_name(run))][run["label"]].append(run)
+            identity = json.dumps([run["workload"], request_name(run), run["label"], run["seed"]])
+            latest.pop(identity, None)
+            latest[identity] = run
+    for run in latest.values():
+        cells[(run["workload"], request_name(run))][run["label"]].append(run)
     lines = [
         "| workload | request | method | seeds | ToW | mean \\|test gap\\| (pt) | mean \\|AUC gap\\| | retain "
         "| worst request's test drop (pt) | RTE | anchor kept |",

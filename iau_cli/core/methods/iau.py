@@ -26,7 +26,7 @@ request on a memorizing table short of its targets (BENCHMARKS §1d), and relaxi
 (the ``ladder`` of lighter weights that was the default before) pays for the lagging rows with all
 the others' drift. So the default keeps c = 1.0 and treats the targets as constraints: while the
 rows end more than ``accept_rms`` (0.25 logit, rms) from their targets it runs again from where it
-stopped, each row aiming below its target by the gap it has been left at so far (``rounds``, at
+stopped, each row aiming past its target by the gap it has been left at so far (``rounds``, at
 most 3 more: the method of multipliers, Hestenes 1969, Powell 1969, with the quadratic fit as the
 penalty and a row's accumulated shift as its multiplier). Only the rows that lag are pushed harder;
 a request that reaches its targets at once costs one run. A fixed budget of steps per run (default
@@ -151,6 +151,7 @@ def _laddered(ctx: UnlearnContext, options: IauOptions, weights: list[float]) ->
                     "round": round_,
                     "target_rms_after": rms,
                     "target_gap_after": output.details["target_gap_after"],
+                    "steps": output.details["steps"],
                     "check": output.details["check"]["code"],
                 }
             )
@@ -161,6 +162,8 @@ def _laddered(ctx: UnlearnContext, options: IauOptions, weights: list[float]) ->
             break
     assert output is not None
     output.details["ladder"] = tried
+    output.details["runs"] = len(tried)  # details.steps is the kept run's; every run took as many at most
+    output.details["steps_all_runs"] = sum(t["steps"] for t in tried)
     return output
 
 
@@ -182,7 +185,7 @@ def _targeted_run(
     reported is against the targets themselves."""
     # Long on purpose: one optimization loop (its schedule, samples and stop test share the loop's state).
     lr = options.step_size if options.step_size is not None else 2e-3
-    correction = options.correction if options.correction is not None else 0.1
+    correction = options.correction if options.correction is not None else 1.0
     retain_batch = options.retain_batch if options.retain_batch is not None else 128
     max_steps = options.steps if options.steps is not None else 150
     retain_ce = options.retain_ce if options.retain_ce is not None else 0.0

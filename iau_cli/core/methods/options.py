@@ -138,8 +138,8 @@ class IauOptions(Checked):
                 problems.append(
                     "ladder and correction: give one (a ladder tries its own weights; correction is one weight)"
                 )
-        if self.accept_rms is not None and not self.accept_rms > 0:
-            problems.append("accept_rms: must be positive")
+        if self.accept_rms is not None and not 0 < self.accept_rms <= self.reach_tol:
+            problems.append("accept_rms: must be positive and at most reach_tol (an accepted run must pass the check)")
         if self.rounds < 0:
             problems.append("rounds: must be zero or positive")
         if not self.reach_tol > 0:

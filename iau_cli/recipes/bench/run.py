@@ -18,7 +18,7 @@ from iau_cli.io.files import clean_json
 from iau_cli.progress import Progress, no_progress
 from iau_cli.recipes.bench.cells import SeedGrid, retrain_first, warm_up
 from iau_cli.recipes.bench.spec import LISTED, BenchConfig, RequestSize, workload_config
-from iau_cli.recipes.bench.store import cell_key
+from iau_cli.recipes.bench.store import cell_key, method_revision
 from iau_cli.recipes.bench.summary import summarize, targets
 
 
@@ -88,6 +88,7 @@ def run_bench(
                         else:
                             run = grid.cell(entry, size, chain)
                             run["key"] = key
+                            run["revision"] = method_revision(entry)
                             runs.append(run)
                             if distributed.is_main():
                                 with open(log_path, "a", encoding="utf-8") as handle:

@@ -24,11 +24,16 @@ def cell_key(
     what: list[object] = [workload, _keyed(run_config), dataclasses.asdict(entry), request.key(), seed]
     if chain != 1:
         what.append({"chain": chain})
-    revision = 0 if entry.method == ORIGINAL else get_method(entry.method).revision
+    revision = method_revision(entry)
     if revision:
         what.append({"revision": revision})
     text = json.dumps(what, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def method_revision(entry: MethodEntry) -> int:
+    """The catalog revision of the entry's method (0 for the original, which runs nothing)."""
+    return 0 if entry.method == ORIGINAL else get_method(entry.method).revision
 
 
 def _keyed(config: RunConfig) -> dict[str, object]:
