@@ -363,3 +363,25 @@ def test_multiplier_rounds_move_lagging_rows_toward_their_targets_at_the_same_an
         request(paths["original"], ids, tmp_path / "g.safetensors", options={"correction": 30.0, "rounds": 1})
     )
     assert [t["round"] for t in given.details["ladder"]] == [0, 1]
+
+
+def test_when_no_run_is_accepted_the_one_nearest_its_targets_is_kept_with_its_weights(
+    prototype_models: dict[str, dict[str, Path]], tmp_path: Path
+) -> None:
+    """A later run can end farther from the targets than an earlier one; when none is accepted the
+    nearest is kept — its figures and its weights, not the last run's."""
+    paths = prototype_models["memorizing"]
+    ids = paths["ids"].read_text().split()[:20]
+    light = unlearn(
+        request(paths["original"], ids, tmp_path / "a.safetensors", options={"correction": 0.1, "rounds": 0})
+    )
+    # an acceptance nothing meets; the second weight (1000) holds the rows at θ*'s outputs, far off
+    options = {"ladder": "0.1,1000", "rounds": 0, "accept_rms": 1e-6}
+    kept = unlearn(request(paths["original"], ids, tmp_path / "k.safetensors", options=options))
+    tried = kept.details["ladder"]
+    assert [t["correction"] for t in tried] == [0.1, 1000.0]
+    assert tried[0]["target_rms_after"] < tried[1]["target_rms_after"]
+    assert kept.details["kept_run"] == 0 and kept.details["correction"] == 0.1
+    assert kept.details["target_rms_after"] == pytest.approx(light.details["target_rms_after"])
+    first, second = (load_checkpoint(tmp_path / f).state_dict for f in ("a.safetensors", "k.safetensors"))
+    assert all(torch.equal(first[k], second[k]) for k in first)

@@ -58,7 +58,7 @@ class MethodSpec:
 
 _M = "iau_cli.core.methods."
 CATALOG: tuple[MethodSpec, ...] = (
-    MethodSpec("iau", IauOptions, _M + "iau:run", "IAU: ascent on forget + correction on retained rows from θ*, iterated to per-row held-out loss targets (or the reference's one Adam sign step)", revision=2),
+    MethodSpec("iau", IauOptions, _M + "iau:run", "IAU: ascent on forget + correction on retained rows from θ*, iterated to per-row held-out loss targets (or the reference's one Adam sign step)", revision=3),
     MethodSpec("retrain", RetrainOptions, _M + "retrain:run", "retrain from scratch on the retained rows with the checkpoint's own recipe", retrains=True),
     MethodSpec("finetune", FinetuneOptions, _M + "descent:run_finetune", "a few epochs of the recipe on the retained rows"),
     MethodSpec("gradient-ascent", AscentOptions, _M + "descent:run_gradient_ascent", "gradient ascent on the forget rows"),

@@ -118,7 +118,8 @@ def run(ctx: UnlearnContext, options: IauOptions) -> MethodOutput:
 def _laddered(ctx: UnlearnContext, options: IauOptions, weights: list[float]) -> MethodOutput:
     """The targeted rule at each anchor weight in turn, strongest first, each with its multiplier
     rounds: the first whose forget rows end within ``accept_rms`` of their targets is kept (the
-    strongest anchor that still forgets), else the last run. A heavier anchor spares retained and held-out rows but on some
+    strongest anchor that still forgets), else the run that ended nearest its targets (a later round
+    can end farther than an earlier one: each run stops after its budget, not at convergence). A heavier anchor spares retained and held-out rows but on some
     requests stops the rows short (BENCHMARKS §1d), and which weight is right differs by workload and
     request size: the request's own figures choose it. Each weight after the first starts from θ*
     (``ladder_from=theta``, the default) or where the refused one ended (``previous``: a continuation
@@ -136,6 +137,7 @@ def _laddered(ctx: UnlearnContext, options: IauOptions, weights: list[float]) ->
     theta_star = copy.deepcopy(ctx.model).requires_grad_(False).eval()
     tried: list[dict[str, Any]] = []
     output: MethodOutput | None = None
+    nearest: tuple[float, int, MethodOutput, dict[str, torch.Tensor]] | None = None
     accept = options.accept_rms if options.accept_rms is not None else 0.25 * options.reach_tol
     for n, weight in enumerate(weights):
         if n and options.ladder_from == "theta":
@@ -157,11 +159,18 @@ def _laddered(ctx: UnlearnContext, options: IauOptions, weights: list[float]) ->
             )
             if rms <= accept:
                 break
+            if nearest is None or rms < nearest[0]:  # kept in case no later run is accepted
+                nearest = (rms, len(tried) - 1, output, copy.deepcopy(ctx.model.state_dict()))
             shift = gap if shift is None else shift + gap
         if rms <= accept:
             break
     assert output is not None
+    kept = len(tried) - 1
+    if rms > accept and nearest is not None and nearest[0] < rms:  # none accepted: the nearest run
+        _, kept, output, state = nearest
+        ctx.model.load_state_dict(state)
     output.details["ladder"] = tried
+    output.details["kept_run"] = kept  # its position in ladder
     output.details["runs"] = len(tried)  # details.steps is the kept run's; every run took as many at most
     output.details["steps_all_runs"] = sum(t["steps"] for t in tried)
     return output
