@@ -81,7 +81,7 @@ class IauOptions(Checked):
     )
     ladder: str | None = help_field(
         "targeted: anchor weights to try in turn, strongest first (see ladder_from), each with its rounds: the "
-        "first whose forget rows are accepted (accept_rms) is kept, else the last. Unset: 1.0, or correction "
+        "first whose forget rows are accepted (accept_rms) is kept, else the nearest. Unset: 1.0, or correction "
         "when it is given.",
         default=None,
     )
