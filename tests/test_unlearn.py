@@ -218,6 +218,9 @@ def test_cli_unlearn_report_json_and_stdin(small_checkpoint: Path, train_ids: li
     assert sum(parts.values()) <= payload["seconds"]["total"] + 1e-3, payload["seconds"]
     assert payload["before"]["forget_accuracy"] is not None
     assert "forget accuracy" in report.read_text()
+    # What the method resolved an unset option to is in the report, not hidden behind the option's name.
+    resolved = [k for k in payload["details"] if payload["options"].get(k, 0) is None]
+    assert resolved and all(f"{k} (ran)" in report.read_text() for k in resolved), resolved
     html = tmp_path / "record.html"
     assert (
         run_cli(

@@ -373,7 +373,11 @@ def unlearn_report(result: UnlearnResult) -> Report:
         )
     method_rows = [["method", result.method]]
     method_rows += [[k, fmt(v)] for k, v in result.options.items() if v is not None]
-    method_rows += [[k, fmt(v)] for k, v in result.details.items() if k not in result.options]
+    for k, v in result.details.items():  # a detail named like an option is what the method resolved it to
+        if k not in result.options:
+            method_rows.append([k, fmt(v)])
+        elif v != result.options[k]:
+            method_rows.append([f"{k} (ran)", fmt(v)])
     if result.ledger:
         method_rows.append(
             ["retain gradient", result.ledger.get("path", "not needed") + f" ({result.ledger.get('detail', '')})"]
