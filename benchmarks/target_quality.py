@@ -9,8 +9,8 @@ other seeds), and per forget row φ = log(p_y/(1 − p_y)) of each. Reports the 
 the retrained models' mean φ per row: mean and spread of each, their correlation and rms distance,
 the least-squares line μ ≈ a + b·t (b < 1: the targets are spread wider than the conditional mean),
 the line from the references' own mean φ̄ to μ against the line ``iau train`` fitted on held-out rows,
-and — the floor no target can beat with this many retrains — one retrained model's rms distance and
-correlation to the mean of the others. Not a test: the figures are in BENCHMARKS.md §1.
+and, as a yardstick (not a floor: the conditional mean would sit closer to μ), one retrained model's
+rms distance and correlation to the mean of the others. Not a test: the figures are in BENCHMARKS.md §1.
 """
 
 from __future__ import annotations
