@@ -75,12 +75,8 @@ def one_workload(name: str, ratio: float, retrains: int, folder: Path) -> dict:
         "line_retrained_mean_on_target": least_squares(targets, mu),
         "line_fitted_at_training": [a, b],
         "line_retrained_mean_on_reference_mean": least_squares(reference_mean, mu),
-        "floor_rms_one_retrain_to_others": float(
-            np.mean([np.sqrt(np.mean((p - o) ** 2)) for p, o in zip(phis, others)])
-        ),
-        "floor_correlation_one_retrain_to_others": float(
-            np.mean([np.corrcoef(p, o)[0, 1] for p, o in zip(phis, others)])
-        ),
+        "one_retrain_rms_to_others": float(np.mean([np.sqrt(np.mean((p - o) ** 2)) for p, o in zip(phis, others)])),
+        "one_retrain_correlation_to_others": float(np.mean([np.corrcoef(p, o)[0, 1] for p, o in zip(phis, others)])),
     }
 
 
@@ -92,7 +88,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     if args.retrains < 3:
-        parser.error("--retrains: at least 3 (the floor compares one retrained model with the mean of the others)")
+        parser.error("--retrains: at least 3 (one retrained model is compared with the mean of the others)")
     results = []
     with tempfile.TemporaryDirectory() as folder:
         for name in args.workloads.split(","):
