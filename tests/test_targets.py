@@ -385,3 +385,47 @@ def test_when_no_run_is_accepted_the_one_nearest_its_targets_is_kept_with_its_we
     assert kept.details["target_rms_after"] == pytest.approx(light.details["target_rms_after"])
     first, second = (load_checkpoint(tmp_path / f).state_dict for f in ("a.safetensors", "k.safetensors"))
     assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_a_midcourse_update_settles_the_rows_at_their_targets_not_above_them(
+    prototype_models: dict[str, dict[str, Path]], tmp_path: Path
+) -> None:
+    """A run at a heavy anchor stops every row a little above its target (the penalty's bias: the
+    mean gap is most of the rms). midcourse moves each row's aim by the gap it is at part-way
+    through, once the rows are near: the run ends with a smaller mean gap and rms; where they are
+    still far at that point, the aims are left alone (the gap is then mostly the way still to go)."""
+    paths = prototype_models["memorizing"]
+    ids = paths["ids"].read_text().split()[:20]
+    one_run = {"ladder": "3", "rounds": 0}
+    plain = unlearn(request(paths["original"], ids, tmp_path / "p.safetensors", options=one_run))
+    settled = unlearn(
+        request(paths["original"], ids, tmp_path / "m.safetensors", options={**one_run, "midcourse": 0.67})
+    )
+    assert plain.details["target_gap_after"] > 0.5 * plain.details["target_rms_after"] > 0.02
+    assert settled.details["midcourse"] == {"step": 100, "moved_aims": True}
+    assert abs(settled.details["target_gap_after"]) < 0.5 * plain.details["target_gap_after"]
+    assert settled.details["target_rms_after"] < plain.details["target_rms_after"]
+    # an anchor so heavy the rows are far off at step 100: no update, the same run as without one
+    far = {"ladder": "1000", "rounds": 0}
+    held = unlearn(request(paths["original"], ids, tmp_path / "f.safetensors", options={**far, "midcourse": 0.67}))
+    alone = unlearn(request(paths["original"], ids, tmp_path / "g.safetensors", options=far))
+    assert held.details["midcourse"]["moved_aims"] is False
+    assert held.details["target_rms_after"] == pytest.approx(alone.details["target_rms_after"])
+
+
+def test_target_scale_moves_every_stored_target_toward_even_odds(
+    prototype_models: dict[str, dict[str, Path]], tmp_path: Path
+) -> None:
+    """target_scale=s aims every row at s·t (t its stored target; φ = 0 is p_y = ½): the written
+    model's rows end near s·t, farther from t, and every figure the rule reports is against s·t."""
+    paths = prototype_models["memorizing"]
+    ids = paths["ids"].read_text().split()[:20]
+    unlearned = unlearn(request(paths["original"], ids, tmp_path / "s.safetensors", options={"target_scale": 0.5}))
+    original = load_checkpoint(paths["original"])
+    targets, _ = lookup_targets(original.meta.references, original.reference_tensors, ids)
+    restored = restore(tmp_path / "s.safetensors")
+    rows = [restored.data.train.row_index()[i] for i in ids]
+    margins = predict(restored.model, restored.data.train, rows, restored.device, keep_margins=True).margins
+    to_scaled = float(np.sqrt(np.mean((margins - 0.5 * targets) ** 2)))
+    assert to_scaled == pytest.approx(unlearned.details["target_rms_after"], abs=1e-4)
+    assert float(np.sqrt(np.mean((margins - targets) ** 2))) > to_scaled + 0.25 * float(np.sqrt(np.mean(targets**2)))

@@ -96,6 +96,18 @@ class IauOptions(Checked):
         "(the method of multipliers).",
         default=3,
     )
+    midcourse: float = help_field(
+        "targeted: at this fraction of each run's steps, every row's aim is moved by the gap it is at then "
+        "(one multiplier update inside the run, so its late steps settle the rows at their targets rather "
+        "than above them); 0 turns it off.",
+        default=0.0,
+    )
+    target_scale: float = help_field(
+        "targeted: every stored target times this (toward p_y = 1/2, where φ = 0): below 1 shrinks the "
+        "targets toward what retrained models give a row on average (the stored ones average two references "
+        "and are spread wider than that).",
+        default=1.0,
+    )
     accept_rms: float | None = help_field(
         "targeted ladder and rounds: the rows are accepted (no lighter weight, no further round) once their "
         "rms distance to their targets is at most this (logit units). Default a quarter of reach_tol.",
@@ -140,6 +152,10 @@ class IauOptions(Checked):
                 )
         if self.accept_rms is not None and not 0 < self.accept_rms <= self.reach_tol:
             problems.append("accept_rms: must be positive and at most reach_tol (an accepted run must pass the check)")
+        if not 0 <= self.midcourse < 1:
+            problems.append("midcourse: must be in [0, 1) (a fraction of a run's steps; 0 turns it off)")
+        if not 0 < self.target_scale <= 4:
+            problems.append("target_scale: must be in (0, 4]")
         if self.rounds < 0:
             problems.append("rounds: must be zero or positive")
         if not self.reach_tol > 0:
