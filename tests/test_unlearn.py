@@ -221,6 +221,9 @@ def test_cli_unlearn_report_json_and_stdin(small_checkpoint: Path, train_ids: li
     # What the method resolved an unset option to is in the report, not hidden behind the option's name.
     resolved = [k for k in payload["details"] if payload["options"].get(k, 0) is None]
     assert resolved and all(f"{k} (ran)" in report.read_text() for k in resolved), resolved
+    # nested details (the self-check, each run of the rule) read as key-value pairs, not a Python repr
+    assert any(isinstance(v, dict) for v in payload["details"].values())
+    assert "{'" not in report.read_text() and f"code {payload['details']['check']['code']}" in report.read_text()
     html = tmp_path / "record.html"
     assert (
         run_cli(

@@ -342,6 +342,16 @@ def train_report(result: TrainResult) -> Report:
     )
 
 
+def _detail(value: Any) -> str:
+    """A method detail for a report cell: nested records as ``key value`` pairs (a list of runs
+    one after another), not a Python repr; the JSON keeps the structure."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_detail(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return " | ".join(_detail(v) for v in value) if value else "—"
+    return fmt(value)
+
+
 def unlearn_report(result: UnlearnResult) -> Report:
     ids = result.ids
     id_rows = [
@@ -375,9 +385,9 @@ def unlearn_report(result: UnlearnResult) -> Report:
     method_rows += [[k, fmt(v)] for k, v in result.options.items() if v is not None]
     for k, v in result.details.items():  # a detail named like an option is what the method resolved it to
         if k not in result.options:
-            method_rows.append([k, fmt(v)])
+            method_rows.append([k, _detail(v)])
         elif v != result.options[k]:
-            method_rows.append([f"{k} (ran)", fmt(v)])
+            method_rows.append([f"{k} (ran)", _detail(v)])
     if result.ledger:
         method_rows.append(
             ["retain gradient", result.ledger.get("path", "not needed") + f" ({result.ledger.get('detail', '')})"]
