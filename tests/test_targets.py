@@ -402,7 +402,9 @@ def test_a_midcourse_update_settles_the_rows_at_their_targets_not_above_them(
         request(paths["original"], ids, tmp_path / "m.safetensors", options={**one_run, "midcourse": 0.67})
     )
     assert plain.details["target_gap_after"] > 0.5 * plain.details["target_rms_after"] > 0.02
-    assert settled.details["midcourse"] == {"step": 100, "moved_aims": True}
+    update = settled.details["midcourse"]
+    assert update["step"] == 100 and update["moved_aims"] is True and update["gap_mean_added"] > 0
+    assert settled.details["ladder"][0]["midcourse"] == update  # each run's update is in the list of runs
     assert abs(settled.details["target_gap_after"]) < 0.5 * plain.details["target_gap_after"]
     assert settled.details["target_rms_after"] < plain.details["target_rms_after"]
     # an anchor so heavy the rows are far off at step 100: no update, the same run as without one
@@ -429,3 +431,28 @@ def test_target_scale_moves_every_stored_target_toward_even_odds(
     to_scaled = float(np.sqrt(np.mean((margins - 0.5 * targets) ** 2)))
     assert to_scaled == pytest.approx(unlearned.details["target_rms_after"], abs=1e-4)
     assert float(np.sqrt(np.mean((margins - targets) ** 2))) > to_scaled + 0.25 * float(np.sqrt(np.mean(targets**2)))
+
+
+def test_each_round_starts_from_every_shift_the_runs_before_it_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rounds add up the shifts: a run's own update inside it (midcourse) and the gap it ended
+    at both carry into the next run's aims — dropping either would aim the next round short."""
+    from types import SimpleNamespace
+
+    from iau_cli.core.methods import iau
+    from iau_cli.core.methods.base import MethodOutput
+    from iau_cli.core.methods.options import IauOptions
+
+    received: list[np.ndarray | None] = []
+
+    def one_run(ctx, options, theta_star, shift):  # noqa: ANN001, ANN202
+        received.append(None if shift is None else shift.copy())
+        moved = np.full(3, 0.25) if shift is None else shift + 0.25  # the run's own midcourse update
+        details = {"target_rms_after": 0.5, "target_gap_after": 0.5, "steps": 150, "check": {"code": "ok"}}
+        return MethodOutput(ctx.model, details), np.full(3, 0.5), moved
+
+    monkeypatch.setattr(iau, "_targeted_run", one_run)
+    ctx = SimpleNamespace(model=torch.nn.Linear(2, 2))
+    output = iau._laddered(ctx, IauOptions(ladder="1.0", rounds=2, accept_rms=0.25), [1.0])
+    assert received[0] is None and output.details["runs"] == 3
+    np.testing.assert_allclose(received[1], 0.75)  # 0.25 inside run 1, then its end gap 0.5
+    np.testing.assert_allclose(received[2], 1.5)  # and again for run 2

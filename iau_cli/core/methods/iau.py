@@ -155,6 +155,7 @@ def _laddered(ctx: UnlearnContext, options: IauOptions, weights: list[float]) ->
                     "target_gap_after": output.details["target_gap_after"],
                     "steps": output.details["steps"],
                     "check": output.details["check"]["code"],
+                    **({"midcourse": output.details["midcourse"]} if "midcourse" in output.details else {}),
                 }
             )
             if rms <= accept:
@@ -219,7 +220,10 @@ def _targeted_run(
     aims = targets if shift is None else targets - shift
     targets_t = torch.from_numpy(aims).float().to(device)
     start_phi = phi(anchor, ctx.data.train, ctx.forget_rows, device)
-    midcourse = round(options.midcourse * max_steps) if options.midcourse > 0 else 0
+    # the step after which the aims move: at least one step before it and one after (else none)
+    midcourse = min(max(round(options.midcourse * max_steps), 1), max_steps - 1) if options.midcourse > 0 else 0
+    shift_start = float(np.mean(shift)) if shift is not None else 0.0
+    gap_moved: float | None = None
     accept = options.accept_rms if options.accept_rms is not None else 0.25 * options.reach_tol
     moved = False
     steps = 0
@@ -235,7 +239,7 @@ def _targeted_run(
             if float(np.sqrt(np.mean(gap_now**2))) <= 2 * accept:
                 shift = gap_now if shift is None else shift + gap_now
                 targets_t = torch.from_numpy(targets - shift).float().to(device)
-                moved = True
+                moved, gap_moved = True, float(np.mean(gap_now))
         if n_forget <= options.forget_batch:
             positions = torch.arange(n_forget)
         else:
@@ -297,8 +301,15 @@ def _targeted_run(
             ),
         ),
     }
-    if midcourse:
-        details["midcourse"] = {"step": midcourse, "moved_aims": moved}
+    if options.midcourse > 0:  # what the update did; the mean shifts let a reader follow the rounds' sums
+        details["midcourse"] = {
+            "step": midcourse or None,  # None: too few steps for one before and one after
+            "moved_aims": moved,
+            "aim_shift_mean_at_start": shift_start,
+            "gap_mean_added": gap_moved,
+        }
+    if options.target_scale != 1.0:
+        details["target_scale"] = options.target_scale
     return MethodOutput(model, details), gap_after, shift
 
 

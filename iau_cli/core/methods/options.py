@@ -105,7 +105,8 @@ class IauOptions(Checked):
     target_scale: float = help_field(
         "targeted: every stored target times this (toward p_y = 1/2, where φ = 0): below 1 shrinks the "
         "targets toward what retrained models give a row on average (the stored ones average two references "
-        "and are spread wider than that).",
+        "and are spread wider than that). Rows without a stored target (learned after training) keep their "
+        "held-out median target, unscaled.",
         default=1.0,
     )
     accept_rms: float | None = help_field(
