@@ -99,14 +99,15 @@ class IauOptions(Checked):
     midcourse: float = help_field(
         "targeted: at this fraction of each run's steps, every row's aim is moved by the gap it is at then "
         "(one multiplier update inside the run, so its late steps settle the rows at their targets rather "
-        "than above them); 0 turns it off.",
+        "than above them); 0 turns it off. Measured, not adopted: fewer runs, but chains lose ToW (BENCHMARKS §1).",
         default=0.0,
     )
     target_scale: float = help_field(
         "targeted: every stored target times this (toward p_y = 1/2, where φ = 0): below 1 shrinks the "
         "targets toward what retrained models give a row on average (the stored ones average two references "
         "and are spread wider than that). Rows without a stored target (learned after training) keep their "
-        "held-out median target, unscaled.",
+        "held-out median target, unscaled. Measured, not adopted: the per-example attacker gets stronger "
+        "(BENCHMARKS §1).",
         default=1.0,
     )
     accept_rms: float | None = help_field(
