@@ -138,7 +138,7 @@ def _laddered(ctx: UnlearnContext, options: IauOptions, weights: list[float]) ->
     tried: list[dict[str, Any]] = []
     output: MethodOutput | None = None
     nearest: tuple[float, int, MethodOutput, dict[str, torch.Tensor]] | None = None
-    accept = options.accept_rms if options.accept_rms is not None else 0.25 * options.reach_tol
+    accept = options.acceptance()
     for n, weight in enumerate(weights):
         if n and options.ladder_from == "theta":
             ctx.model.load_state_dict(theta_star.state_dict())
@@ -223,9 +223,7 @@ def _targeted_run(
     # the step after which the aims move: at least one step before it and one after (else none)
     midcourse = min(max(round(options.midcourse * max_steps), 1), max_steps - 1) if options.midcourse > 0 else 0
     shift_start = float(np.mean(shift)) if shift is not None else 0.0
-    gap_moved: float | None = None
-    accept = options.accept_rms if options.accept_rms is not None else 0.25 * options.reach_tol
-    moved = False
+    gap_moved: float | None = None  # the mean gap the update added; None while the aims have not moved
     steps = 0
     for step in range(1, max_steps + 1):
         if step == midcourse + 1 and midcourse:
@@ -236,10 +234,10 @@ def _targeted_run(
             # mostly the way still to go, which the remaining steps cover anyway — adding it would
             # overshoot (measured on 5% of purchase-mlp), and the rounds deal with such requests.
             gap_now = phi(model, ctx.data.train, ctx.forget_rows, device) - targets
-            if float(np.sqrt(np.mean(gap_now**2))) <= 2 * accept:
+            if float(np.sqrt(np.mean(gap_now**2))) <= 2 * options.acceptance():
                 shift = gap_now if shift is None else shift + gap_now
                 targets_t = torch.from_numpy(targets - shift).float().to(device)
-                moved, gap_moved = True, float(np.mean(gap_now))
+                gap_moved = float(np.mean(gap_now))
         if n_forget <= options.forget_batch:
             positions = torch.arange(n_forget)
         else:
@@ -304,7 +302,7 @@ def _targeted_run(
     if options.midcourse > 0:  # what the update did; the mean shifts let a reader follow the rounds' sums
         details["midcourse"] = {
             "step": midcourse or None,  # None: too few steps for one before and one after
-            "moved_aims": moved,
+            "moved_aims": gap_moved is not None,
             "aim_shift_mean_at_start": shift_start,
             "gap_mean_added": gap_moved,
         }

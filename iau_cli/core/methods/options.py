@@ -166,6 +166,10 @@ class IauOptions(Checked):
             problems.append("target_level: must be in (0, 1)")
         return problems
 
+    def acceptance(self) -> float:
+        """The targeted rule's acceptance: ``accept_rms``, else a quarter of ``reach_tol``."""
+        return self.accept_rms if self.accept_rms is not None else 0.25 * self.reach_tol
+
     def anchor_ladder(self) -> list[float] | None:
         """The targeted rule's anchor weights to try in turn: ``ladder`` as given, else none when
         ``correction`` is given (that weight, with its rounds), else :data:`DEFAULT_LADDER`."""
